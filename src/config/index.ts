@@ -1,0 +1,93 @@
+import {
+  type Env, databaseUrl, host, httpUrlList, oneOf, optionalHttpUrl, port, ports, seconds, text,
+} from './parse.ts'
+
+export { ConfigError } from './parse.ts'
+export type { Env } from './parse.ts'
+
+export const ROLES = ['registry', 'product', 'order', 'all'] as const
+export type Role = (typeof ROLES)[number]
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+export type LogLevel = (typeof LOG_LEVELS)[number]
+
+/** Every default in one place. */
+export const DEFAULTS = {
+  host: '0.0.0.0',
+  port: { registry: 8080, product: 8081, order: 8083 },
+  allPorts: { registry: 8080, product: [8081, 8082], order: [8083] },
+  registryUrl: 'http://localhost:8080',
+  heartbeatIntervalSeconds: 10,
+  registryTtlSeconds: 30,
+  dataDir: './data',
+  logLevel: 'info' as LogLevel,
+  shutdownTimeoutSeconds: 8,
+  upstreamTimeoutSeconds: 5,
+} as const
+
+export interface CommonConfig {
+  host: string
+  port: number
+  logLevel: LogLevel
+  shutdownTimeoutSeconds: number
+}
+
+export interface RegistryConfig extends CommonConfig {
+  ttlSeconds: number
+}
+
+export interface ServiceConfig extends CommonConfig {
+  registryUrls: string[]
+  /** Advertised URL; undefined means derive it from the bound address once listening. */
+  serviceUrl: string | undefined
+  heartbeatIntervalSeconds: number
+  dataDir: string
+  databaseUrl: string | undefined
+  upstreamTimeoutSeconds: number
+}
+
+export interface AllConfig {
+  host: string
+  logLevel: LogLevel
+  registryPort: number
+  productPorts: number[]
+  orderPorts: number[]
+}
+
+function common(env: Env, role: Exclude<Role, 'all'>): CommonConfig {
+  return {
+    host: host(env, 'HOST', DEFAULTS.host),
+    port: port(env, 'PORT', DEFAULTS.port[role]),
+    logLevel: oneOf(env, 'LOG_LEVEL', DEFAULTS.logLevel, LOG_LEVELS),
+    shutdownTimeoutSeconds: seconds(env, 'SHUTDOWN_TIMEOUT_SECONDS', DEFAULTS.shutdownTimeoutSeconds, { min: 0.1, max: 300 }),
+  }
+}
+
+export function loadRegistryConfig(env: Env): RegistryConfig {
+  return {
+    ...common(env, 'registry'),
+    ttlSeconds: seconds(env, 'REGISTRY_TTL_SECONDS', DEFAULTS.registryTtlSeconds, { min: 0.1, max: 86_400 }),
+  }
+}
+
+export function loadServiceConfig(env: Env, role: 'product' | 'order'): ServiceConfig {
+  return {
+    ...common(env, role),
+    registryUrls: httpUrlList(env, 'REGISTRY_URL', DEFAULTS.registryUrl),
+    serviceUrl: optionalHttpUrl(env, 'SERVICE_URL'),
+    heartbeatIntervalSeconds: seconds(env, 'HEARTBEAT_INTERVAL_SECONDS', DEFAULTS.heartbeatIntervalSeconds, { min: 0.05, max: 3600 }),
+    dataDir: text(env, 'DATA_DIR', DEFAULTS.dataDir),
+    databaseUrl: databaseUrl(env, 'DATABASE_URL'),
+    upstreamTimeoutSeconds: seconds(env, 'UPSTREAM_TIMEOUT_SECONDS', DEFAULTS.upstreamTimeoutSeconds, { min: 0.05, max: 300 }),
+  }
+}
+
+export function loadAllConfig(env: Env): AllConfig {
+  return {
+    host: host(env, 'HOST', DEFAULTS.host),
+    logLevel: oneOf(env, 'LOG_LEVEL', DEFAULTS.logLevel, LOG_LEVELS),
+    registryPort: port(env, 'REGISTRY_PORT', DEFAULTS.allPorts.registry),
+    productPorts: ports(env, 'PRODUCT_PORTS', [...DEFAULTS.allPorts.product]),
+    orderPorts: ports(env, 'ORDER_PORTS', [...DEFAULTS.allPorts.order]),
+  }
+}

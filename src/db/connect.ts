@@ -1,0 +1,27 @@
+import type { Logger } from '../platform/logger.ts'
+import { backoffDelay } from '../discovery/backoff.ts'
+import type { Database } from './database.ts'
+
+/**
+ * Connects and migrates, retrying with backoff while the database is unreachable (in Compose it
+ * may start after us). Gives up after `maxWaitMs` so that a wrong URL does not hang forever.
+ */
+export async function connectWithRetry<T>(database: Database<T>, logger: Logger, migrateNow: () => Promise<string[]>, maxWaitMs = 60_000): Promise<void> {
+  const started = Date.now()
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await database.ping()
+      const applied = await migrateNow()
+      logger.info({ event: 'database_ready', dialect: database.dialect, location: database.location, migrations_applied: applied }, 'database ready')
+      return
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error)
+      if (Date.now() - started > maxWaitMs) {
+        throw new Error(`database ${database.location} not usable after ${Math.round(maxWaitMs / 1000)} s: ${message}`, { cause: error })
+      }
+      const delay = backoffDelay(attempt, { initialMs: 250, maxMs: 5000 })
+      logger.warn({ event: 'database_unavailable', location: database.location, attempt: attempt + 1, retry_in_ms: delay, err_message: message }, 'database not ready; retrying')
+      await new Promise((resolve) => setTimeout(resolve, delay))
+    }
+  }
+}

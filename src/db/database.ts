@@ -1,0 +1,70 @@
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { Kysely, PostgresDialect, sql } from 'kysely'
+import { Migrator, type Migration } from 'kysely/migration'
+import pg from 'pg'
+import { sqliteDialect } from './sqlite.ts'
+
+export type Dialect = 'sqlite' | 'postgres'
+
+export interface DatabaseOptions {
+  /** Used for the SQLite file name and the migration table names. */
+  name: string
+  dataDir: string
+  databaseUrl: string | undefined
+}
+
+export interface Database<T> {
+  db: Kysely<T>
+  dialect: Dialect
+  /** Where the data lives, without credentials, for logs. */
+  location: string
+  ping: () => Promise<void>
+  close: () => Promise<void>
+}
+
+// PostgreSQL's int8 (bigint) arrives as a string by default; our amounts are safe integers.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value: string) => Number(value))
+
+export function openDatabase<T>(options: DatabaseOptions): Database<T> {
+  if (options.databaseUrl) {
+    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 10, connectionTimeoutMillis: 5000 })
+    // An idle client losing its connection must not crash the process; the pool replaces it.
+    pool.on('error', () => {})
+    const db = new Kysely<T>({ dialect: new PostgresDialect({ pool }) })
+    const url = new URL(options.databaseUrl)
+    return {
+      db,
+      dialect: 'postgres',
+      location: `postgres://${url.host}${url.pathname}`,
+      ping: async () => void (await sql`select 1`.execute(db)),
+      close: () => db.destroy(),
+    }
+  }
+  mkdirSync(options.dataDir, { recursive: true })
+  const path = join(options.dataDir, `${options.name}.db`)
+  const db = new Kysely<T>({ dialect: sqliteDialect(path) })
+  return {
+    db,
+    dialect: 'sqlite',
+    location: path,
+    ping: async () => void (await sql`select 1`.execute(db)),
+    close: () => db.destroy(),
+  }
+}
+
+/**
+ * Applies the service's migrations. Safe when replicas start together: PostgreSQL serialises
+ * them with an advisory lock, SQLite with its write lock (BEGIN IMMEDIATE).
+ */
+export async function migrate<T>(database: Database<T>, name: string, migrations: Record<string, Migration>): Promise<string[]> {
+  const migrator = new Migrator({
+    db: database.db as Kysely<unknown>,
+    provider: { getMigrations: async () => migrations },
+    migrationTableName: `${name}_migrations`,
+    migrationLockTableName: `${name}_migrations_lock`,
+  })
+  const { error, results } = await migrator.migrateToLatest()
+  if (error) throw error instanceof Error ? error : new Error(`migration failed: ${String(error)}`)
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName)
+}

@@ -1,0 +1,47 @@
+import { DatabaseSync } from 'node:sqlite'
+import { CompiledQuery, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDatabase } from 'kysely'
+
+/** node:sqlite's DatabaseSync in the shape Kysely's SQLite dialect expects (better-sqlite3's). */
+function adapt(db: DatabaseSync): SqliteDatabase {
+  return {
+    close: () => db.close(),
+    prepare(sql: string) {
+      const statement = db.prepare(sql)
+      type Params = Array<null | number | bigint | string | NodeJS.ArrayBufferView>
+      return {
+        reader: statement.columns().length > 0,
+        all: (parameters: ReadonlyArray<unknown>) => statement.all(...(parameters as Params)),
+        run: (parameters: ReadonlyArray<unknown>) => statement.run(...(parameters as Params)),
+        iterate: (parameters: ReadonlyArray<unknown>) => statement.iterate(...(parameters as Params)),
+      }
+    },
+  }
+}
+
+/**
+ * Write transactions take SQLite's write lock when they begin (BEGIN IMMEDIATE), so two processes
+ * sharing a file queue behind the busy timeout instead of deadlocking on a lock upgrade.
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'))
+  }
+}
+
+class NodeSqliteDialect extends SqliteDialect {
+  readonly #database: SqliteDatabase
+  constructor(database: SqliteDatabase) {
+    super({ database })
+    this.#database = database
+  }
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver({ database: this.#database })
+  }
+}
+
+export function sqliteDialect(path: string): SqliteDialect {
+  const db = new DatabaseSync(path, { timeout: 5000 })
+  // WAL lets readers run beside one writer, which is what replicas sharing a file need.
+  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;')
+  return new NodeSqliteDialect(adapt(db))
+}

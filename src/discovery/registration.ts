@@ -1,0 +1,136 @@
+import type { Logger } from '../platform/logger.ts'
+import { backoffDelay, jitter, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.ts'
+import { describe, type RegistryClient, type RegistryInstance } from './registry-client.ts'
+
+export type RegistrationState =
+  | { kind: 'idle' }
+  | { kind: 'registering'; attempt: number }
+  | { kind: 'registered'; instance: RegistryInstance }
+  | { kind: 'stopped' }
+
+export interface RegistrationOptions {
+  client: RegistryClient
+  serviceName: string
+  url: string
+  metadata?: Record<string, string>
+  heartbeatIntervalMs: number
+  logger: Logger
+  backoff?: BackoffOptions
+}
+
+/**
+ * Keeps one instance registered: registers (retrying with backoff while the registry is
+ * unreachable), heartbeats on an unref'd, jittered timer, registers again when a heartbeat is
+ * answered 404 (the registry restarted or evicted us), and deregisters on stop.
+ */
+export class Registration {
+  readonly #options: RegistrationOptions
+  #state: RegistrationState = { kind: 'idle' }
+  #timer: NodeJS.Timeout | undefined
+  #registryDown = false
+
+  constructor(options: RegistrationOptions) {
+    this.#options = options
+  }
+
+  get state(): RegistrationState {
+    return this.#state
+  }
+
+  get isRegistered(): boolean {
+    return this.#state.kind === 'registered'
+  }
+
+  /** Starts registering in the background; the service serves meanwhile. */
+  start(): void {
+    if (this.#state.kind !== 'idle') return
+    this.#state = { kind: 'registering', attempt: 0 }
+    void this.#register()
+  }
+
+  /** Resolves once registered (or stopped); for start-up logs and tests. */
+  async whenRegistered(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs
+    while (this.#state.kind !== 'registered' && this.#state.kind !== 'stopped' && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    return this.#state.kind === 'registered'
+  }
+
+  /** Stops heartbeating and deregisters; never throws. */
+  async stop(): Promise<void> {
+    const wasRegistered = this.#state.kind === 'registered'
+    this.#state = { kind: 'stopped' }
+    clearTimeout(this.#timer)
+    if (!wasRegistered) return
+    const { client, serviceName, url, logger } = this.#options
+    try {
+      const removed = await client.deregister({ service_name: serviceName, url })
+      logger.info({ event: 'deregistered', service_name: serviceName, url, found: removed }, 'deregistered from the registry')
+    } catch (error) {
+      logger.warn({ event: 'deregister_failed', err_message: describe(error) }, 'could not deregister; the registry will evict this instance after its TTL')
+    }
+  }
+
+  async #register(): Promise<void> {
+    const { client, serviceName, url, metadata, logger } = this.#options
+    while (this.#state.kind === 'registering') {
+      const attempt = this.#state.attempt
+      try {
+        const instance = await client.register({ service_name: serviceName, url, ...(metadata ? { metadata } : {}) })
+        if (this.#state.kind !== 'registering') return
+        this.#state = { kind: 'registered', instance }
+        this.#registryDown = false
+        logger.info(
+          { event: 'registered', service_name: serviceName, instance_id: instance.id, url, registry: client.currentUrl, attempts: attempt + 1 },
+          'registered with the registry',
+        )
+        this.#scheduleHeartbeat()
+        return
+      } catch (error) {
+        if (this.#state.kind !== 'registering') return
+        const delay = backoffDelay(attempt, this.#options.backoff ?? DEFAULT_BACKOFF)
+        // One warning when the outage starts, then debug lines, so a long outage does not flood the log.
+        const level = attempt === 0 ? 'warn' : 'debug'
+        logger[level]({ event: 'register_failed', attempt: attempt + 1, retry_in_ms: delay, err_message: describe(error) }, 'registry unreachable; will retry')
+        await new Promise<void>((resolve) => {
+          this.#timer = setTimeout(resolve, delay)
+          this.#timer.unref()
+        })
+        if (this.#state.kind === 'registering') this.#state = { kind: 'registering', attempt: attempt + 1 }
+      }
+    }
+  }
+
+  #scheduleHeartbeat(): void {
+    this.#timer = setTimeout(() => void this.#beat(), jitter(this.#options.heartbeatIntervalMs))
+    this.#timer.unref()
+  }
+
+  async #beat(): Promise<void> {
+    if (this.#state.kind !== 'registered') return
+    const { client, serviceName, url, logger } = this.#options
+    try {
+      const instance = await client.heartbeat({ service_name: serviceName, url })
+      if (this.#state.kind !== 'registered') return
+      if (this.#registryDown) {
+        this.#registryDown = false
+        logger.info({ event: 'registry_back', registry: client.currentUrl }, 'registry reachable again')
+      }
+      if (!instance) {
+        logger.warn({ event: 'heartbeat_unknown', service_name: serviceName, url }, 'registry does not know this instance; registering again')
+        this.#state = { kind: 'registering', attempt: 0 }
+        void this.#register()
+        return
+      }
+      this.#state = { kind: 'registered', instance }
+    } catch (error) {
+      if (this.#state.kind !== 'registered') return
+      if (!this.#registryDown) {
+        this.#registryDown = true
+        logger.warn({ event: 'heartbeat_failed', err_message: describe(error) }, 'heartbeat failed; registry unreachable, will keep trying')
+      }
+    }
+    this.#scheduleHeartbeat()
+  }
+}

@@ -1,0 +1,140 @@
+import { Agent } from 'undici'
+import { Compile } from 'typebox/compile'
+import { Type, type Static } from 'typebox'
+import { Instance, type InstanceRef, type RegisterBody } from '../registry/schemas.ts'
+
+export type RegistryInstance = Static<typeof Instance>
+
+const DiscoverResponse = Type.Object({ service_name: Type.String(), instances: Type.Array(Instance) })
+const checkInstance = Compile(Instance)
+const checkDiscover = Compile(DiscoverResponse)
+
+/** The registry could not be reached, or answered with something we cannot use. */
+export class RegistryUnavailableError extends Error {
+  readonly registry: string
+  constructor(registry: string, message: string, options?: { cause?: unknown }) {
+    super(`registry ${registry}: ${message}`, options)
+    this.name = 'RegistryUnavailableError'
+    this.registry = registry
+  }
+}
+
+export interface RegistryClientOptions {
+  /** One or more registry base URLs; on a connection failure the next one is tried. */
+  urls: readonly string[]
+  timeoutMs?: number
+  agent?: Agent
+}
+
+type Outcome<T> = { status: 'ok'; value: T } | { status: 'not_found' }
+
+/**
+ * A thin, typed client for the registry's HTTP API. Responses are validated before use; a
+ * connection failure moves on to the next registry in the list (and stays there while it works).
+ */
+export class RegistryClient {
+  readonly #urls: readonly string[]
+  readonly #timeoutMs: number
+  readonly #agent: Agent
+  readonly #ownsAgent: boolean
+  #current = 0
+
+  constructor(options: RegistryClientOptions) {
+    if (options.urls.length === 0) throw new RangeError('RegistryClient needs at least one registry URL')
+    this.#urls = options.urls
+    this.#timeoutMs = options.timeoutMs ?? 2000
+    this.#ownsAgent = options.agent === undefined
+    this.#agent = options.agent ?? new Agent({ connect: { timeout: this.#timeoutMs }, keepAliveTimeout: 30_000 })
+  }
+
+  /** The registry currently in use. */
+  get currentUrl(): string {
+    return this.#urls[this.#current]!
+  }
+
+  async register(body: RegisterBody): Promise<RegistryInstance> {
+    const outcome = await this.#call('POST', '/register', body, (v) => checkInstance.Check(v))
+    if (outcome.status !== 'ok') throw new RegistryUnavailableError(this.currentUrl, 'POST /register answered 404')
+    return outcome.value
+  }
+
+  /** `undefined` when the registry does not know the instance (it must register again). */
+  async heartbeat(ref: InstanceRef): Promise<RegistryInstance | undefined> {
+    const outcome = await this.#call('POST', '/heartbeat', ref, (v) => checkInstance.Check(v))
+    return outcome.status === 'ok' ? outcome.value : undefined
+  }
+
+  async deregister(ref: InstanceRef): Promise<boolean> {
+    const outcome = await this.#call('POST', '/deregister', ref, (v) => checkInstance.Check(v))
+    return outcome.status === 'ok'
+  }
+
+  async discover(serviceName: string): Promise<RegistryInstance[]> {
+    const outcome = await this.#call('GET', `/discover/${encodeURIComponent(serviceName)}`, undefined, (v) => checkDiscover.Check(v))
+    if (outcome.status !== 'ok') throw new RegistryUnavailableError(this.currentUrl, `GET /discover answered 404`)
+    return outcome.value.instances
+  }
+
+  async close(): Promise<void> {
+    if (this.#ownsAgent) await this.#agent.close()
+  }
+
+  async #call<T>(method: 'GET' | 'POST', path: string, body: unknown, check: (value: unknown) => value is T): Promise<Outcome<T>> {
+    let lastError: unknown
+    for (let tried = 0; tried < this.#urls.length; tried++) {
+      const base = this.#urls[this.#current]!
+      try {
+        return await this.#once(base, method, path, body, check)
+      } catch (error) {
+        lastError = error
+        // Try the next registry; remember it, so later calls start there.
+        this.#current = (this.#current + 1) % this.#urls.length
+      }
+    }
+    throw lastError instanceof RegistryUnavailableError
+      ? lastError
+      : new RegistryUnavailableError(this.currentUrl, 'unreachable', { cause: lastError })
+  }
+
+  async #once<T>(base: string, method: 'GET' | 'POST', path: string, body: unknown, check: (value: unknown) => value is T): Promise<Outcome<T>> {
+    const url = new URL(base)
+    let response
+    try {
+      response = await this.#agent.request({
+        origin: url.origin,
+        path: `${url.pathname.replace(/\/$/, '')}${path}`,
+        method,
+        headers: body === undefined ? { accept: 'application/json' } : { 'content-type': 'application/json', accept: 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        headersTimeout: this.#timeoutMs,
+        bodyTimeout: this.#timeoutMs,
+      })
+    } catch (error) {
+      throw new RegistryUnavailableError(base, `${method} ${path} failed: ${describe(error)}`, { cause: error })
+    }
+    if (response.statusCode === 404) {
+      await response.body.dump()
+      return { status: 'not_found' }
+    }
+    if (response.statusCode < 200 || response.statusCode >= 300) {
+      const text = await response.body.text().catch(() => '')
+      throw new RegistryUnavailableError(base, `${method} ${path} answered ${response.statusCode}: ${text.slice(0, 200)}`)
+    }
+    let value: unknown
+    try {
+      value = await response.body.json()
+    } catch (error) {
+      throw new RegistryUnavailableError(base, `${method} ${path} answered with invalid JSON`, { cause: error })
+    }
+    if (!check(value)) throw new RegistryUnavailableError(base, `${method} ${path} answered with an unexpected body`)
+    return { status: 'ok', value }
+  }
+}
+
+export function describe(error: unknown): string {
+  if (error instanceof Error) {
+    const code = (error as { code?: unknown }).code
+    return typeof code === 'string' ? `${code}: ${error.message}` : error.message
+  }
+  return String(error)
+}

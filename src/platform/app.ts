@@ -1,0 +1,118 @@
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { Logger } from './logger.ts'
+import { AppError, problem, PROBLEM_CONTENT_TYPE, type ErrorCode, type Problem } from './errors.ts'
+
+export const BODY_LIMIT_BYTES = 1024 * 1024
+
+export type App = FastifyInstance<
+  import('node:http').Server,
+  import('node:http').IncomingMessage,
+  import('node:http').ServerResponse,
+  Logger,
+  TypeBoxTypeProvider
+>
+
+export interface BuildAppOptions {
+  logger: Logger
+  /** Routes whose request line is logged at debug level only (probes, scrapes). */
+  quietRoutes?: ReadonlySet<string>
+}
+
+const quietDefaults = new Set(['/health/live', '/health/ready'])
+
+// Fastify maps these framework errors to 4xx itself; we only translate them into our catalogue.
+const frameworkCodes: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'INVALID_JSON',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'VALIDATION_FAILED',
+  FST_ERR_BAD_URL: 'ROUTE_NOT_FOUND',
+}
+
+/** One log line per request, written when the response is done; probes log at debug only. */
+class RequestLog extends LogController {
+  readonly #quiet: ReadonlySet<string>
+  constructor(quiet: ReadonlySet<string>) {
+    super()
+    this.#quiet = quiet
+  }
+
+  override incomingRequest(): void {}
+
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    const route = request.routeOptions.url ?? 'unmatched'
+    const line = {
+      method: request.method,
+      route,
+      url: request.url,
+      status: reply.statusCode,
+      duration_ms: Math.round(reply.elapsedTime * 100) / 100,
+      ...(error ? { err: error } : {}),
+    }
+    if (error) request.log.error(line, 'request errored')
+    else if (this.#quiet.has(route)) request.log.debug(line, 'request')
+    else request.log.info(line, 'request')
+  }
+}
+
+export function sendProblem(reply: FastifyReply, body: Problem): FastifyReply {
+  return reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(body)
+}
+
+export function toProblem(error: FastifyError | Error, request: FastifyRequest): Problem {
+  if (error instanceof AppError) {
+    return { ...problem(error.code, error.message, error.extensions), instance: request.url }
+  }
+  const fastifyError = error as FastifyError
+  if (fastifyError.validation) {
+    const errors = fastifyError.validation.map((issue) => ({
+      path: `${fastifyError.validationContext ?? 'body'}${issue.instancePath || ''}`,
+      message: issue.message ?? 'is invalid',
+    }))
+    const first = errors[0]
+    const detail = first ? `${first.path}: ${first.message}` : 'The request is invalid'
+    return { ...problem('VALIDATION_FAILED', detail), instance: request.url, errors }
+  }
+  const mapped = fastifyError.code ? frameworkCodes[fastifyError.code] : undefined
+  if (mapped) return { ...problem(mapped, error.message), instance: request.url }
+  const status = fastifyError.statusCode
+  if (status !== undefined && status >= 400 && status < 500) {
+    // A client error we have no code for (Fastify added a new one): keep its status.
+    return { ...problem('VALIDATION_FAILED', error.message), status, instance: request.url }
+  }
+  return { ...problem('INTERNAL', 'The server failed to handle the request'), instance: request.url }
+}
+
+export function buildApp(options: BuildAppOptions): App {
+  const app = Fastify({
+    loggerInstance: options.logger,
+    bodyLimit: BODY_LIMIT_BYTES,
+    logController: new RequestLog(options.quietRoutes ?? quietDefaults),
+    // Keep-alive sockets with no request in flight are closed at shutdown; busy ones drain.
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    requestIdHeader: 'x-request-id',
+    frameworkErrors: (error, request, reply) => {
+      void sendProblem(reply, toProblem(error, request))
+    },
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.setValidatorCompiler(TypeBoxValidatorCompiler)
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const body = toProblem(error, request)
+    if (body.status >= 500) {
+      request.log.error({ err: error, code: body.code }, 'request failed')
+    }
+    return sendProblem(reply, body)
+  })
+
+  app.setNotFoundHandler((request, reply) =>
+    sendProblem(reply, { ...problem('ROUTE_NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}`), instance: request.url }),
+  )
+
+  return app as unknown as App
+}

@@ -1,0 +1,80 @@
+import type { ServiceConfig } from '../config/index.ts'
+import { RegistryClient } from '../discovery/registry-client.ts'
+import { Registration } from '../discovery/registration.ts'
+import { advertisedUrl } from './address.ts'
+import { buildApp, type App } from './app.ts'
+import { registerHealthRoutes, type ReadinessCheck } from './health.ts'
+import type { Logger } from './logger.ts'
+import { handleSignals, type ShutdownStep } from './shutdown.ts'
+
+export interface ServiceContext {
+  app: App
+  logger: Logger
+  registryClient: RegistryClient
+}
+
+export interface ServiceDefinition {
+  name: string
+  config: ServiceConfig
+  logger: Logger
+  /** Adds the service's routes; may return readiness checks and things to close at shutdown. */
+  setup: (context: ServiceContext) => Promise<ServiceParts> | ServiceParts
+}
+
+export interface ServiceParts {
+  checks?: Record<string, ReadinessCheck>
+  /** Closed after the server has drained, in order. */
+  closers?: ShutdownStep[]
+}
+
+export interface RunningService {
+  app: App
+  url: string
+  registration: Registration
+  shutdown: (reason: string) => Promise<void>
+}
+
+/**
+ * Everything a service shares: problem+json errors, health routes, registration with heartbeats,
+ * and graceful shutdown (deregister first, then stop accepting, drain in-flight requests, close
+ * resources, exit 0). A new service is its routes plus `createService`.
+ */
+export async function createService(definition: ServiceDefinition): Promise<RunningService> {
+  const { config, logger, name } = definition
+  const app = buildApp({ logger })
+  const registryClient = new RegistryClient({ urls: config.registryUrls })
+  let draining = false
+  const parts = await definition.setup({ app, logger, registryClient })
+  registerHealthRoutes(app, { checks: parts.checks ?? {}, isDraining: () => draining })
+
+  await app.listen({ host: config.host, port: config.port })
+  const address = app.server.address()
+  const port = typeof address === 'object' && address ? address.port : config.port
+  const url = config.serviceUrl ?? advertisedUrl(config.host, port)
+
+  const registration = new Registration({
+    client: registryClient,
+    serviceName: name,
+    url,
+    heartbeatIntervalMs: config.heartbeatIntervalSeconds * 1000,
+    logger,
+  })
+  registration.start()
+  logger.info({ event: 'listening', port, url, registry: config.registryUrls }, `${name} listening on ${config.host}:${port}, advertised as ${url}`)
+
+  const { trigger } = handleSignals({
+    logger,
+    timeoutMs: config.shutdownTimeoutSeconds * 1000,
+    steps: () => [
+      // Leave discovery before refusing connections, so callers stop choosing this instance.
+      { name: 'deregister', run: () => { draining = true; return registration.stop() } },
+      { name: 'drain server', run: () => app.close() },
+      ...(parts.closers ?? []),
+      { name: 'close registry client', run: () => registryClient.close() },
+    ],
+  })
+  // Under `npm start` (role all) the supervisor is our parent: if it dies, we go too.
+  if (process.send) process.on('disconnect', () => void trigger('supervisor exited'))
+
+  return { app, url, registration, shutdown: trigger }
+}

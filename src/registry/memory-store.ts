@@ -1,0 +1,159 @@
+import { createHash } from 'node:crypto'
+import type { InstanceRef, RegisterBody } from './schemas.ts'
+import type { InstanceRecord, RegisterResult, RegistryStore, ServiceSnapshot } from './store.ts'
+
+export type Clock = () => number
+
+interface ServiceEntry {
+  /** Registry-wide counter value at this service's last membership change. */
+  index: number
+  readonly instances: Map<string, InstanceRecord>
+  /** Live view, reused until a change or until its first instance expires. */
+  cached?: { snapshot: ServiceSnapshot; validUntil: number }
+}
+
+/** A stable id for `(service_name, url)`, so the same instance keeps its id across registry restarts. */
+export function instanceIdFor(serviceName: string, url: string): string {
+  const digest = createHash('sha256').update(`${serviceName}\n${url}`).digest('hex')
+  return `${serviceName}-${digest.slice(0, 12)}`
+}
+
+const keyOf = (serviceName: string, url: string) => `${serviceName}\n${url}`
+
+export interface MemoryStoreOptions {
+  ttlMs: number
+  clock?: Clock
+}
+
+export class MemoryStore implements RegistryStore {
+  readonly #ttlMs: number
+  readonly #clock: Clock
+  readonly #services = new Map<string, ServiceEntry>()
+  readonly #byId = new Map<string, InstanceRecord>()
+  readonly #idByKey = new Map<string, string>()
+  #counter = 0
+
+  constructor(options: MemoryStoreOptions) {
+    if (!(options.ttlMs > 0)) throw new RangeError(`ttlMs must be a positive number, got ${options.ttlMs}`)
+    this.#ttlMs = options.ttlMs
+    this.#clock = options.clock ?? Date.now
+  }
+
+  register(request: RegisterBody): RegisterResult {
+    const now = this.#clock()
+    const key = keyOf(request.service_name, request.url)
+    const existingId = this.#idByKey.get(key)
+    const wantedId = request.instance_id ?? existingId ?? instanceIdFor(request.service_name, request.url)
+    const holder = this.#byId.get(wantedId)
+    if (holder && keyOf(holder.serviceName, holder.url) !== key) return { kind: 'conflict', existing: holder }
+
+    const previous = existingId === undefined ? undefined : this.#byId.get(existingId)
+    if (previous) this.#remove(previous)
+    const instance: InstanceRecord = {
+      id: wantedId,
+      serviceName: request.service_name,
+      url: request.url,
+      status: 'up',
+      metadata: { ...request.metadata },
+      // A refresh keeps the original registration time: it is the same instance.
+      registeredAt: previous && previous.id === wantedId ? previous.registeredAt : now,
+      lastHeartbeat: now,
+    }
+    const entry = this.#entry(instance.serviceName)
+    entry.instances.set(instance.id, instance)
+    this.#byId.set(instance.id, instance)
+    this.#idByKey.set(key, instance.id)
+    this.#changed(entry)
+    return previous ? { kind: 'refreshed', instance } : { kind: 'created', instance }
+  }
+
+  heartbeat(ref: InstanceRef): InstanceRecord | undefined {
+    const current = this.#find(ref)
+    if (!current) return undefined
+    const updated: InstanceRecord = { ...current, lastHeartbeat: this.#clock() }
+    const entry = this.#entry(current.serviceName)
+    entry.instances.set(updated.id, updated)
+    this.#byId.set(updated.id, updated)
+    // A heartbeat of a live instance changes no membership: watchers are not woken, but the
+    // cached answer carries last_heartbeat and must be rebuilt. A heartbeat that revives an
+    // instance that had gone stale is a membership change.
+    if (current.lastHeartbeat + this.#ttlMs <= updated.lastHeartbeat) this.#changed(entry)
+    else entry.cached = undefined
+    return updated
+  }
+
+  deregister(ref: InstanceRef): InstanceRecord | undefined {
+    const current = this.#find(ref)
+    if (!current) return undefined
+    this.#remove(current)
+    return current
+  }
+
+  discover(serviceName: string): ServiceSnapshot {
+    const entry = this.#services.get(serviceName)
+    if (!entry) return { serviceName, index: 0, instances: [] }
+    const now = this.#clock()
+    if (entry.cached && now < entry.cached.validUntil) return entry.cached.snapshot
+    let validUntil = Number.POSITIVE_INFINITY
+    const live: InstanceRecord[] = []
+    for (const instance of entry.instances.values()) {
+      const expiry = this.expiresAt(instance)
+      if (expiry <= now) continue
+      live.push(instance)
+      validUntil = Math.min(validUntil, expiry)
+    }
+    live.sort((a, b) => a.registeredAt - b.registeredAt || (a.id < b.id ? -1 : 1))
+    const snapshot: ServiceSnapshot = { serviceName, index: entry.index, instances: live }
+    entry.cached = { snapshot, validUntil }
+    return snapshot
+  }
+
+  services(): ServiceSnapshot[] {
+    return [...this.#services.keys()]
+      .sort()
+      .map((name) => this.discover(name))
+      .filter((snapshot) => snapshot.instances.length > 0)
+  }
+
+  evictExpired(): InstanceRecord[] {
+    const now = this.#clock()
+    const evicted: InstanceRecord[] = []
+    for (const instance of this.#byId.values()) {
+      if (this.expiresAt(instance) <= now) evicted.push(instance)
+    }
+    for (const instance of evicted) this.#remove(instance)
+    return evicted
+  }
+
+  expiresAt(instance: InstanceRecord): number {
+    return instance.lastHeartbeat + this.#ttlMs
+  }
+
+  #find(ref: InstanceRef): InstanceRecord | undefined {
+    const id = 'instance_id' in ref ? ref.instance_id : this.#idByKey.get(keyOf(ref.service_name, ref.url))
+    return id === undefined ? undefined : this.#byId.get(id)
+  }
+
+  #remove(instance: InstanceRecord): void {
+    this.#byId.delete(instance.id)
+    this.#idByKey.delete(keyOf(instance.serviceName, instance.url))
+    const entry = this.#services.get(instance.serviceName)
+    if (!entry) return
+    entry.instances.delete(instance.id)
+    this.#changed(entry)
+  }
+
+  #entry(serviceName: string): ServiceEntry {
+    let entry = this.#services.get(serviceName)
+    if (!entry) {
+      entry = { index: 0, instances: new Map() }
+      this.#services.set(serviceName, entry)
+    }
+    return entry
+  }
+
+  #changed(entry: ServiceEntry): void {
+    entry.index = ++this.#counter
+    entry.cached = undefined
+  }
+}

@@ -1,0 +1,56 @@
+import { Type, type Static } from 'typebox'
+
+// The wire contract of the registry. Types are derived from these schemas, which also validate
+// every request, so a handler only ever sees well-formed input.
+
+export const ServiceName = Type.String({
+  pattern: '^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$',
+  description: 'A short lowercase name such as "product": letters, digits, ".", "_" and "-", at most 64 characters',
+})
+
+export const InstanceUrl = Type.String({
+  minLength: 8,
+  maxLength: 2048,
+  pattern: '^https?://[^\\s/?#@]+(/[^\\s?#]*)?$',
+  description: 'Absolute http(s) URL the instance is reached at',
+})
+
+export const InstanceId = Type.String({ pattern: '^[A-Za-z0-9._:-]{1,128}$' })
+
+export const Metadata = Type.Record(
+  Type.String({ pattern: '^[A-Za-z0-9._/-]{1,64}$' }),
+  Type.String({ maxLength: 512 }),
+  { maxProperties: 32 },
+)
+
+export const InstanceStatus = Type.Union([Type.Literal('up'), Type.Literal('starting'), Type.Literal('draining')])
+
+export const Instance = Type.Object({
+  id: Type.String(),
+  service_name: Type.String(),
+  url: Type.String(),
+  status: InstanceStatus,
+  metadata: Type.Record(Type.String(), Type.String()),
+  registered_at: Type.String({ format: 'date-time' }),
+  last_heartbeat: Type.String({ format: 'date-time' }),
+})
+
+export const RegisterBody = Type.Object({
+  service_name: ServiceName,
+  url: InstanceUrl,
+  instance_id: Type.Optional(InstanceId),
+  metadata: Type.Optional(Metadata),
+})
+
+export const InstanceRef = Type.Union([
+  Type.Object({ instance_id: InstanceId }),
+  Type.Object({ service_name: ServiceName, url: InstanceUrl }),
+])
+
+export const DiscoverParams = Type.Object({ service_name: ServiceName })
+export const InstanceParams = Type.Object({ id: InstanceId })
+
+export type InstanceStatus = Static<typeof InstanceStatus>
+export type InstanceView = Static<typeof Instance>
+export type RegisterBody = Static<typeof RegisterBody>
+export type InstanceRef = Static<typeof InstanceRef>

@@ -1,0 +1,32 @@
+import type { ServiceConfig } from '../../config/index.ts'
+import { connectWithRetry } from '../../db/connect.ts'
+import { migrate, openDatabase } from '../../db/database.ts'
+import { Resolver } from '../../discovery/resolver.ts'
+import { ServiceClient } from '../../discovery/service-client.ts'
+import type { Logger } from '../../platform/logger.ts'
+import { createService, type RunningService } from '../../platform/service.ts'
+import { ProductClient } from './product-client.ts'
+import { orderMigrations, OrderRepository, type OrderDatabase } from './repository.ts'
+import { registerOrderRoutes } from './routes.ts'
+
+export async function startOrderService(config: ServiceConfig, logger: Logger): Promise<RunningService> {
+  const database = openDatabase<OrderDatabase>({ name: 'order', dataDir: config.dataDir, databaseUrl: config.databaseUrl })
+  await connectWithRetry(database, logger, () => migrate(database, 'order', orderMigrations))
+  return createService({
+    name: 'order',
+    config,
+    logger,
+    setup: ({ app, registryClient }) => {
+      const resolver = new Resolver({ client: registryClient, logger })
+      const client = new ServiceClient({ resolver, logger, timeoutMs: config.upstreamTimeoutSeconds * 1000 })
+      registerOrderRoutes(app, new OrderRepository(database.db), new ProductClient(client))
+      return {
+        checks: { database: async () => (await database.ping(), true) },
+        closers: [
+          { name: 'close product client', run: () => client.close() },
+          { name: 'close database', run: () => database.close() },
+        ],
+      }
+    },
+  })
+}

@@ -1,0 +1,60 @@
+import { Compile } from 'typebox/compile'
+import type { ServiceClient } from '../../discovery/service-client.ts'
+import { UpstreamError } from '../../discovery/service-client.ts'
+import { AppError } from '../../platform/errors.ts'
+import { toCents } from '../money.ts'
+import { Product } from '../product/schema.ts'
+
+const checkProduct = Compile(Product)
+
+export interface PricedProduct {
+  id: string
+  name: string
+  priceCents: number
+}
+
+/**
+ * The order service's view of the product service: one call, and every way it can fail mapped to
+ * an answer for our own client (never a 500).
+ */
+export class ProductClient {
+  readonly #client: ServiceClient
+  readonly #serviceName: string
+
+  constructor(client: ServiceClient, serviceName = 'product') {
+    this.#client = client
+    this.#serviceName = serviceName
+  }
+
+  async get(productId: string): Promise<PricedProduct> {
+    let response
+    try {
+      response = await this.#client.request(this.#serviceName, { method: 'GET', path: `/products/${encodeURIComponent(productId)}` })
+    } catch (error) {
+      if (error instanceof UpstreamError) {
+        switch (error.failure) {
+          case 'no_instances':
+            throw new AppError('NO_HEALTHY_INSTANCE', `No healthy ${this.#serviceName} instance is available`)
+          case 'timeout':
+            throw new AppError('UPSTREAM_TIMEOUT', `The ${this.#serviceName} service did not answer in time`)
+          case 'unavailable':
+            throw new AppError('UPSTREAM_UNAVAILABLE', `The ${this.#serviceName} service could not be reached`)
+          case 'bad_response':
+            throw new AppError('UPSTREAM_FAILED', `The ${this.#serviceName} service answered with an invalid body`)
+        }
+      }
+      throw error
+    }
+    if (response.status === 404) throw new AppError('UNKNOWN_PRODUCT', `No product with id ${productId}`)
+    if (response.status === 503) throw new AppError('UPSTREAM_UNAVAILABLE', `The ${this.#serviceName} service is unavailable (503)`)
+    if (response.status !== 200) {
+      throw new AppError('UPSTREAM_FAILED', `The ${this.#serviceName} service answered ${response.status}`)
+    }
+    const body = response.body
+    const priceCents = checkProduct.Check(body) ? toCents(body.price) : undefined
+    if (!checkProduct.Check(body) || priceCents === undefined) {
+      throw new AppError('UPSTREAM_FAILED', `The ${this.#serviceName} service answered with an unexpected product body`)
+    }
+    return { id: body.id, name: body.name, priceCents }
+  }
+}

@@ -1,0 +1,37 @@
+import { Type } from 'typebox'
+import { AppError } from '../platform/errors.ts'
+
+export const DEFAULT_PAGE_SIZE = 20
+export const MAX_PAGE_SIZE = 100
+
+export const PageQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, description: `Page size, default ${DEFAULT_PAGE_SIZE}` })),
+    cursor: Type.Optional(Type.String({ maxLength: 256, description: 'next_cursor from the previous page' })),
+  },
+  { additionalProperties: false },
+)
+
+/** Keyset pagination position: the (created_at, id) of the last row of the previous page. */
+export interface Position {
+  createdAt: string
+  id: string
+}
+
+export function encodeCursor(position: Position): string {
+  return Buffer.from(JSON.stringify([position.createdAt, position.id])).toString('base64url')
+}
+
+export function decodeCursor(cursor: string): Position {
+  try {
+    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
+    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
+      return { createdAt: value[0], id: value[1] }
+    }
+  } catch {
+    // fall through
+  }
+  throw new AppError('VALIDATION_FAILED', 'querystring/cursor: is not a cursor this service issued', {
+    errors: [{ path: 'querystring/cursor', message: 'is not a cursor this service issued' }],
+  })
+}

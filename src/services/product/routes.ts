@@ -1,0 +1,43 @@
+import { Type } from 'typebox'
+import type { App } from '../../platform/app.ts'
+import { AppError } from '../../platform/errors.ts'
+import { fromCents, toCents } from '../money.ts'
+import { decodeCursor, DEFAULT_PAGE_SIZE, encodeCursor, PageQuery } from '../pagination.ts'
+import type { ProductRecord, ProductRepository } from './repository.ts'
+import { CreateProductBody, Product, ProductParams } from './schema.ts'
+
+export function toProduct(record: ProductRecord): Product {
+  return {
+    id: record.id,
+    name: record.name,
+    description: record.description,
+    price: fromCents(record.priceCents),
+    created_at: record.createdAt,
+  }
+}
+
+export function registerProductRoutes(app: App, repository: ProductRepository): void {
+  app.get('/products', { schema: { querystring: PageQuery } }, async (request) => {
+    const limit = request.query.limit ?? DEFAULT_PAGE_SIZE
+    const after = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor)
+    const page = await repository.list(limit, after)
+    return { items: page.items.map(toProduct), next_cursor: page.more && page.last ? encodeCursor(page.last) : null }
+  })
+
+  app.get('/products/:id', { schema: { params: ProductParams } }, async (request) => {
+    const record = await repository.get(request.params.id)
+    if (!record) throw new AppError('PRODUCT_NOT_FOUND', `No product with id ${request.params.id}`)
+    return toProduct(record)
+  })
+
+  app.post('/products', { schema: { body: CreateProductBody } }, async (request, reply) => {
+    const { name, description, price } = request.body
+    const priceCents = toCents(price)
+    // The schema already refused anything else; this keeps the types honest.
+    if (priceCents === undefined) throw new AppError('VALIDATION_FAILED', 'body/price: is not a valid amount')
+    const record = await repository.create({ name, description: description ?? null, priceCents })
+    return reply.code(201).header('location', `/products/${record.id}`).send(toProduct(record))
+  })
+}
+
+export const ProductList = Type.Object({ items: Type.Array(Product), next_cursor: Type.Union([Type.String(), Type.Null()]) })
