@@ -1,5 +1,5 @@
 import { DatabaseSync } from 'node:sqlite'
-import { CompiledQuery, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDatabase } from 'kysely'
+import { CompiledQuery, SqliteAdapter, SqliteDialect, SqliteDriver, type DatabaseConnection, type DialectAdapter, type Driver, type SqliteDatabase } from 'kysely'
 
 /** node:sqlite's DatabaseSync in the shape Kysely's SQLite dialect expects (better-sqlite3's). */
 function adapt(db: DatabaseSync): SqliteDatabase {
@@ -28,6 +28,16 @@ class ImmediateSqliteDriver extends SqliteDriver {
   }
 }
 
+/**
+ * SQLite does run DDL inside transactions; saying so makes Kysely's migrator wrap each run in one
+ * (an immediate one, see above), which is what serialises replicas migrating at the same time.
+ */
+class TransactionalDdlSqliteAdapter extends SqliteAdapter {
+  override get supportsTransactionalDdl(): boolean {
+    return true
+  }
+}
+
 class NodeSqliteDialect extends SqliteDialect {
   readonly #database: SqliteDatabase
   constructor(database: SqliteDatabase) {
@@ -36,6 +46,9 @@ class NodeSqliteDialect extends SqliteDialect {
   }
   override createDriver(): Driver {
     return new ImmediateSqliteDriver({ database: this.#database })
+  }
+  override createAdapter(): DialectAdapter {
+    return new TransactionalDdlSqliteAdapter()
   }
 }
 

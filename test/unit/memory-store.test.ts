@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import { instanceIdFor, MemoryStore } from '../../src/registry/memory-store.ts'
+
+function setup(ttlMs = 30_000) {
+  let now = 1_700_000_000_000
+  const clock = { now: () => now, advance: (ms: number) => void (now += ms) }
+  const store = new MemoryStore({ ttlMs, clock: clock.now })
+  return { store, clock }
+}
+
+const product = (port: number) => ({ service_name: 'product', url: `http://10.0.0.1:${port}` })
+
+describe('MemoryStore', () => {
+  it('rejects a non-positive TTL', () => {
+    assert.throws(() => new MemoryStore({ ttlMs: 0 }), RangeError)
+  })
+
+  it('registers an instance with a stable id derived from (service_name, url)', () => {
+    const { store } = setup()
+    const result = store.register(product(8081))
+    assert.ok(result.kind === 'created')
+    assert.equal(result.instance.id, instanceIdFor('product', 'http://10.0.0.1:8081'))
+    assert.equal(result.instance.status, 'up')
+    // A restarted registry derives the same id for the same instance.
+    const again = new MemoryStore({ ttlMs: 1 }).register(product(8081))
+    assert.ok(again.kind === 'created')
+    assert.equal(again.instance.id, result.instance.id)
+  })
+
+  it('refreshes instead of duplicating when the same instance registers again', () => {
+    const { store, clock } = setup()
+    const first = store.register(product(8081))
+    clock.advance(1000)
+    const second = store.register({ ...product(8081), metadata: { zone: 'a' } })
+    assert.equal(second.kind, 'refreshed')
+    assert.ok(first.kind === 'created' && second.kind === 'refreshed')
+    assert.equal(second.instance.id, first.instance.id)
+    assert.equal(second.instance.registeredAt, first.instance.registeredAt)
+    assert.equal(second.instance.lastHeartbeat, first.instance.lastHeartbeat + 1000)
+    assert.deepEqual(store.discover('product').instances.map((i) => i.metadata), [{ zone: 'a' }])
+  })
+
+  it('refuses an explicit instance_id that belongs to another instance', () => {
+    const { store } = setup()
+    store.register({ ...product(8081), instance_id: 'p1' })
+    const result = store.register({ ...product(8082), instance_id: 'p1' })
+    assert.equal(result.kind, 'conflict')
+  })
+
+  it('discovers only instances whose last heartbeat is younger than the TTL', () => {
+    const { store, clock } = setup(30_000)
+    store.register(product(8081))
+    clock.advance(20_000)
+    store.register(product(8082))
+    assert.equal(store.discover('product').instances.length, 2)
+    clock.advance(9_999) // first is 29.999 s old
+    assert.equal(store.discover('product').instances.length, 2)
+    clock.advance(1) // first is exactly 30 s old: stale
+    assert.deepEqual(store.discover('product').instances.map((i) => i.url), ['http://10.0.0.1:8082'])
+  })
+
+  it('answers an unknown service with an empty list', () => {
+    const { store } = setup()
+    assert.deepEqual(store.discover('nothing').instances, [])
+  })
+
+  it('keeps an instance alive with heartbeats, by url or by id', () => {
+    const { store, clock } = setup(30_000)
+    const registered = store.register(product(8081))
+    assert.ok(registered.kind === 'created')
+    for (let i = 0; i < 10; i++) {
+      clock.advance(10_000)
+      const beat = i % 2 === 0 ? store.heartbeat(product(8081)) : store.heartbeat({ instance_id: registered.instance.id })
+      assert.ok(beat)
+    }
+    assert.equal(store.discover('product').instances.length, 1)
+  })
+
+  it('answers a heartbeat for an unknown instance with undefined (404 on the wire)', () => {
+    const { store } = setup()
+    assert.equal(store.heartbeat(product(9999)), undefined)
+    assert.equal(store.heartbeat({ instance_id: 'nope' }), undefined)
+  })
+
+  it('evicts only instances that stayed stale, and reports each', () => {
+    const { store, clock } = setup(30_000)
+    store.register(product(8081))
+    clock.advance(15_000)
+    store.register(product(8082))
+    assert.deepEqual(store.evictExpired(), [])
+    clock.advance(15_000)
+    const evicted = store.evictExpired()
+    assert.deepEqual(evicted.map((i) => i.url), ['http://10.0.0.1:8081'])
+    assert.equal(store.heartbeat(product(8081)), undefined, 'an evicted instance must register again')
+    assert.ok(store.heartbeat(product(8082)))
+  })
+
+  it('deregisters by (service_name, url) and by id', () => {
+    const { store } = setup()
+    const a = store.register(product(8081))
+    store.register(product(8082))
+    assert.ok(a.kind === 'created')
+    assert.equal(store.deregister(product(8082))?.url, 'http://10.0.0.1:8082')
+    assert.equal(store.deregister({ instance_id: a.instance.id })?.id, a.instance.id)
+    assert.equal(store.deregister(product(8081)), undefined)
+    assert.deepEqual(store.discover('product').instances, [])
+  })
+
+  it('moves the service index on membership changes, not on routine heartbeats', () => {
+    const { store, clock } = setup(30_000)
+    store.register(product(8081))
+    const afterRegister = store.discover('product').index
+    clock.advance(5_000)
+    store.heartbeat(product(8081))
+    assert.equal(store.discover('product').index, afterRegister)
+    store.register(product(8082))
+    const afterSecond = store.discover('product').index
+    assert.ok(afterSecond > afterRegister)
+    store.deregister(product(8082))
+    assert.ok(store.discover('product').index > afterSecond)
+    // Another service's changes do not move this one's index.
+    const before = store.discover('product').index
+    store.register({ service_name: 'order', url: 'http://10.0.0.2:8083' })
+    assert.equal(store.discover('product').index, before)
+  })
+
+  it('reuses the discovery snapshot until something changes, and rebuilds it after a heartbeat', () => {
+    const { store, clock } = setup(30_000)
+    store.register(product(8081))
+    const first = store.discover('product')
+    assert.equal(store.discover('product'), first, 'same snapshot object while nothing changed')
+    clock.advance(1000)
+    store.heartbeat(product(8081))
+    const second = store.discover('product')
+    assert.notEqual(second, first)
+    assert.equal(second.instances[0]!.lastHeartbeat, first.instances[0]!.lastHeartbeat + 1000)
+    // The cache never outlives an instance's expiry.
+    clock.advance(30_000)
+    assert.deepEqual(store.discover('product').instances, [])
+  })
+
+  it('lists every service that has live instances', () => {
+    const { store, clock } = setup(30_000)
+    store.register(product(8081))
+    store.register({ service_name: 'order', url: 'http://10.0.0.2:8083' })
+    assert.deepEqual(store.services().map((s) => s.serviceName), ['order', 'product'])
+    clock.advance(30_000)
+    assert.deepEqual(store.services(), [])
+  })
+})

@@ -1,0 +1,107 @@
+// The storage layer on both dialects: SQLite (a temp file) and the PostgreSQL on this machine
+// (a database made and dropped by this test run).
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { fileURLToPath } from 'node:url'
+import { after, before, describe, it } from 'node:test'
+import { migrate, openDatabase, type Database } from '../../src/db/database.ts'
+import { orderMigrations, OrderRepository, type OrderDatabase } from '../../src/services/order/repository.ts'
+import { productMigrations, ProductRepository, type ProductDatabase } from '../../src/services/product/repository.ts'
+import { createTestDatabase, type TestDatabase } from '../helpers/postgres.ts'
+
+const execFileAsync = promisify(execFile)
+
+type Shop = ProductDatabase & OrderDatabase
+
+const MIGRATE_CHILD = fileURLToPath(new URL('../helpers/migrate-child.ts', import.meta.url))
+
+async function migrateInChild(service: string, dataDir: string, databaseUrl: string | undefined, startAt: number): Promise<string[]> {
+  const { stdout } = await execFileAsync(process.execPath, [MIGRATE_CHILD, service, dataDir, databaseUrl ?? '', String(startAt)], { timeout: 30_000 })
+  return JSON.parse(stdout) as string[]
+}
+
+for (const dialect of ['sqlite', 'postgres'] as const) {
+  describe(`repositories on ${dialect}`, () => {
+    const dir = mkdtempSync(join(tmpdir(), 'msa-repo-'))
+    let pgDatabase: TestDatabase | undefined
+    const open = () => openDatabase<Shop>({ name: 'shop', dataDir: dir, databaseUrl: pgDatabase?.url })
+    let database: Database<Shop>
+
+    before(async () => {
+      if (dialect === 'postgres') pgDatabase = await createTestDatabase()
+      database = open()
+    })
+
+    after(async () => {
+      await database?.close()
+      await pgDatabase?.drop()
+      rmSync(dir, { recursive: true, force: true })
+    })
+
+    it('runs migrations safely when several replicas start at once', async () => {
+      // Separate processes, as replicas are (node:sqlite blocks its thread while it waits for a lock).
+      const startAt = Date.now() + 2000
+      const applied = await Promise.all(
+        ['product', 'order', 'product', 'order', 'product'].map((service) => migrateInChild(service, dir, pgDatabase?.url, startAt)),
+      )
+      // Each migration ran exactly once across the replicas.
+      assert.deepEqual(applied.flat().sort(), ['0001_orders', '0001_products'])
+      // Running them again is a no-op.
+      assert.deepEqual(await migrate(database, 'product', productMigrations), [])
+    })
+
+    it('stores products with exact prices and reads them back', async () => {
+      const products = new ProductRepository(database.db)
+      const created = await products.create({ name: 'Pen', description: null, priceCents: 100_000_000_000 })
+      const fetched = await products.get(created.id)
+      assert.deepEqual(fetched, created)
+      assert.equal(typeof fetched?.priceCents, 'number')
+      assert.equal(await products.get('00000000-0000-4000-8000-000000000000'), undefined)
+    })
+
+    it('pages products in a stable order with no gaps or repeats, also for equal timestamps', async () => {
+      const fixed = new Date('2026-01-01T00:00:00.000Z')
+      const products = new ProductRepository(database.db, () => fixed)
+      const ids = new Set<string>()
+      for (let i = 0; i < 9; i++) ids.add((await products.create({ name: `P${i}`, description: 'd', priceCents: i })).id)
+      const seen: string[] = []
+      let after: { createdAt: string; id: string } | undefined
+      for (let page = 0; page < 20; page++) {
+        const result = await new ProductRepository(database.db).list(4, after)
+        seen.push(...result.items.map((p) => p.id))
+        if (!result.more) break
+        after = result.last
+      }
+      assert.equal(new Set(seen).size, seen.length, 'no repeats')
+      for (const id of ids) assert.ok(seen.includes(id), 'no gaps')
+    })
+
+    it('stores orders with amounts as integers', async () => {
+      const orders = new OrderRepository(database.db)
+      const created = await orders.create({ productId: '11111111-1111-4111-8111-111111111111', quantity: 10_000, unitPriceCents: 100_000_000_000, totalPriceCents: 1_000_000_000_000_000 })
+      const fetched = await orders.get(created.id)
+      assert.deepEqual(fetched, created)
+      assert.equal(fetched?.totalPriceCents, 1_000_000_000_000_000)
+      const listed = await orders.list(10)
+      assert.ok(listed.items.some((o) => o.id === created.id))
+    })
+
+    it('sees writes made through another connection (replicas share data)', async () => {
+      const other = open()
+      try {
+        const created = await new ProductRepository(other.db).create({ name: 'Shared', description: null, priceCents: 5 })
+        assert.deepEqual(await new ProductRepository(database.db).get(created.id), created)
+      } finally {
+        await other.close()
+      }
+    })
+
+    it('answers ping while the database is reachable', async () => {
+      await database.ping()
+    })
+  })
+}
