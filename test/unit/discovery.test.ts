@@ -1,0 +1,151 @@
+import assert from 'node:assert/strict'
+import type { AddressInfo } from 'node:net'
+import { after, afterEach, describe, it } from 'node:test'
+import { backoffDelay, jitter } from '../../src/discovery/backoff.ts'
+import { roundRobin } from '../../src/discovery/balancer.ts'
+import { RegistryClient } from '../../src/discovery/registry-client.ts'
+import { Registration } from '../../src/discovery/registration.ts'
+import { Resolver } from '../../src/discovery/resolver.ts'
+import { buildRegistryApp, type RegistryApp } from '../../src/registry/server.ts'
+import { silentLogger } from '../helpers/logger.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+async function startRegistry(port = 0): Promise<RegistryApp & { url: string; port: number }> {
+  const registry = buildRegistryApp({ logger: silentLogger(), ttlMs: 60_000 })
+  await registry.app.listen({ host: '127.0.0.1', port })
+  const bound = (registry.app.server.address() as AddressInfo).port
+  return { ...registry, url: `http://127.0.0.1:${bound}`, port: bound }
+}
+
+const cleanups: Array<() => Promise<unknown>> = []
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!()
+})
+
+describe('backoff', () => {
+  it('grows exponentially up to the cap, with jitter inside [cap/2, cap]', () => {
+    const options = { initialMs: 100, maxMs: 1000 }
+    assert.equal(backoffDelay(0, options, () => 1), 100)
+    assert.equal(backoffDelay(0, options, () => 0), 50)
+    assert.equal(backoffDelay(3, options, () => 1), 800)
+    assert.equal(backoffDelay(10, options, () => 1), 1000)
+    assert.equal(backoffDelay(10, options, () => 0), 500)
+  })
+
+  it('jitters a period by at most the fraction', () => {
+    assert.equal(jitter(1000, 0.1, () => 0), 900)
+    assert.equal(jitter(1000, 0.1, () => 1), 1100)
+    assert.equal(jitter(1000, 0.1, () => 0.5), 1000)
+  })
+})
+
+describe('round-robin balancer', () => {
+  it('takes each instance in turn and copes with an empty or changing list', () => {
+    const balancer = roundRobin()
+    assert.equal(balancer.select([]), undefined)
+    const picks = Array.from({ length: 6 }, () => balancer.select(['a', 'b', 'c']))
+    assert.deepEqual(picks.sort(), ['a', 'a', 'b', 'b', 'c', 'c'])
+    assert.equal(balancer.select(['only']), 'only')
+  })
+})
+
+describe('registration', () => {
+  it('registers, heartbeats, registers again after the registry forgot it, and deregisters on stop', async () => {
+    const registry = await startRegistry()
+    cleanups.push(() => registry.app.close())
+    const client = new RegistryClient({ urls: [registry.url] })
+    cleanups.push(() => client.close())
+    const registration = new Registration({ client, serviceName: 'product', url: 'http://10.9.9.9:1', heartbeatIntervalMs: 50, logger: silentLogger() })
+    registration.start()
+    assert.ok(await registration.whenRegistered(5000))
+    const first = registry.store.discover('product').instances[0]!
+    await waitFor(() => registry.store.discover('product').instances[0]!.lastHeartbeat > first.lastHeartbeat, { what: 'a heartbeat' })
+
+    // The registry loses the instance (restart, eviction): the next heartbeat's 404 re-registers it.
+    registry.store.deregister({ service_name: 'product', url: 'http://10.9.9.9:1' })
+    await waitFor(() => registry.store.discover('product').instances.length === 1, { what: 're-registration' })
+
+    await registration.stop()
+    assert.deepEqual(registry.store.discover('product').instances, [])
+    assert.equal(registration.state.kind, 'stopped')
+  })
+
+  it('keeps retrying while the registry is down and registers once it comes up', async () => {
+    // Find a free port, then leave it closed for a while.
+    const probe = await startRegistry()
+    const port = probe.port
+    await probe.app.close()
+    const client = new RegistryClient({ urls: [`http://127.0.0.1:${port}`], timeoutMs: 500 })
+    cleanups.push(() => client.close())
+    const registration = new Registration({
+      client, serviceName: 'order', url: 'http://10.9.9.9:2', heartbeatIntervalMs: 1000, logger: silentLogger(), backoff: { initialMs: 20, maxMs: 100 },
+    })
+    cleanups.push(() => registration.stop())
+    registration.start()
+    await waitFor(() => registration.state.kind === 'registering' && registration.state.attempt >= 2, { what: 'a few failed attempts' })
+    const registry = await startRegistry(port)
+    cleanups.push(() => registry.app.close())
+    assert.ok(await registration.whenRegistered(5000))
+    assert.equal(registry.store.discover('order').instances.length, 1)
+  })
+
+  it('fails over to the next registry in the list', async () => {
+    const down = await startRegistry()
+    const downUrl = down.url
+    await down.app.close()
+    const up = await startRegistry()
+    cleanups.push(() => up.app.close())
+    const client = new RegistryClient({ urls: [downUrl, up.url], timeoutMs: 500 })
+    cleanups.push(() => client.close())
+    const instance = await client.register({ service_name: 'product', url: 'http://10.9.9.9:3' })
+    assert.equal(instance.service_name, 'product')
+    assert.equal(client.currentUrl, up.url)
+  })
+})
+
+describe('resolver', () => {
+  let registry: (RegistryApp & { url: string }) | undefined
+  after(async () => {
+    await registry?.app.close()
+  })
+
+  it('serves the last known instances while the registry is unreachable', async () => {
+    registry = await startRegistry()
+    registry.store.register({ service_name: 'product', url: 'http://10.9.9.9:4' })
+    const client = new RegistryClient({ urls: [registry.url], timeoutMs: 300 })
+    cleanups.push(() => client.close())
+    const resolver = new Resolver({ client, logger: silentLogger(), refreshMs: 0 })
+    assert.equal((await resolver.resolve('product')).length, 1)
+    await registry.app.close()
+    registry = undefined
+    for (let i = 0; i < 5; i++) {
+      assert.deepEqual((await resolver.resolve('product')).map((instance) => instance.url), ['http://10.9.9.9:4'])
+    }
+  })
+
+  it('fails when it has never reached the registry', async () => {
+    const probe = await startRegistry()
+    const url = probe.url
+    await probe.app.close()
+    const client = new RegistryClient({ urls: [url], timeoutMs: 300 })
+    cleanups.push(() => client.close())
+    await assert.rejects(new Resolver({ client, logger: silentLogger() }).resolve('product'))
+  })
+
+  it('skips an instance reported as failing, unless it is the only one', async () => {
+    const local = await startRegistry()
+    cleanups.push(() => local.app.close())
+    local.store.register({ service_name: 'product', url: 'http://10.9.9.9:5' })
+    local.store.register({ service_name: 'product', url: 'http://10.9.9.9:6' })
+    const client = new RegistryClient({ urls: [local.url] })
+    cleanups.push(() => client.close())
+    let now = 0
+    const resolver = new Resolver({ client, logger: silentLogger(), ejectMs: 1000, clock: () => now })
+    const [first] = await resolver.resolve('product')
+    resolver.reportFailure(first!)
+    const others = ['http://10.9.9.9:5', 'http://10.9.9.9:6'].filter((url) => url !== first!.url)
+    assert.deepEqual((await resolver.resolve('product')).map((i) => i.url), others)
+    now += 1000
+    assert.equal((await resolver.resolve('product')).length, 2)
+  })
+})
