@@ -1,6 +1,7 @@
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from './logger.ts'
+import { isDatabaseUnavailable } from '../db/errors.ts'
 import { AppError, problem, PROBLEM_CONTENT_TYPE, type ErrorCode, type Problem } from './errors.ts'
 
 export const BODY_LIMIT_BYTES = 1024 * 1024
@@ -82,6 +83,9 @@ export function toProblem(error: FastifyError | Error, request: FastifyRequest):
     // A client error we have no code for (Fastify added a new one): keep its status.
     return { ...problem('VALIDATION_FAILED', error.message), status, instance: request.url }
   }
+  if (isDatabaseUnavailable(error)) {
+    return { ...problem('DATABASE_UNAVAILABLE', 'The database cannot be reached; try again shortly'), instance: request.url }
+  }
   return { ...problem('INTERNAL', 'The server failed to handle the request'), instance: request.url }
 }
 
@@ -104,7 +108,8 @@ export function buildApp(options: BuildAppOptions): App {
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const body = toProblem(error, request)
-    if (body.status >= 500) {
+    // Upstream failures are logged where they happen (the service client); these are ours.
+    if (body.code === 'INTERNAL' || body.code === 'DATABASE_UNAVAILABLE') {
       request.log.error({ err: error, code: body.code }, 'request failed')
     }
     return sendProblem(reply, body)

@@ -96,3 +96,29 @@ describe('product routes', () => {
     })
   }
 })
+
+describe('product routes without a database', () => {
+  it('answer 503 DATABASE_UNAVAILABLE, and readiness names the failing check', async () => {
+    const { registerHealthRoutes } = await import('../../src/platform/health.ts')
+    // Nothing listens on port 1: every query is refused.
+    const database = openDatabase<ProductDatabase>({ name: 'product', dataDir: tmpdir(), databaseUrl: 'postgres://postgres@127.0.0.1:1/none' })
+    const app = buildApp({ logger: silentLogger() })
+    registerProductRoutes(app, new ProductRepository(database.db))
+    registerHealthRoutes(app, { checks: { database: async () => (await database.ping(), true) }, isDraining: () => false })
+    try {
+      const list = await app.inject({ method: 'GET', url: '/products' })
+      assert.equal(list.statusCode, 503)
+      assert.equal(list.json().code, 'DATABASE_UNAVAILABLE')
+      const create = await app.inject({ method: 'POST', url: '/products', payload: { name: 'x', price: 1 } })
+      assert.equal(create.statusCode, 503)
+      const ready = await app.inject({ method: 'GET', url: '/health/ready' })
+      assert.equal(ready.statusCode, 503)
+      assert.equal(ready.json().status, 'not_ready')
+      assert.notEqual(ready.json().checks.database, 'ok')
+      assert.equal((await app.inject({ method: 'GET', url: '/health/live' })).statusCode, 200)
+    } finally {
+      await app.close()
+      await database.close()
+    }
+  })
+})
