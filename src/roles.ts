@@ -1,16 +1,22 @@
 import { type Env, type Role, loadAllConfig, loadRegistryConfig, loadServiceConfig } from './config/index.ts'
 import { createLogger } from './platform/logger.ts'
+import { telemetryFromEnv } from './platform/telemetry.ts'
 import { handleSignals } from './platform/shutdown.ts'
 import { startRegistry } from './registry/server.ts'
 import { startOrderService } from './services/order/main.ts'
 import { startProductService } from './services/product/main.ts'
 import { runAll } from './supervisor.ts'
 
+/** LOG_FORMAT, or pretty on a terminal and JSON lines everywhere else. */
+function formatFor(format: 'json' | 'pretty' | undefined): 'json' | 'pretty' {
+  return format ?? (process.stdout.isTTY ? 'pretty' : 'json')
+}
+
 export async function runRole(role: Role, env: Env): Promise<void> {
   switch (role) {
     case 'registry': {
       const config = loadRegistryConfig(env)
-      const logger = createLogger({ level: config.logLevel, base: { role, port: config.port } })
+      const logger = createLogger({ level: config.logLevel, format: formatFor(config.logFormat), base: { role } })
       const registry = await startRegistry(config, logger)
       handleSignals({
         logger,
@@ -23,8 +29,9 @@ export async function runRole(role: Role, env: Env): Promise<void> {
     case 'product':
     case 'order': {
       const config = loadServiceConfig(env, role)
-      const logger = createLogger({ level: config.logLevel, base: { role, port: config.port } })
-      await (role === 'product' ? startProductService(config, logger) : startOrderService(config, logger))
+      const logger = createLogger({ level: config.logLevel, format: formatFor(config.logFormat), base: { role } })
+      const telemetry = telemetryFromEnv(env)
+      await (role === 'product' ? startProductService(config, logger, telemetry) : startOrderService(config, logger, telemetry))
       return
     }
     case 'all': {

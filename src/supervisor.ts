@@ -50,6 +50,8 @@ export async function runAll(config: AllConfig, env: Env): Promise<void> {
         ...env,
         PORT: String(port),
         HOST: config.host,
+        // Children write to our pipe, not a terminal: ask for readable lines when we have one.
+        LOG_FORMAT: config.logFormat ?? (process.stdout.isTTY ? 'pretty' : 'json'),
         // Every child talks to this system's registry and advertises a local address.
         REGISTRY_URL: registryUrl,
         SERVICE_URL: `http://127.0.0.1:${port}`,

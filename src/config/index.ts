@@ -1,5 +1,5 @@
 import {
-  type Env, databaseUrl, host, httpUrlList, oneOf, optionalHttpUrl, port, ports, seconds, text,
+  type Env, databaseUrl, host, httpUrlList, integer, oneOf, optionalHttpUrl, port, ports, seconds, text,
 } from './parse.ts'
 
 export { ConfigError } from './parse.ts'
@@ -21,19 +21,29 @@ export const DEFAULTS = {
   registryTtlSeconds: 30,
   dataDir: './data',
   logLevel: 'info' as LogLevel,
+  healthCheckIntervalSeconds: 10,
+  healthCheckTimeoutSeconds: 2,
+  healthCheckFailures: 3,
   shutdownTimeoutSeconds: 8,
   upstreamTimeoutSeconds: 5,
 } as const
+
+export type LogFormat = 'json' | 'pretty'
 
 export interface CommonConfig {
   host: string
   port: number
   logLevel: LogLevel
+  /** Undefined: pretty on a terminal, JSON otherwise. */
+  logFormat: LogFormat | undefined
   shutdownTimeoutSeconds: number
 }
 
 export interface RegistryConfig extends CommonConfig {
   ttlSeconds: number
+  healthCheckIntervalSeconds: number
+  healthCheckTimeoutSeconds: number
+  healthCheckFailures: number
 }
 
 export interface ServiceConfig extends CommonConfig {
@@ -49,9 +59,15 @@ export interface ServiceConfig extends CommonConfig {
 export interface AllConfig {
   host: string
   logLevel: LogLevel
+  logFormat: LogFormat | undefined
   registryPort: number
   productPorts: number[]
   orderPorts: number[]
+}
+
+function logFormat(env: Env): LogFormat | undefined {
+  const value = env.LOG_FORMAT?.trim()
+  return value ? oneOf(env, 'LOG_FORMAT', 'json', ['json', 'pretty'] as const) : undefined
 }
 
 function common(env: Env, role: Exclude<Role, 'all'>): CommonConfig {
@@ -59,6 +75,7 @@ function common(env: Env, role: Exclude<Role, 'all'>): CommonConfig {
     host: host(env, 'HOST', DEFAULTS.host),
     port: port(env, 'PORT', DEFAULTS.port[role]),
     logLevel: oneOf(env, 'LOG_LEVEL', DEFAULTS.logLevel, LOG_LEVELS),
+    logFormat: logFormat(env),
     shutdownTimeoutSeconds: seconds(env, 'SHUTDOWN_TIMEOUT_SECONDS', DEFAULTS.shutdownTimeoutSeconds, { min: 0.1, max: 300 }),
   }
 }
@@ -67,6 +84,9 @@ export function loadRegistryConfig(env: Env): RegistryConfig {
   return {
     ...common(env, 'registry'),
     ttlSeconds: seconds(env, 'REGISTRY_TTL_SECONDS', DEFAULTS.registryTtlSeconds, { min: 0.1, max: 86_400 }),
+    healthCheckIntervalSeconds: seconds(env, 'REGISTRY_HEALTH_CHECK_INTERVAL_SECONDS', DEFAULTS.healthCheckIntervalSeconds, { min: 0.05, max: 3600 }),
+    healthCheckTimeoutSeconds: seconds(env, 'REGISTRY_HEALTH_CHECK_TIMEOUT_SECONDS', DEFAULTS.healthCheckTimeoutSeconds, { min: 0.05, max: 60 }),
+    healthCheckFailures: integer(env, 'REGISTRY_HEALTH_CHECK_FAILURES', DEFAULTS.healthCheckFailures, { min: 1, max: 100 }),
   }
 }
 
@@ -86,6 +106,7 @@ export function loadAllConfig(env: Env): AllConfig {
   return {
     host: host(env, 'HOST', DEFAULTS.host),
     logLevel: oneOf(env, 'LOG_LEVEL', DEFAULTS.logLevel, LOG_LEVELS),
+    logFormat: logFormat(env),
     registryPort: port(env, 'REGISTRY_PORT', DEFAULTS.allPorts.registry),
     productPorts: ports(env, 'PRODUCT_PORTS', [...DEFAULTS.allPorts.product]),
     orderPorts: ports(env, 'ORDER_PORTS', [...DEFAULTS.allPorts.order]),

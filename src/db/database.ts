@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { Kysely, PostgresDialect, sql } from 'kysely'
+import { context, SpanKind, SpanStatusCode, trace, type Tracer } from '@opentelemetry/api'
+import { Kysely, PostgresDialect, sql, type LogEvent } from 'kysely'
 import { Migrator, type Migration } from 'kysely/migration'
 import pg from 'pg'
 import { sqliteDialect } from './sqlite.ts'
@@ -12,6 +13,8 @@ export interface DatabaseOptions {
   name: string
   dataDir: string
   databaseUrl: string | undefined
+  /** Queries made while serving a traced request become spans of that trace. */
+  tracer?: Tracer
 }
 
 export interface Database<T> {
@@ -26,12 +29,34 @@ export interface Database<T> {
 // PostgreSQL's int8 (bigint) arrives as a string by default; our amounts are safe integers.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value: string) => Number(value))
 
+/**
+ * Kysely reports each query once it is done; that is when we know its duration, so the span is
+ * recorded after the fact, under whatever span is current (the request's).
+ */
+function querySpans(tracer: Tracer | undefined, system: 'postgresql' | 'sqlite') {
+  if (!tracer) return undefined
+  return (event: LogEvent) => {
+    const parent = context.active()
+    if (!trace.getSpan(parent)) return
+    const end = Date.now()
+    const text = event.query.sql
+    const operation = /^\s*(\w+)/.exec(text)?.[1]?.toUpperCase() ?? 'QUERY'
+    const span = tracer.startSpan(
+      `${operation} ${system}`,
+      { kind: SpanKind.CLIENT, startTime: end - event.queryDurationMillis, attributes: { 'db.system.name': system, 'db.operation.name': operation, 'db.query.text': text } },
+      parent,
+    )
+    if (event.level === 'error') span.setStatus({ code: SpanStatusCode.ERROR })
+    span.end(end)
+  }
+}
+
 export function openDatabase<T>(options: DatabaseOptions): Database<T> {
   if (options.databaseUrl) {
     const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 10, connectionTimeoutMillis: 5000 })
     // An idle client losing its connection must not crash the process; the pool replaces it.
     pool.on('error', () => {})
-    const db = new Kysely<T>({ dialect: new PostgresDialect({ pool }) })
+    const db = new Kysely<T>({ dialect: new PostgresDialect({ pool }), log: querySpans(options.tracer, 'postgresql') })
     const url = new URL(options.databaseUrl)
     return {
       db,
@@ -43,7 +68,7 @@ export function openDatabase<T>(options: DatabaseOptions): Database<T> {
   }
   mkdirSync(options.dataDir, { recursive: true })
   const path = join(options.dataDir, `${options.name}.db`)
-  const db = new Kysely<T>({ dialect: sqliteDialect(path) })
+  const db = new Kysely<T>({ dialect: sqliteDialect(path), log: querySpans(options.tracer, 'sqlite') })
   return {
     db,
     dialect: 'sqlite',

@@ -1,4 +1,5 @@
 import type { Logger } from '../platform/logger.ts'
+import type { ReportedStatus } from '../registry/schemas.ts'
 import { backoffDelay, jitter, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.ts'
 import { describe, type RegistryClient, type RegistryInstance } from './registry-client.ts'
 
@@ -13,6 +14,10 @@ export interface RegistrationOptions {
   serviceName: string
   url: string
   metadata?: Record<string, string>
+  /** The registry probes this URL (Consul-style HTTP check) when given. */
+  healthUrl?: string
+  /** What the instance says of itself; sent with every registration and heartbeat. */
+  status?: () => ReportedStatus
   heartbeatIntervalMs: number
   logger: Logger
   backoff?: BackoffOptions
@@ -28,6 +33,7 @@ export class Registration {
   #state: RegistrationState = { kind: 'idle' }
   #timer: NodeJS.Timeout | undefined
   #registryDown = false
+  #hasRegistered = false
 
   constructor(options: RegistrationOptions) {
     this.#options = options
@@ -46,6 +52,11 @@ export class Registration {
     if (this.#state.kind !== 'idle') return
     this.#state = { kind: 'registering', attempt: 0 }
     void this.#register()
+  }
+
+  /** True once the registry has accepted this instance, and through later registry outages. */
+  get hasRegistered(): boolean {
+    return this.#hasRegistered
   }
 
   /** Resolves once registered (or stopped); for start-up logs and tests. */
@@ -73,13 +84,20 @@ export class Registration {
   }
 
   async #register(): Promise<void> {
-    const { client, serviceName, url, metadata, logger } = this.#options
+    const { client, serviceName, url, metadata, healthUrl, logger } = this.#options
     while (this.#state.kind === 'registering') {
       const attempt = this.#state.attempt
       try {
-        const instance = await client.register({ service_name: serviceName, url, ...(metadata ? { metadata } : {}) })
+        const instance = await client.register({
+          service_name: serviceName,
+          url,
+          status: this.#status(),
+          ...(metadata ? { metadata } : {}),
+          ...(healthUrl ? { health_url: healthUrl } : {}),
+        })
         if (this.#state.kind !== 'registering') return
         this.#state = { kind: 'registered', instance }
+        this.#hasRegistered = true
         this.#registryDown = false
         logger.info(
           { event: 'registered', service_name: serviceName, instance_id: instance.id, url, registry: client.currentUrl, attempts: attempt + 1 },
@@ -102,6 +120,10 @@ export class Registration {
     }
   }
 
+  #status(): ReportedStatus {
+    return this.#options.status?.() ?? 'up'
+  }
+
   #scheduleHeartbeat(): void {
     this.#timer = setTimeout(() => void this.#beat(), jitter(this.#options.heartbeatIntervalMs))
     this.#timer.unref()
@@ -111,7 +133,7 @@ export class Registration {
     if (this.#state.kind !== 'registered') return
     const { client, serviceName, url, logger } = this.#options
     try {
-      const instance = await client.heartbeat({ service_name: serviceName, url })
+      const instance = await client.heartbeat({ service_name: serviceName, url, status: this.#status() })
       if (this.#state.kind !== 'registered') return
       if (this.#registryDown) {
         this.#registryDown = false

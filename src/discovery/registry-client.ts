@@ -1,7 +1,9 @@
+import type { Tracer } from '@opentelemetry/api'
 import { Agent } from 'undici'
+import { endSpan, startClientSpan } from './tracing.ts'
 import { Compile } from 'typebox/compile'
 import { Type, type Static } from 'typebox'
-import { Instance, type InstanceRef, type RegisterBody } from '../registry/schemas.ts'
+import { Instance, type HeartbeatBody, type InstanceRef, type RegisterBody } from '../registry/schemas.ts'
 
 export type RegistryInstance = Static<typeof Instance>
 
@@ -24,6 +26,8 @@ export interface RegistryClientOptions {
   urls: readonly string[]
   timeoutMs?: number
   agent?: Agent
+  /** Calls made while serving a traced request become spans of that trace. */
+  tracer?: Tracer
 }
 
 type Outcome<T> = { status: 'ok'; value: T } | { status: 'not_found' }
@@ -37,9 +41,11 @@ export class RegistryClient {
   readonly #timeoutMs: number
   readonly #agent: Agent
   readonly #ownsAgent: boolean
+  #tracer: Tracer | undefined
   #current = 0
 
   constructor(options: RegistryClientOptions) {
+    this.#tracer = options.tracer
     if (options.urls.length === 0) throw new RangeError('RegistryClient needs at least one registry URL')
     this.#urls = options.urls
     this.#timeoutMs = options.timeoutMs ?? 2000
@@ -59,7 +65,7 @@ export class RegistryClient {
   }
 
   /** `undefined` when the registry does not know the instance (it must register again). */
-  async heartbeat(ref: InstanceRef): Promise<RegistryInstance | undefined> {
+  async heartbeat(ref: HeartbeatBody): Promise<RegistryInstance | undefined> {
     const outcome = await this.#call('POST', '/heartbeat', ref, (v) => checkInstance.Check(v))
     return outcome.status === 'ok' ? outcome.value : undefined
   }
@@ -73,6 +79,11 @@ export class RegistryClient {
     const outcome = await this.#call('GET', `/discover/${encodeURIComponent(serviceName)}`, undefined, (v) => checkDiscover.Check(v))
     if (outcome.status !== 'ok') throw new RegistryUnavailableError(this.currentUrl, `GET /discover answered 404`)
     return outcome.value.instances
+  }
+
+  /** Tracing is set up once the instance knows its id, after the client exists. */
+  setTracer(tracer: Tracer | undefined): void {
+    this.#tracer = tracer
   }
 
   async close(): Promise<void> {
@@ -98,20 +109,32 @@ export class RegistryClient {
 
   async #once<T>(base: string, method: 'GET' | 'POST', path: string, body: unknown, check: (value: unknown) => value is T): Promise<Outcome<T>> {
     const url = new URL(base)
+    const { span, headers: traceHeaders } = startClientSpan(
+      this.#tracer,
+      `${method} ${path.replace(/^\/discover\/.*/, '/discover/{service_name}')}`,
+      { 'http.request.method': method, 'server.address': base, 'peer.service': 'registry' },
+      { onlyWithParent: true },
+    )
     let response
     try {
       response = await this.#agent.request({
         origin: url.origin,
         path: `${url.pathname.replace(/\/$/, '')}${path}`,
         method,
-        headers: body === undefined ? { accept: 'application/json' } : { 'content-type': 'application/json', accept: 'application/json' },
+        headers: {
+          accept: 'application/json',
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...traceHeaders,
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
         headersTimeout: this.#timeoutMs,
         bodyTimeout: this.#timeoutMs,
       })
     } catch (error) {
+      endSpan(span, { error })
       throw new RegistryUnavailableError(base, `${method} ${path} failed: ${describe(error)}`, { cause: error })
     }
+    endSpan(span, { status: response.statusCode })
     if (response.statusCode === 404) {
       await response.body.dump()
       return { status: 'not_found' }

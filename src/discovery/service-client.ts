@@ -1,5 +1,8 @@
 import { Agent } from 'undici'
+import type { Tracer } from '@opentelemetry/api'
 import type { Logger } from '../platform/logger.ts'
+import { noopUpstreamObserver, type UpstreamObserver, type UpstreamOutcome } from '../platform/metrics.ts'
+import { endSpan, startClientSpan } from './tracing.ts'
 import { roundRobin, type Balancer } from './balancer.ts'
 import { describe, type RegistryInstance } from './registry-client.ts'
 import type { Resolver } from './resolver.ts'
@@ -38,6 +41,9 @@ export interface ServiceClientOptions {
   /** Bound on connecting, on the response headers and on the body, each. */
   timeoutMs?: number
   agent?: Agent
+  /** Traces each call and propagates the trace to the callee when given. */
+  tracer?: Tracer
+  observer?: UpstreamObserver
 }
 
 // The connection never reached the application, or broke before an answer: another instance may
@@ -73,8 +79,12 @@ export class ServiceClient {
   readonly #agent: Agent
   readonly #ownsAgent: boolean
   readonly #logger: Logger
+  readonly #tracer: Tracer | undefined
+  readonly #observer: UpstreamObserver
 
   constructor(options: ServiceClientOptions) {
+    this.#tracer = options.tracer
+    this.#observer = options.observer ?? noopUpstreamObserver
     this.#resolver = options.resolver
     this.#balancer = options.balancer ?? roundRobin()
     this.#timeoutMs = options.timeoutMs ?? 5000
@@ -137,13 +147,37 @@ export class ServiceClient {
   }
 
   async #send(instance: RegistryInstance, request: UpstreamRequest): Promise<UpstreamResponse> {
+    const started = performance.now()
+    const { span, headers: traceHeaders } = startClientSpan(this.#tracer, request.method, {
+      'http.request.method': request.method,
+      'server.address': instance.url,
+      'url.full': `${instance.url}${request.path}`,
+      'peer.service': instance.service_name,
+      'service.instance.id': instance.id,
+    })
+    const report = (outcome: UpstreamOutcome) =>
+      this.#observer.observe(instance.service_name, instance.id, outcome, (performance.now() - started) / 1000)
+    try {
+      const response = await this.#exchange(instance, request, traceHeaders)
+      report(response.status >= 500 ? 'http_error' : 'success')
+      endSpan(span, { status: response.status })
+      return response
+    } catch (error) {
+      const code = errorCode(error)
+      report(code !== undefined && TIMEOUTS.has(code) ? 'timeout' : 'connection_error')
+      endSpan(span, { error })
+      throw error
+    }
+  }
+
+  async #exchange(instance: RegistryInstance, request: UpstreamRequest, traceHeaders: Record<string, string>): Promise<UpstreamResponse> {
     const base = new URL(instance.url)
     const hasBody = request.body !== undefined
     const response = await this.#agent.request({
       origin: base.origin,
       path: `${base.pathname.replace(/\/$/, '')}${request.path}`,
       method: request.method,
-      headers: { accept: 'application/json', ...(hasBody ? { 'content-type': 'application/json' } : {}), ...request.headers },
+      headers: { accept: 'application/json', ...(hasBody ? { 'content-type': 'application/json' } : {}), ...request.headers, ...traceHeaders },
       body: hasBody ? JSON.stringify(request.body) : undefined,
       headersTimeout: this.#timeoutMs,
       bodyTimeout: this.#timeoutMs,

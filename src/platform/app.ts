@@ -1,6 +1,9 @@
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from './logger.ts'
+import type { Metrics } from './metrics.ts'
+import { instrument } from './observability.ts'
+import { noopTelemetry, type Telemetry } from './telemetry.ts'
 import { isDatabaseUnavailable } from '../db/errors.ts'
 import { AppError, problem, PROBLEM_CONTENT_TYPE, type ErrorCode, type Problem } from './errors.ts'
 
@@ -16,11 +19,15 @@ export type App = FastifyInstance<
 
 export interface BuildAppOptions {
   logger: Logger
+  /** Serves GET /metrics and counts requests when given. */
+  metrics?: Metrics
+  /** Traces requests when enabled; a no-op by default. */
+  telemetry?: Telemetry
   /** Routes whose request line is logged at debug level only (probes, scrapes). */
   quietRoutes?: ReadonlySet<string>
 }
 
-const quietDefaults = new Set(['/health/live', '/health/ready'])
+const quietDefaults = new Set(['/health/live', '/health/ready', '/metrics'])
 
 // Fastify maps these framework errors to 4xx itself; we only translate them into our catalogue.
 const frameworkCodes: Record<string, ErrorCode> = {
@@ -50,6 +57,7 @@ class RequestLog extends LogController {
       url: request.url,
       status: reply.statusCode,
       duration_ms: Math.round(reply.elapsedTime * 100) / 100,
+      ...(request.otel ? { trace_id: request.otel.span.spanContext().traceId } : {}),
       ...(error ? { err: error } : {}),
     }
     if (error) request.log.error(line, 'request errored')
@@ -105,6 +113,11 @@ export function buildApp(options: BuildAppOptions): App {
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.setValidatorCompiler(TypeBoxValidatorCompiler)
+  instrument(app as unknown as FastifyInstance, { telemetry: options.telemetry ?? noopTelemetry, metrics: options.metrics })
+  const { metrics } = options
+  if (metrics) {
+    app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()))
+  }
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const body = toProblem(error, request)

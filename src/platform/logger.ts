@@ -4,6 +4,8 @@ export type { Logger }
 
 export interface LoggerOptions {
   level: LevelWithSilent
+  /** `pretty` for people (colour, one short line), `json` for machines. */
+  format?: 'json' | 'pretty'
   /** Static fields on every line, e.g. the role and port. */
   base?: Record<string, unknown>
   destination?: NodeJS.WritableStream
@@ -18,5 +20,9 @@ export function createLogger(options: LoggerOptions): Logger {
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label: string) => ({ level: label }) },
   }
-  return options.destination ? pino(settings, options.destination) : pino(settings)
+  if (options.destination) return pino(settings, options.destination)
+  if (options.format === 'pretty') {
+    return pino({ ...settings, transport: { target: 'pino-pretty', options: { translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' } } })
+  }
+  return pino(settings)
 }

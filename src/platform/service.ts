@@ -1,6 +1,9 @@
 import type { ServiceConfig } from '../config/index.ts'
 import { RegistryClient } from '../discovery/registry-client.ts'
 import { Registration } from '../discovery/registration.ts'
+import { instanceIdFor } from '../registry/memory-store.ts'
+import { Metrics } from './metrics.ts'
+import type { Telemetry } from './telemetry.ts'
 import { advertisedUrl } from './address.ts'
 import { buildApp, type App } from './app.ts'
 import { registerHealthRoutes, type ReadinessCheck } from './health.ts'
@@ -11,12 +14,15 @@ export interface ServiceContext {
   app: App
   logger: Logger
   registryClient: RegistryClient
+  metrics: Metrics
+  telemetry: Telemetry
 }
 
 export interface ServiceDefinition {
   name: string
   config: ServiceConfig
   logger: Logger
+  telemetry: Telemetry
   /** Adds the service's routes; may return readiness checks and things to close at shutdown. */
   setup: (context: ServiceContext) => Promise<ServiceParts> | ServiceParts
 }
@@ -40,22 +46,36 @@ export interface RunningService {
  * resources, exit 0). A new service is its routes plus `createService`.
  */
 export async function createService(definition: ServiceDefinition): Promise<RunningService> {
-  const { config, logger, name } = definition
-  const app = buildApp({ logger })
-  const registryClient = new RegistryClient({ urls: config.registryUrls })
+  const { config, logger, name, telemetry } = definition
+  const metrics = new Metrics(name)
+  const app = buildApp({ logger, metrics, telemetry })
+  const registryClient = new RegistryClient({ urls: config.registryUrls, tracer: telemetry.tracer })
   let draining = false
-  const parts = await definition.setup({ app, logger, registryClient })
-  registerHealthRoutes(app, { checks: parts.checks ?? {}, isDraining: () => draining })
+  let registration: Registration | undefined
+  const parts = await definition.setup({ app, logger, registryClient, metrics, telemetry })
+  registerHealthRoutes(app, {
+    checks: {
+      ...parts.checks,
+      // Ready once the registry has accepted us; a later registry outage does not make us unready.
+      registry: () => registration?.hasRegistered === true || 'not registered with the registry yet',
+    },
+    isDraining: () => draining,
+  })
 
   await app.listen({ host: config.host, port: config.port })
   const address = app.server.address()
   const port = typeof address === 'object' && address ? address.port : config.port
   const url = config.serviceUrl ?? advertisedUrl(config.host, port)
+  const instanceId = instanceIdFor(name, url)
+  logger.setBindings({ instance_id: instanceId })
+  await telemetry.start({ serviceName: name, instanceId, logger })
 
-  const registration = new Registration({
+  registration = new Registration({
     client: registryClient,
     serviceName: name,
     url,
+    healthUrl: `${url}/health/ready`,
+    status: () => (draining ? 'draining' : 'up'),
     heartbeatIntervalMs: config.heartbeatIntervalSeconds * 1000,
     logger,
   })
@@ -67,10 +87,11 @@ export async function createService(definition: ServiceDefinition): Promise<Runn
     timeoutMs: config.shutdownTimeoutSeconds * 1000,
     steps: () => [
       // Leave discovery before refusing connections, so callers stop choosing this instance.
-      { name: 'deregister', run: () => { draining = true; return registration.stop() } },
+      { name: 'deregister', run: () => { draining = true; return registration?.stop() } },
       { name: 'drain server', run: () => app.close() },
       ...(parts.closers ?? []),
       { name: 'close registry client', run: () => registryClient.close() },
+      { name: 'flush traces', run: () => telemetry.shutdown() },
     ],
   })
   // Under `npm start` (role all) the supervisor is our parent: if it dies, we go too.

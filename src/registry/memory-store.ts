@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
-import type { InstanceRef, RegisterBody } from './schemas.ts'
-import type { InstanceRecord, RegisterResult, RegistryStore, ServiceSnapshot } from './store.ts'
+import type { HeartbeatBody, InstanceRef, RegisterBody } from './schemas.ts'
+import { effectiveStatus, type InstanceRecord, type RegisterResult, type RegistryStore, type ServiceSnapshot } from './store.ts'
 
 export type Clock = () => number
 
@@ -8,8 +8,8 @@ interface ServiceEntry {
   /** Registry-wide counter value at this service's last membership change. */
   index: number
   readonly instances: Map<string, InstanceRecord>
-  /** Live view, reused until a change or until its first instance expires. */
-  cached?: { snapshot: ServiceSnapshot; validUntil: number }
+  /** Views reused until a change or until their first instance expires. */
+  cached?: { discover: ServiceSnapshot; members: ServiceSnapshot; validUntil: number }
 }
 
 /** A stable id for `(service_name, url)`, so the same instance keeps its id across registry restarts. */
@@ -53,7 +53,10 @@ export class MemoryStore implements RegistryStore {
       id: wantedId,
       serviceName: request.service_name,
       url: request.url,
-      status: 'up',
+      reportedStatus: request.status ?? 'up',
+      // A new health URL starts unproven but usable; the same one keeps its last result.
+      health: request.health_url === undefined ? 'unchecked' : previous?.healthUrl === request.health_url ? previous.health : 'passing',
+      healthUrl: request.health_url,
       metadata: { ...request.metadata },
       // A refresh keeps the original registration time: it is the same instance.
       registeredAt: previous && previous.id === wantedId ? previous.registeredAt : now,
@@ -67,18 +70,24 @@ export class MemoryStore implements RegistryStore {
     return previous ? { kind: 'refreshed', instance } : { kind: 'created', instance }
   }
 
-  heartbeat(ref: InstanceRef): InstanceRecord | undefined {
+  heartbeat(ref: HeartbeatBody): InstanceRecord | undefined {
     const current = this.#find(ref)
     if (!current) return undefined
-    const updated: InstanceRecord = { ...current, lastHeartbeat: this.#clock() }
-    const entry = this.#entry(current.serviceName)
-    entry.instances.set(updated.id, updated)
-    this.#byId.set(updated.id, updated)
-    // A heartbeat of a live instance changes no membership: watchers are not woken, but the
-    // cached answer carries last_heartbeat and must be rebuilt. A heartbeat that revives an
-    // instance that had gone stale is a membership change.
-    if (current.lastHeartbeat + this.#ttlMs <= updated.lastHeartbeat) this.#changed(entry)
-    else entry.cached = undefined
+    const updated: InstanceRecord = { ...current, lastHeartbeat: this.#clock(), reportedStatus: ref.status ?? current.reportedStatus }
+    // A routine heartbeat changes no membership: watchers are not woken, but the cached answer
+    // carries last_heartbeat and must be rebuilt. A heartbeat that revives an instance that had
+    // gone stale, or that changes its status, is a membership change.
+    const revived = current.lastHeartbeat + this.#ttlMs <= updated.lastHeartbeat
+    this.#put(updated, revived || updated.reportedStatus !== current.reportedStatus)
+    return updated
+  }
+
+  setHealth(instanceId: string, health: 'passing' | 'failing'): InstanceRecord | undefined {
+    const current = this.#byId.get(instanceId)
+    if (!current) return undefined
+    if (current.health === health) return current
+    const updated: InstanceRecord = { ...current, health }
+    this.#put(updated, effectiveStatus(updated) !== effectiveStatus(current))
     return updated
   }
 
@@ -90,28 +99,17 @@ export class MemoryStore implements RegistryStore {
   }
 
   discover(serviceName: string): ServiceSnapshot {
-    const entry = this.#services.get(serviceName)
-    if (!entry) return { serviceName, index: 0, instances: [] }
-    const now = this.#clock()
-    if (entry.cached && now < entry.cached.validUntil) return entry.cached.snapshot
-    let validUntil = Number.POSITIVE_INFINITY
-    const live: InstanceRecord[] = []
-    for (const instance of entry.instances.values()) {
-      const expiry = this.expiresAt(instance)
-      if (expiry <= now) continue
-      live.push(instance)
-      validUntil = Math.min(validUntil, expiry)
-    }
-    live.sort((a, b) => a.registeredAt - b.registeredAt || (a.id < b.id ? -1 : 1))
-    const snapshot: ServiceSnapshot = { serviceName, index: entry.index, instances: live }
-    entry.cached = { snapshot, validUntil }
-    return snapshot
+    return this.#views(serviceName).discover
+  }
+
+  members(serviceName: string): ServiceSnapshot {
+    return this.#views(serviceName).members
   }
 
   services(): ServiceSnapshot[] {
     return [...this.#services.keys()]
       .sort()
-      .map((name) => this.discover(name))
+      .map((name) => this.members(name))
       .filter((snapshot) => snapshot.instances.length > 0)
   }
 
@@ -127,6 +125,39 @@ export class MemoryStore implements RegistryStore {
 
   expiresAt(instance: InstanceRecord): number {
     return instance.lastHeartbeat + this.#ttlMs
+  }
+
+  #views(serviceName: string): { discover: ServiceSnapshot; members: ServiceSnapshot } {
+    const entry = this.#services.get(serviceName)
+    if (!entry) {
+      const empty = { serviceName, index: 0, instances: [] }
+      return { discover: empty, members: empty }
+    }
+    const now = this.#clock()
+    if (entry.cached && now < entry.cached.validUntil) return entry.cached
+    let validUntil = Number.POSITIVE_INFINITY
+    const live: InstanceRecord[] = []
+    for (const instance of entry.instances.values()) {
+      const expiry = this.expiresAt(instance)
+      if (expiry <= now) continue
+      live.push(instance)
+      validUntil = Math.min(validUntil, expiry)
+    }
+    live.sort((a, b) => a.registeredAt - b.registeredAt || (a.id < b.id ? -1 : 1))
+    entry.cached = {
+      members: { serviceName, index: entry.index, instances: live },
+      discover: { serviceName, index: entry.index, instances: live.filter((i) => effectiveStatus(i) === 'up') },
+      validUntil,
+    }
+    return entry.cached
+  }
+
+  #put(instance: InstanceRecord, membershipChanged: boolean): void {
+    const entry = this.#entry(instance.serviceName)
+    entry.instances.set(instance.id, instance)
+    this.#byId.set(instance.id, instance)
+    if (membershipChanged) this.#changed(entry)
+    else entry.cached = undefined
   }
 
   #find(ref: InstanceRef): InstanceRecord | undefined {

@@ -1,8 +1,8 @@
 import { Type } from 'typebox'
 import type { App } from '../platform/app.ts'
 import { AppError } from '../platform/errors.ts'
-import { DiscoverParams, InstanceParams, InstanceRef, RegisterBody } from './schemas.ts'
-import type { InstanceRecord, RegistryStore, ServiceSnapshot } from './store.ts'
+import { DiscoverParams, HeartbeatBody, InstanceParams, InstanceRef, RegisterBody } from './schemas.ts'
+import { effectiveStatus, type InstanceRecord, type RegistryStore, type ServiceSnapshot } from './store.ts'
 import type { InstanceView } from './schemas.ts'
 
 export function toView(instance: InstanceRecord): InstanceView {
@@ -10,8 +10,9 @@ export function toView(instance: InstanceRecord): InstanceView {
     id: instance.id,
     service_name: instance.serviceName,
     url: instance.url,
-    status: instance.status,
+    status: effectiveStatus(instance),
     metadata: { ...instance.metadata },
+    ...(instance.healthUrl === undefined ? {} : { health_url: instance.healthUrl }),
     registered_at: new Date(instance.registeredAt).toISOString(),
     last_heartbeat: new Date(instance.lastHeartbeat).toISOString(),
   }
@@ -21,14 +22,20 @@ function snapshotView(snapshot: ServiceSnapshot) {
   return { service_name: snapshot.serviceName, instances: snapshot.instances.map(toView) }
 }
 
+/** What the routes report, for logs and metrics. */
+export interface RegistryEvents {
+  registered(instance: InstanceRecord, created: boolean): void
+  deregistered(instance: InstanceRecord): void
+  heartbeat(known: boolean): void
+}
+
 export interface RegistryRouteOptions {
   store: RegistryStore
-  onRegistered?: (instance: InstanceRecord, created: boolean) => void
-  onDeregistered?: (instance: InstanceRecord) => void
+  events: RegistryEvents
 }
 
 export function registerRegistryRoutes(app: App, options: RegistryRouteOptions): void {
-  const { store } = options
+  const { store, events } = options
   // Discovery is the hot path: the JSON for a service is built once per change and reused.
   const serialized = new WeakMap<ServiceSnapshot, string>()
 
@@ -45,15 +52,16 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
     if (result.kind === 'conflict') {
       throw new AppError('INSTANCE_ID_CONFLICT', `Instance id ${result.existing.id} belongs to ${result.existing.serviceName} at ${result.existing.url}`)
     }
-    options.onRegistered?.(result.instance, result.kind === 'created')
+    events.registered(result.instance, result.kind === 'created')
     return reply
       .code(result.kind === 'created' ? 201 : 200)
       .header('location', `/instances/${encodeURIComponent(result.instance.id)}`)
       .send(toView(result.instance))
   })
 
-  app.post('/heartbeat', { schema: { body: InstanceRef } }, async (request) => {
+  app.post('/heartbeat', { schema: { body: HeartbeatBody } }, async (request) => {
     const instance = store.heartbeat(request.body)
+    events.heartbeat(instance !== undefined)
     if (!instance) throw notFound(request.body)
     return toView(instance)
   })
@@ -61,14 +69,14 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
   app.post('/deregister', { schema: { body: InstanceRef } }, async (request) => {
     const instance = store.deregister(request.body)
     if (!instance) throw notFound(request.body)
-    options.onDeregistered?.(instance)
+    events.deregistered(instance)
     return toView(instance)
   })
 
   app.delete('/instances/:id', { schema: { params: InstanceParams } }, async (request, reply) => {
     const instance = store.deregister({ instance_id: request.params.id })
     if (!instance) throw notFound({ instance_id: request.params.id })
-    options.onDeregistered?.(instance)
+    events.deregistered(instance)
     return reply.code(204).send()
   })
 
@@ -82,6 +90,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
     return reply.header('x-registry-index', String(snapshot.index)).type('application/json; charset=utf-8').send(body)
   })
 
+  // Every unexpired instance, whatever its status, for people and dashboards.
   app.get('/services', { schema: { querystring: Type.Object({}) } }, async () => ({
     services: store.services().map(snapshotView),
   }))

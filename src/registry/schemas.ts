@@ -23,7 +23,10 @@ export const Metadata = Type.Record(
   { maxProperties: 32 },
 )
 
-export const InstanceStatus = Type.Union([Type.Literal('up'), Type.Literal('starting'), Type.Literal('draining')])
+/** What an instance says of itself: only `up` instances are discovered. */
+export const ReportedStatus = Type.Union([Type.Literal('starting'), Type.Literal('up'), Type.Literal('draining')])
+/** What the registry shows: the reported status, or `down` while the registry's health check fails. */
+export const InstanceStatus = Type.Union([Type.Literal('starting'), Type.Literal('up'), Type.Literal('draining'), Type.Literal('down')])
 
 export const Instance = Type.Object({
   id: Type.String(),
@@ -31,6 +34,7 @@ export const Instance = Type.Object({
   url: Type.String(),
   status: InstanceStatus,
   metadata: Type.Record(Type.String(), Type.String()),
+  health_url: Type.Optional(Type.String()),
   registered_at: Type.String({ format: 'date-time' }),
   last_heartbeat: Type.String({ format: 'date-time' }),
 })
@@ -40,6 +44,9 @@ export const RegisterBody = Type.Object({
   url: InstanceUrl,
   instance_id: Type.Optional(InstanceId),
   metadata: Type.Optional(Metadata),
+  status: Type.Optional(ReportedStatus),
+  /** When given, the registry probes it and shows the instance `down` after repeated failures. */
+  health_url: Type.Optional(InstanceUrl),
 })
 
 export const InstanceRef = Type.Union([
@@ -47,10 +54,18 @@ export const InstanceRef = Type.Union([
   Type.Object({ service_name: ServiceName, url: InstanceUrl }),
 ])
 
+/** A heartbeat may carry the instance's current status (e.g. `draining` at shutdown). */
+export const HeartbeatBody = Type.Union([
+  Type.Object({ instance_id: InstanceId, status: Type.Optional(ReportedStatus) }),
+  Type.Object({ service_name: ServiceName, url: InstanceUrl, status: Type.Optional(ReportedStatus) }),
+])
+
 export const DiscoverParams = Type.Object({ service_name: ServiceName })
 export const InstanceParams = Type.Object({ id: InstanceId })
 
 export type InstanceStatus = Static<typeof InstanceStatus>
+export type ReportedStatus = Static<typeof ReportedStatus>
+export type HeartbeatBody = Static<typeof HeartbeatBody>
 export type InstanceView = Static<typeof Instance>
 export type RegisterBody = Static<typeof RegisterBody>
 export type InstanceRef = Static<typeof InstanceRef>

@@ -2,59 +2,85 @@ import type { RegistryConfig } from '../config/index.ts'
 import { buildApp, type App } from '../platform/app.ts'
 import { registerHealthRoutes } from '../platform/health.ts'
 import type { Logger } from '../platform/logger.ts'
+import { Metrics } from '../platform/metrics.ts'
+import { HealthChecker } from './health-checker.ts'
 import { MemoryStore, type Clock } from './memory-store.ts'
-import { registerRegistryRoutes } from './routes.ts'
-import type { RegistryStore } from './store.ts'
+import { registerRegistryRoutes, type RegistryEvents } from './routes.ts'
+import { effectiveStatus, type InstanceRecord, type RegistryStore } from './store.ts'
 
 export interface RegistryAppOptions {
   logger: Logger
   ttlMs: number
   clock?: Clock
   store?: RegistryStore
+  metrics?: Metrics
 }
 
 export interface RegistryApp {
   app: App
   store: RegistryStore
+  metrics: Metrics
   /** Evicts expired instances once and logs each; the sweeper calls this on an interval. */
   sweep: () => void
 }
 
-export function buildRegistryApp(options: RegistryAppOptions): RegistryApp {
+const fields = (instance: InstanceRecord) => ({ service_name: instance.serviceName, instance_id: instance.id, url: instance.url })
+
+/** Registry metrics: instances by service and status, and counters of what happened. */
+function registryMetrics(metrics: Metrics, store: RegistryStore) {
+  metrics.gauge('registry_instances', 'Unexpired instances by service and status', ['service', 'status'], (gauge) => {
+    gauge.reset()
+    for (const service of store.services()) {
+      for (const instance of service.instances) gauge.inc({ service: service.serviceName, status: effectiveStatus(instance) })
+    }
+  })
+  return {
+    registrations: metrics.counter('registry_registrations_total', 'Registrations, new and refreshed', ['service', 'kind']),
+    deregistrations: metrics.counter('registry_deregistrations_total', 'Deregistrations', ['service']),
+    heartbeats: metrics.counter('registry_heartbeats_total', 'Heartbeats, by whether the instance was known', ['outcome']),
+    evictions: metrics.counter('registry_evictions_total', 'Instances evicted for missing heartbeats', ['service']),
+    healthChecks: metrics.counter('registry_health_checks_total', 'Health check probes, by outcome', ['outcome']),
+  }
+}
+
+export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { counters: ReturnType<typeof registryMetrics> } {
+  const { logger } = options
   const store = options.store ?? new MemoryStore({ ttlMs: options.ttlMs, clock: options.clock })
-  const app = buildApp({ logger: options.logger })
+  const metrics = options.metrics ?? new Metrics('registry')
+  const counters = registryMetrics(metrics, store)
+  const app = buildApp({ logger, metrics })
   let draining = false
   app.addHook('preClose', async () => {
     draining = true
   })
 
-  registerRegistryRoutes(app, {
-    store,
-    onRegistered: (instance, created) =>
-      options.logger.info(
-        { event: created ? 'registered' : 're-registered', service_name: instance.serviceName, instance_id: instance.id, url: instance.url },
+  const events: RegistryEvents = {
+    registered: (instance, created) => {
+      counters.registrations.inc({ service: instance.serviceName, kind: created ? 'new' : 'refresh' })
+      logger.info(
+        { event: created ? 'registered' : 're-registered', ...fields(instance), status: effectiveStatus(instance) },
         created ? 'instance registered' : 'instance re-registered',
-      ),
-    onDeregistered: (instance) =>
-      options.logger.info({ event: 'deregistered', service_name: instance.serviceName, instance_id: instance.id, url: instance.url }, 'instance deregistered'),
-  })
+      )
+    },
+    deregistered: (instance) => {
+      counters.deregistrations.inc({ service: instance.serviceName })
+      logger.info({ event: 'deregistered', ...fields(instance) }, 'instance deregistered')
+    },
+    heartbeat: (known) => counters.heartbeats.inc({ outcome: known ? 'ok' : 'unknown_instance' }),
+  }
+  registerRegistryRoutes(app, { store, events })
   registerHealthRoutes(app, { checks: {}, isDraining: () => draining })
 
   const sweep = () => {
     for (const instance of store.evictExpired()) {
-      options.logger.info(
-        {
-          event: 'evicted',
-          service_name: instance.serviceName,
-          instance_id: instance.id,
-          url: instance.url,
-          last_heartbeat: new Date(instance.lastHeartbeat).toISOString(),
-        },
+      counters.evictions.inc({ service: instance.serviceName })
+      logger.info(
+        { event: 'evicted', ...fields(instance), last_heartbeat: new Date(instance.lastHeartbeat).toISOString() },
         'instance evicted: no heartbeat within the TTL',
       )
     }
   }
-  return { app, store, sweep }
+  return { app, store, metrics, sweep, counters }
 }
 
 /** How often the sweeper runs: a quarter of the TTL, between 50 ms and 5 s. */
@@ -67,7 +93,19 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
   const registry = buildRegistryApp({ logger, ttlMs })
   const timer = setInterval(registry.sweep, sweepIntervalMs(ttlMs))
   timer.unref()
-  registry.app.addHook('onClose', async () => clearInterval(timer))
+  const checker = new HealthChecker({
+    store: registry.store,
+    logger,
+    intervalMs: config.healthCheckIntervalSeconds * 1000,
+    timeoutMs: config.healthCheckTimeoutSeconds * 1000,
+    failuresToDown: config.healthCheckFailures,
+    onResult: (outcome) => registry.counters.healthChecks.inc({ outcome }),
+  })
+  checker.start()
+  registry.app.addHook('onClose', async () => {
+    clearInterval(timer)
+    await checker.stop()
+  })
   await registry.app.listen({ host: config.host, port: config.port })
   const address = registry.app.server.address()
   const port = typeof address === 'object' && address ? address.port : config.port

@@ -1,14 +1,22 @@
-import type { InstanceRef, InstanceStatus, RegisterBody } from './schemas.ts'
+import type { HeartbeatBody, InstanceRef, InstanceStatus, RegisterBody, ReportedStatus } from './schemas.ts'
 
 /** An instance as the store keeps it; times are epoch milliseconds. */
 export interface InstanceRecord {
   readonly id: string
   readonly serviceName: string
   readonly url: string
-  readonly status: InstanceStatus
+  readonly reportedStatus: ReportedStatus
+  /** `failing` after the registry's health check failed repeatedly; `unchecked` without a health URL. */
+  readonly health: 'unchecked' | 'passing' | 'failing'
+  readonly healthUrl: string | undefined
   readonly metadata: Readonly<Record<string, string>>
   readonly registeredAt: number
   readonly lastHeartbeat: number
+}
+
+/** The status clients see: `down` while the health check fails, else what the instance reported. */
+export function effectiveStatus(instance: InstanceRecord): InstanceStatus {
+  return instance.health === 'failing' ? 'down' : instance.reportedStatus
 }
 
 export type RegisterResult =
@@ -29,11 +37,15 @@ export interface ServiceSnapshot {
  */
 export interface RegistryStore {
   register(request: RegisterBody): RegisterResult
-  heartbeat(ref: InstanceRef): InstanceRecord | undefined
+  heartbeat(ref: HeartbeatBody): InstanceRecord | undefined
   deregister(ref: InstanceRef): InstanceRecord | undefined
-  /** Live instances only: last heartbeat younger than the TTL. */
+  /** Records a health check result for an instance; undefined if it is gone. */
+  setHealth(instanceId: string, health: 'passing' | 'failing'): InstanceRecord | undefined
+  /** Instances clients may use: `up`, and last heartbeat younger than the TTL. */
   discover(serviceName: string): ServiceSnapshot
-  /** Every service that has at least one live instance. */
+  /** Every unexpired instance of the service, whatever its status. */
+  members(serviceName: string): ServiceSnapshot
+  /** Every service with at least one unexpired instance, with all of them (any status). */
   services(): ServiceSnapshot[]
   /** Removes instances whose heartbeat is older than the TTL; returns what it removed. */
   evictExpired(): InstanceRecord[]

@@ -27,7 +27,9 @@ describe('configuration', () => {
     assert.equal(product.databaseUrl, undefined)
     assert.equal(product.serviceUrl, undefined)
     assert.equal(loadServiceConfig({}, 'order').port, 8083)
-    assert.deepEqual(loadAllConfig({}), { host: '0.0.0.0', logLevel: 'info', registryPort: 8080, productPorts: [8081, 8082], orderPorts: [8083] })
+    assert.deepEqual(loadAllConfig({}), { host: '0.0.0.0', logLevel: 'info', logFormat: undefined, registryPort: 8080, productPorts: [8081, 8082], orderPorts: [8083] })
+    assert.equal(registry.healthCheckIntervalSeconds, 10)
+    assert.equal(registry.healthCheckFailures, 3)
   })
 
   it('accepts fractional seconds, URL lists and PostgreSQL URLs', () => {
@@ -61,6 +63,8 @@ describe('configuration', () => {
     ['SERVICE_URL', { SERVICE_URL: 'not a url' }, 'product'],
     ['DATABASE_URL', { DATABASE_URL: 'mysql://db/x' }, 'product'],
     ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, 'registry'],
+    ['LOG_FORMAT', { LOG_FORMAT: 'xml' }, 'registry'],
+    ['REGISTRY_HEALTH_CHECK_FAILURES', { REGISTRY_HEALTH_CHECK_FAILURES: '0' }, 'registry'],
     ['HOST', { HOST: 'bad host!' }, 'registry'],
     ['PRODUCT_PORTS', { PRODUCT_PORTS: '8081,8081' }, 'all'],
     ['ORDER_PORTS', { ORDER_PORTS: '8083,x' }, 'all'],

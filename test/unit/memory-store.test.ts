@@ -21,7 +21,7 @@ describe('MemoryStore', () => {
     const result = store.register(product(8081))
     assert.ok(result.kind === 'created')
     assert.equal(result.instance.id, instanceIdFor('product', 'http://10.0.0.1:8081'))
-    assert.equal(result.instance.status, 'up')
+    assert.equal(result.instance.reportedStatus, 'up')
     // A restarted registry derives the same id for the same instance.
     const again = new MemoryStore({ ttlMs: 1 }).register(product(8081))
     assert.ok(again.kind === 'created')

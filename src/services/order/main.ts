@@ -4,21 +4,30 @@ import { migrate, openDatabase } from '../../db/database.ts'
 import { Resolver } from '../../discovery/resolver.ts'
 import { ServiceClient } from '../../discovery/service-client.ts'
 import type { Logger } from '../../platform/logger.ts'
+import { upstreamObserver } from '../../platform/metrics.ts'
+import type { Telemetry } from '../../platform/telemetry.ts'
 import { createService, type RunningService } from '../../platform/service.ts'
 import { ProductClient } from './product-client.ts'
 import { orderMigrations, OrderRepository, type OrderDatabase } from './repository.ts'
 import { registerOrderRoutes } from './routes.ts'
 
-export async function startOrderService(config: ServiceConfig, logger: Logger): Promise<RunningService> {
-  const database = openDatabase<OrderDatabase>({ name: 'order', dataDir: config.dataDir, databaseUrl: config.databaseUrl })
+export async function startOrderService(config: ServiceConfig, logger: Logger, telemetry: Telemetry): Promise<RunningService> {
+  const database = openDatabase<OrderDatabase>({ name: 'order', dataDir: config.dataDir, databaseUrl: config.databaseUrl, tracer: telemetry.tracer })
   await connectWithRetry(database, logger, () => migrate(database, 'order', orderMigrations))
   return createService({
     name: 'order',
     config,
     logger,
-    setup: ({ app, registryClient }) => {
+    telemetry,
+    setup: ({ app, registryClient, metrics }) => {
       const resolver = new Resolver({ client: registryClient, logger })
-      const client = new ServiceClient({ resolver, logger, timeoutMs: config.upstreamTimeoutSeconds * 1000 })
+      const client = new ServiceClient({
+        resolver,
+        logger,
+        timeoutMs: config.upstreamTimeoutSeconds * 1000,
+        tracer: telemetry.tracer,
+        observer: upstreamObserver(metrics),
+      })
       registerOrderRoutes(app, new OrderRepository(database.db), new ProductClient(client))
       return {
         checks: { database: async () => (await database.ping(), true) },

@@ -1,0 +1,77 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+
+// Prometheus metrics of one process. Labels are route templates, service names and instance
+// ids: bounded sets, never raw URLs.
+
+const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+export type UpstreamOutcome = 'success' | 'http_error' | 'connection_error' | 'timeout' | 'retried' | 'short_circuited'
+
+export class Metrics {
+  readonly registry = new Registry()
+  readonly httpRequests: Counter<'method' | 'route' | 'status'>
+  readonly httpDuration: Histogram<'method' | 'route' | 'status'>
+  readonly upstreamRequests: Counter<'service' | 'instance' | 'outcome'>
+  readonly upstreamDuration: Histogram<'service' | 'outcome'>
+
+  constructor(role: string) {
+    this.registry.setDefaultLabels({ role })
+    collectDefaultMetrics({ register: this.registry })
+    this.httpRequests = new Counter({
+      name: 'http_requests_total',
+      help: 'HTTP requests served, by method, route template and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [this.registry],
+    })
+    this.httpDuration = new Histogram({
+      name: 'http_request_duration_seconds',
+      help: 'Time to serve an HTTP request, by method, route template and status',
+      labelNames: ['method', 'route', 'status'],
+      buckets: DURATION_BUCKETS,
+      registers: [this.registry],
+    })
+    this.upstreamRequests = new Counter({
+      name: 'upstream_requests_total',
+      help: 'Calls to other services, by target service, instance id and outcome',
+      labelNames: ['service', 'instance', 'outcome'],
+      registers: [this.registry],
+    })
+    this.upstreamDuration = new Histogram({
+      name: 'upstream_request_duration_seconds',
+      help: 'Duration of calls to other services, by target service and outcome',
+      labelNames: ['service', 'outcome'],
+      buckets: DURATION_BUCKETS,
+      registers: [this.registry],
+    })
+  }
+
+  counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {
+    return new Counter({ name, help, labelNames, registers: [this.registry] })
+  }
+
+  gauge<L extends string>(name: string, help: string, labelNames: readonly L[], collect?: (gauge: Gauge<L>) => void): Gauge<L> {
+    return new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: [this.registry],
+      ...(collect ? { collect(this: Gauge<L>) { collect(this) } } : {}),
+    })
+  }
+}
+
+/** Where the service client reports its calls; the default reports nowhere. */
+export interface UpstreamObserver {
+  observe(service: string, instance: string, outcome: UpstreamOutcome, seconds: number): void
+}
+
+export const noopUpstreamObserver: UpstreamObserver = { observe: () => {} }
+
+export function upstreamObserver(metrics: Metrics): UpstreamObserver {
+  return {
+    observe(service, instance, outcome, seconds) {
+      metrics.upstreamRequests.inc({ service, instance, outcome })
+      metrics.upstreamDuration.observe({ service, outcome }, seconds)
+    },
+  }
+}
