@@ -67,7 +67,9 @@ export async function createService(definition: ServiceDefinition): Promise<Runn
   const port = typeof address === 'object' && address ? address.port : config.port
   const url = config.serviceUrl ?? advertisedUrl(config.host, port)
   const instanceId = instanceIdFor(name, url)
+  // Fastify's own logger is a child made before the id was known: bind it there too.
   logger.setBindings({ instance_id: instanceId })
+  app.log.setBindings({ instance_id: instanceId })
   await telemetry.start({ serviceName: name, instanceId, logger })
 
   registration = new Registration({
