@@ -2,6 +2,8 @@ import {
   type Env, databaseUrl, host, httpUrlList, integer, oneOf, optionalHttpUrl, port, ports, seconds, text,
 } from './parse.ts'
 
+import { LB_STRATEGIES, type LbStrategy } from '../discovery/balancer.ts'
+
 export { ConfigError } from './parse.ts'
 export type { Env } from './parse.ts'
 
@@ -26,6 +28,12 @@ export const DEFAULTS = {
   healthCheckFailures: 3,
   shutdownTimeoutSeconds: 8,
   upstreamTimeoutSeconds: 5,
+  upstreamConnectTimeoutSeconds: 1,
+  lbStrategy: 'round_robin' as LbStrategy,
+  breakerFailures: 5,
+  breakerHalfOpenSeconds: 5,
+  retryBudgetPercent: 20,
+  drainSeconds: 1,
 } as const
 
 export type LogFormat = 'json' | 'pretty'
@@ -41,6 +49,7 @@ export interface CommonConfig {
 
 export interface RegistryConfig extends CommonConfig {
   ttlSeconds: number
+  warmupSeconds: number
   healthCheckIntervalSeconds: number
   healthCheckTimeoutSeconds: number
   healthCheckFailures: number
@@ -54,6 +63,13 @@ export interface ServiceConfig extends CommonConfig {
   dataDir: string
   databaseUrl: string | undefined
   upstreamTimeoutSeconds: number
+  upstreamConnectTimeoutSeconds: number
+  lbStrategy: LbStrategy
+  breakerFailures: number
+  breakerHalfOpenSeconds: number
+  retryBudgetPercent: number
+  /** After deregistering, keep serving this long so that watchers and in-flight calls catch up. */
+  drainSeconds: number
 }
 
 export interface AllConfig {
@@ -81,9 +97,12 @@ function common(env: Env, role: Exclude<Role, 'all'>): CommonConfig {
 }
 
 export function loadRegistryConfig(env: Env): RegistryConfig {
+  const ttlSeconds = seconds(env, 'REGISTRY_TTL_SECONDS', DEFAULTS.registryTtlSeconds, { min: 0.1, max: 86_400 })
   return {
     ...common(env, 'registry'),
-    ttlSeconds: seconds(env, 'REGISTRY_TTL_SECONDS', DEFAULTS.registryTtlSeconds, { min: 0.1, max: 86_400 }),
+    ttlSeconds,
+    // Long enough for every instance to heartbeat (and so re-register) once: half the TTL.
+    warmupSeconds: seconds(env, 'REGISTRY_WARMUP_SECONDS', ttlSeconds / 2, { min: 0, max: 86_400 }),
     healthCheckIntervalSeconds: seconds(env, 'REGISTRY_HEALTH_CHECK_INTERVAL_SECONDS', DEFAULTS.healthCheckIntervalSeconds, { min: 0.05, max: 3600 }),
     healthCheckTimeoutSeconds: seconds(env, 'REGISTRY_HEALTH_CHECK_TIMEOUT_SECONDS', DEFAULTS.healthCheckTimeoutSeconds, { min: 0.05, max: 60 }),
     healthCheckFailures: integer(env, 'REGISTRY_HEALTH_CHECK_FAILURES', DEFAULTS.healthCheckFailures, { min: 1, max: 100 }),
@@ -99,6 +118,12 @@ export function loadServiceConfig(env: Env, role: 'product' | 'order'): ServiceC
     dataDir: text(env, 'DATA_DIR', DEFAULTS.dataDir),
     databaseUrl: databaseUrl(env, 'DATABASE_URL'),
     upstreamTimeoutSeconds: seconds(env, 'UPSTREAM_TIMEOUT_SECONDS', DEFAULTS.upstreamTimeoutSeconds, { min: 0.05, max: 300 }),
+    upstreamConnectTimeoutSeconds: seconds(env, 'UPSTREAM_CONNECT_TIMEOUT_SECONDS', DEFAULTS.upstreamConnectTimeoutSeconds, { min: 0.05, max: 60 }),
+    lbStrategy: oneOf(env, 'LB_STRATEGY', DEFAULTS.lbStrategy, LB_STRATEGIES),
+    breakerFailures: integer(env, 'BREAKER_FAILURES', DEFAULTS.breakerFailures, { min: 1, max: 1000 }),
+    breakerHalfOpenSeconds: seconds(env, 'BREAKER_HALF_OPEN_SECONDS', DEFAULTS.breakerHalfOpenSeconds, { min: 0.05, max: 3600 }),
+    retryBudgetPercent: integer(env, 'RETRY_BUDGET_PERCENT', DEFAULTS.retryBudgetPercent, { min: 0, max: 100 }),
+    drainSeconds: seconds(env, 'DRAIN_SECONDS', DEFAULTS.drainSeconds, { min: 0, max: 300 }),
   }
 }
 

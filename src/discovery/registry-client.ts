@@ -30,7 +30,30 @@ export interface RegistryClientOptions {
   tracer?: Tracer
 }
 
-type Outcome<T> = { status: 'ok'; value: T } | { status: 'not_found' }
+type Outcome<T> = { status: 'ok'; value: T; headers: Record<string, string | string[] | undefined> } | { status: 'not_found' }
+
+/** A discovery answer with what a watcher needs to ask for the next change. */
+export interface DiscoveryView {
+  instances: RegistryInstance[]
+  /** The service's index: pass it back to block until it changes. */
+  index: number
+  /** Identifies the registry process; a new epoch means a restarted (or another) registry. */
+  epoch: string
+  /** Milliseconds of the registry's warm-up left: it may not know every instance yet. */
+  warmupMs: number
+  registry: string
+}
+
+export interface BlockingOptions {
+  index: number
+  epoch: string
+  waitMs: number
+}
+
+const header = (headers: Record<string, string | string[] | undefined>, name: string): string => {
+  const value = headers[name]
+  return Array.isArray(value) ? (value[0] ?? '') : (value ?? '')
+}
 
 /**
  * A thin, typed client for the registry's HTTP API. Responses are validated before use; a
@@ -76,9 +99,45 @@ export class RegistryClient {
   }
 
   async discover(serviceName: string): Promise<RegistryInstance[]> {
-    const outcome = await this.#call('GET', `/discover/${encodeURIComponent(serviceName)}`, undefined, (v) => checkDiscover.Check(v))
-    if (outcome.status !== 'ok') throw new RegistryUnavailableError(this.currentUrl, `GET /discover answered 404`)
-    return outcome.value.instances
+    return (await this.watch(serviceName)).instances
+  }
+
+  /**
+   * Discovery with the registry's index and epoch; with `blocking`, a long poll that answers when
+   * the service changes (or the wait ends). A blocking call waits on one registry only: on
+   * failure the next call starts at the next registry.
+   */
+  async watch(serviceName: string, blocking?: BlockingOptions, signal?: AbortSignal): Promise<DiscoveryView> {
+    const query = blocking ? `?index=${blocking.index}&epoch=${encodeURIComponent(blocking.epoch)}&wait=${Math.max(1, Math.round(blocking.waitMs))}ms` : ''
+    const path = `/discover/${encodeURIComponent(serviceName)}${query}`
+    const check = (v: unknown) => checkDiscover.Check(v)
+    const timeoutMs = blocking ? blocking.waitMs + this.#timeoutMs : undefined
+    const outcome = blocking ? await this.#single('GET', path, undefined, check, timeoutMs, signal) : await this.#call('GET', path, undefined, check)
+    if (outcome.status !== 'ok') throw new RegistryUnavailableError(this.currentUrl, 'GET /discover answered 404')
+    return {
+      instances: outcome.value.instances,
+      index: Number(header(outcome.headers, 'x-registry-index')) || 0,
+      epoch: header(outcome.headers, 'x-registry-epoch'),
+      warmupMs: Number(header(outcome.headers, 'x-registry-warmup-ms')) || 0,
+      registry: this.currentUrl,
+    }
+  }
+
+  async #single<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    body: unknown,
+    check: (value: unknown) => value is T,
+    timeoutMs?: number,
+    signal?: AbortSignal,
+  ): Promise<Outcome<T>> {
+    const base = this.currentUrl
+    try {
+      return await this.#once(base, method, path, body, check, timeoutMs, signal)
+    } catch (error) {
+      this.#current = (this.#current + 1) % this.#urls.length
+      throw error
+    }
   }
 
   /** Tracing is set up once the instance knows its id, after the client exists. */
@@ -107,7 +166,15 @@ export class RegistryClient {
       : new RegistryUnavailableError(this.currentUrl, 'unreachable', { cause: lastError })
   }
 
-  async #once<T>(base: string, method: 'GET' | 'POST', path: string, body: unknown, check: (value: unknown) => value is T): Promise<Outcome<T>> {
+  async #once<T>(
+    base: string,
+    method: 'GET' | 'POST',
+    path: string,
+    body: unknown,
+    check: (value: unknown) => value is T,
+    timeoutMs = this.#timeoutMs,
+    signal?: AbortSignal,
+  ): Promise<Outcome<T>> {
     const url = new URL(base)
     const { span, headers: traceHeaders } = startClientSpan(
       this.#tracer,
@@ -127,8 +194,9 @@ export class RegistryClient {
           ...traceHeaders,
         },
         body: body === undefined ? undefined : JSON.stringify(body),
-        headersTimeout: this.#timeoutMs,
-        bodyTimeout: this.#timeoutMs,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        ...(signal ? { signal } : {}),
       })
     } catch (error) {
       endSpan(span, { error })
@@ -150,7 +218,7 @@ export class RegistryClient {
       throw new RegistryUnavailableError(base, `${method} ${path} answered with invalid JSON`, { cause: error })
     }
     if (!check(value)) throw new RegistryUnavailableError(base, `${method} ${path} answered with an unexpected body`)
-    return { status: 'ok', value }
+    return { status: 'ok', value, headers: response.headers }
   }
 }
 

@@ -1,90 +1,168 @@
 import type { Logger } from '../platform/logger.ts'
-import { describe, type RegistryClient, type RegistryInstance } from './registry-client.ts'
+import { backoffDelay } from './backoff.ts'
+import { describe, RegistryUnavailableError, type DiscoveryView, type RegistryClient, type RegistryInstance } from './registry-client.ts'
 
 export interface ResolverOptions {
   client: RegistryClient
   logger: Logger
-  /** How long a fetched list is used before it is refreshed (in the background). */
-  refreshMs?: number
-  /** How long an instance that refused a connection is skipped locally. */
-  ejectMs?: number
-  clock?: () => number
+  /** Longest a watch waits on the registry before it asks again. */
+  waitMs?: number
+  /** How long the first `resolve` of a service waits for the registry. */
+  firstAnswerMs?: number
+  /** Called when a service's view changes (a new list of instances). */
+  onChange?: (serviceName: string, instances: readonly RegistryInstance[]) => void
 }
 
-interface CacheEntry {
+interface View {
   instances: RegistryInstance[]
-  fetchedAt: number
+  index: number
+  epoch: string
+  /** Kept from before a registry restart, until its warm-up ends. */
+  provisional: boolean
+  updatedAt: number
+}
+
+export interface ResolverStatus {
+  registryReachable: boolean
+  services: Record<string, { instances: number; epoch: string; provisional: boolean; updated_at: string }>
 }
 
 /**
- * Resolves a service name to its live instances through the registry, with a cache: a fresh list
- * is served from memory, a stale one is served while it is refreshed in the background, and when
- * the registry cannot be reached the last known list keeps being served.
+ * Resolves service names to instances and keeps each one current through a watch (a blocking
+ * query on the registry), so a registration or removal reaches the client as soon as the registry
+ * knows it. It keeps serving the last known instances while the registry is unreachable, for as
+ * long as it is down, and does not let a just-restarted registry, which knows nobody yet, empty a
+ * good view: until the registry's warm-up ends, new answers add to the view but do not remove.
  */
 export class Resolver {
-  readonly #options: Required<Omit<ResolverOptions, 'clock'>> & { clock: () => number }
-  readonly #cache = new Map<string, CacheEntry>()
-  readonly #inflight = new Map<string, Promise<RegistryInstance[]>>()
-  readonly #ejectedUntil = new Map<string, number>()
-  #registryDown = false
+  readonly #client: RegistryClient
+  readonly #logger: Logger
+  readonly #waitMs: number
+  readonly #firstAnswerMs: number
+  readonly #onChange: ResolverOptions['onChange']
+  readonly #views = new Map<string, View>()
+  readonly #first = new Map<string, Promise<void>>()
+  readonly #abort = new AbortController()
+  #registryReachable = true
 
   constructor(options: ResolverOptions) {
-    this.#options = { refreshMs: 2000, ejectMs: 5000, clock: Date.now, ...options }
+    this.#client = options.client
+    this.#logger = options.logger
+    this.#waitMs = options.waitMs ?? 30_000
+    this.#firstAnswerMs = options.firstAnswerMs ?? 3000
+    this.#onChange = options.onChange
   }
 
-  /** Live instances of a service, without those recently seen failing (unless all have). */
+  /** Live instances of a service: from memory once its watch has an answer. */
   async resolve(serviceName: string): Promise<RegistryInstance[]> {
-    const now = this.#options.clock()
-    const entry = this.#cache.get(serviceName)
-    let instances: RegistryInstance[]
-    if (!entry) {
-      instances = await this.#refresh(serviceName)
-    } else {
-      if (now - entry.fetchedAt >= this.#options.refreshMs) void this.#refresh(serviceName).catch(() => {})
-      instances = entry.instances
+    const view = this.#views.get(serviceName)
+    if (view) return view.instances
+    let first = this.#first.get(serviceName)
+    if (!first) {
+      first = this.#startWatch(serviceName)
+      this.#first.set(serviceName, first)
     }
-    const usable = instances.filter((instance) => (this.#ejectedUntil.get(instance.url) ?? 0) <= now)
-    // Better to try an instance that failed a moment ago than to fail without trying.
-    return usable.length > 0 ? usable : instances
+    await first
+    const answered = this.#views.get(serviceName)
+    if (!answered) throw new RegistryUnavailableError(this.#client.currentUrl, `no answer about ${serviceName} yet`)
+    return answered.instances
   }
 
-  /** Called when an instance refused or reset a connection: skip it for a while, refetch soon. */
-  reportFailure(instance: RegistryInstance): void {
-    this.#ejectedUntil.set(instance.url, this.#options.clock() + this.#options.ejectMs)
-    const entry = this.#cache.get(instance.service_name)
-    if (entry) entry.fetchedAt = 0
+  status(): ResolverStatus {
+    return {
+      registryReachable: this.#registryReachable,
+      services: Object.fromEntries(
+        [...this.#views].map(([name, view]) => [
+          name,
+          { instances: view.instances.length, epoch: view.epoch, provisional: view.provisional, updated_at: new Date(view.updatedAt).toISOString() },
+        ]),
+      ),
+    }
   }
 
-  #refresh(serviceName: string): Promise<RegistryInstance[]> {
-    const inflight = this.#inflight.get(serviceName)
-    if (inflight) return inflight
-    const { client, logger } = this.#options
-    const refreshing = client
-      .discover(serviceName)
-      .then((instances) => {
-        if (this.#registryDown) {
-          this.#registryDown = false
-          logger.info({ event: 'registry_back', registry: client.currentUrl }, 'registry reachable again; discovery refreshed')
-        }
-        this.#cache.set(serviceName, { instances, fetchedAt: this.#options.clock() })
-        return instances
-      })
-      .catch((error: unknown) => {
-        const previous = this.#cache.get(serviceName)
-        if (!this.#registryDown) {
-          this.#registryDown = true
-          logger.warn(
-            { event: 'registry_unreachable', service_name: serviceName, cached_instances: previous?.instances.length ?? 0, err_message: describe(error) },
-            'registry unreachable; serving the last known instances',
-          )
-        }
-        if (!previous) throw error
-        // Keep serving the last known list; try again after another refresh period.
-        this.#cache.set(serviceName, { instances: previous.instances, fetchedAt: this.#options.clock() })
-        return previous.instances
-      })
-      .finally(() => this.#inflight.delete(serviceName))
-    this.#inflight.set(serviceName, refreshing)
-    return refreshing
+  /** Stops every watch. */
+  close(): void {
+    this.#abort.abort()
+  }
+
+  /** Starts the watch loop; resolves on its first answer or first failure (or a time limit). */
+  #startWatch(serviceName: string): Promise<void> {
+    return new Promise<void>((settled) => {
+      const limit = setTimeout(settled, this.#firstAnswerMs)
+      limit.unref()
+      const done = () => {
+        clearTimeout(limit)
+        settled()
+      }
+      void this.#watch(serviceName, done)
+    })
+  }
+
+  async #watch(serviceName: string, firstDone: () => void): Promise<void> {
+    let failures = 0
+    while (!this.#abort.signal.aborted) {
+      const view = this.#views.get(serviceName)
+      try {
+        const answer = await this.#client.watch(
+          serviceName,
+          view ? { index: view.index, epoch: view.epoch, waitMs: this.#waitMs } : undefined,
+          this.#abort.signal,
+        )
+        failures = 0
+        this.#reachable(true)
+        this.#apply(serviceName, answer)
+        firstDone()
+      } catch (error) {
+        if (this.#abort.signal.aborted) return
+        firstDone()
+        this.#reachable(false, serviceName, error)
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, backoffDelay(failures++, { initialMs: 100, maxMs: 5000 }))
+          this.#abort.signal.addEventListener('abort', () => {
+            clearTimeout(timer)
+            resolve()
+          }, { once: true })
+        })
+      }
+    }
+  }
+
+  #apply(serviceName: string, answer: DiscoveryView): void {
+    const previous = this.#views.get(serviceName)
+    const restarted = previous !== undefined && previous.epoch !== answer.epoch
+    const warming = answer.warmupMs > 0
+    let instances = answer.instances
+    let provisional = false
+    if (previous && warming && (restarted || previous.provisional)) {
+      // A registry that has just started knows only who has re-registered so far: keep the
+      // instances we knew that it has not heard from yet, until its warm-up ends.
+      const known = new Set(answer.instances.map((i) => i.url))
+      const kept = previous.instances.filter((i) => !known.has(i.url))
+      instances = [...answer.instances, ...kept]
+      provisional = kept.length > 0
+      if (restarted) {
+        this.#logger.info(
+          { event: 'registry_epoch_changed', service_name: serviceName, epoch: answer.epoch, kept_instances: kept.length, warmup_ms: answer.warmupMs },
+          'registry restarted; keeping known instances until its warm-up ends',
+        )
+      }
+    }
+    const changed =
+      !previous || previous.instances.length !== instances.length || previous.instances.some((instance, k) => instance.url !== instances[k]?.url || instance.status !== instances[k]?.status)
+    this.#views.set(serviceName, { instances, index: answer.index, epoch: answer.epoch, provisional, updatedAt: Date.now() })
+    if (changed) this.#onChange?.(serviceName, instances)
+  }
+
+  #reachable(reachable: boolean, serviceName?: string, error?: unknown): void {
+    if (reachable === this.#registryReachable) return
+    this.#registryReachable = reachable
+    if (reachable) {
+      this.#logger.info({ event: 'registry_back', registry: this.#client.currentUrl }, 'registry reachable again; watches resumed')
+    } else {
+      this.#logger.warn(
+        { event: 'registry_unreachable', service_name: serviceName, cached_instances: this.#views.get(serviceName ?? '')?.instances.length ?? 0, err_message: describe(error) },
+        'registry unreachable; serving the last known instances',
+      )
+    }
   }
 }

@@ -1,11 +1,14 @@
-import { Agent } from 'undici'
 import type { Tracer } from '@opentelemetry/api'
+import { Agent } from 'undici'
 import type { Logger } from '../platform/logger.ts'
 import { noopUpstreamObserver, type UpstreamObserver, type UpstreamOutcome } from '../platform/metrics.ts'
-import { endSpan, startClientSpan } from './tracing.ts'
 import { roundRobin, type Balancer } from './balancer.ts'
+import { backoffDelay } from './backoff.ts'
+import { BrokenCircuitError, InstanceBreakers, type BreakerState } from './breakers.ts'
 import { describe, type RegistryInstance } from './registry-client.ts'
 import type { Resolver } from './resolver.ts'
+import { RetryBudget } from './retry-budget.ts'
+import { endSpan, startClientSpan } from './tracing.ts'
 
 export type UpstreamFailure = 'no_instances' | 'unavailable' | 'timeout' | 'bad_response'
 
@@ -38,21 +41,28 @@ export interface ServiceClientOptions {
   resolver: Resolver
   logger: Logger
   balancer?: Balancer
-  /** Bound on connecting, on the response headers and on the body, each. */
+  /** Bound on one attempt: connecting, then the whole answer. */
   timeoutMs?: number
+  connectTimeoutMs?: number
+  /** Attempts for a request that may be retried (the first included). */
+  maxAttempts?: number
+  breaker?: { consecutiveFailures: number; halfOpenAfterMs: number }
+  retryBudget?: { ratio: number; minPerSecond: number }
   agent?: Agent
   /** Traces each call and propagates the trace to the callee when given. */
   tracer?: Tracer
   observer?: UpstreamObserver
+  onBreakerChange?: (service: string, instanceId: string, state: BreakerState) => void
 }
 
-// The connection never reached the application, or broke before an answer: another instance may
-// serve the request. Only idempotent requests are retried on these.
-const RETRYABLE = new Set([
+// The request did not get an answer from the application: another instance may serve it.
+const RETRYABLE_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
-  'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT',
 ])
-const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT'])
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT'])
+/** Statuses worth another instance: bad gateway, unavailable (draining, overloaded), timeout. */
+const RETRYABLE_STATUSES = new Set([502, 503, 504])
 
 function errorCode(error: unknown): string | undefined {
   let current: unknown = error
@@ -64,33 +74,53 @@ function errorCode(error: unknown): string | undefined {
   return undefined
 }
 
-const isIdempotent = (request: UpstreamRequest) =>
-  request.method === 'GET' || request.method === 'HEAD' || request.method === 'PUT' || request.method === 'DELETE'
+/** GET, HEAD, PUT and DELETE are idempotent; a POST is when it carries an Idempotency-Key. */
+export function isIdempotent(request: UpstreamRequest): boolean {
+  if (request.method === 'GET' || request.method === 'HEAD' || request.method === 'PUT' || request.method === 'DELETE') return true
+  return Object.keys(request.headers ?? {}).some((name) => name.toLowerCase() === 'idempotency-key')
+}
 
 /**
- * Calls a service by name: resolves its instances through the registry, picks one with the
- * balancer, and, when an instance refuses or drops the connection, retries an idempotent request
- * once on another instance, so one dead instance costs callers nothing.
+ * Calls a service by name through discovery. Each call: resolve the instances (kept current by a
+ * watch), leave out those whose circuit breaker is open (unless all are: then try them all rather
+ * than fail), pick one with the balancer, and bound the attempt by a connect and a total timeout.
+ * An idempotent request that meets a connection failure, a timeout or a 502/503/504 is retried on
+ * another instance, with backoff, while the retry budget allows.
  */
 export class ServiceClient {
   readonly #resolver: Resolver
   readonly #balancer: Balancer
   readonly #timeoutMs: number
+  readonly #maxAttempts: number
   readonly #agent: Agent
   readonly #ownsAgent: boolean
   readonly #logger: Logger
   readonly #tracer: Tracer | undefined
   readonly #observer: UpstreamObserver
+  readonly #breakers = new Map<string, InstanceBreakers>()
+  readonly #breakerOptions: { consecutiveFailures: number; halfOpenAfterMs: number }
+  readonly #budget: RetryBudget
+  readonly #outstanding = new Map<string, number>()
+  readonly #onBreakerChange: ServiceClientOptions['onBreakerChange']
 
   constructor(options: ServiceClientOptions) {
-    this.#tracer = options.tracer
-    this.#observer = options.observer ?? noopUpstreamObserver
     this.#resolver = options.resolver
     this.#balancer = options.balancer ?? roundRobin()
     this.#timeoutMs = options.timeoutMs ?? 5000
+    this.#maxAttempts = options.maxAttempts ?? 3
     this.#logger = options.logger
+    this.#tracer = options.tracer
+    this.#observer = options.observer ?? noopUpstreamObserver
+    this.#breakerOptions = options.breaker ?? { consecutiveFailures: 5, halfOpenAfterMs: 5000 }
+    this.#budget = new RetryBudget({ ratio: 0.2, minPerSecond: 5, windowMs: 10_000, ...options.retryBudget })
+    this.#onBreakerChange = options.onBreakerChange
     this.#ownsAgent = options.agent === undefined
-    this.#agent = options.agent ?? new Agent({ connect: { timeout: this.#timeoutMs }, keepAliveTimeout: 10_000 })
+    this.#agent = options.agent ?? new Agent({ connect: { timeout: options.connectTimeoutMs ?? Math.min(1000, this.#timeoutMs) }, keepAliveTimeout: 10_000 })
+  }
+
+  /** Breaker state of every instance this client has called, by service. */
+  breakerStates(): Array<{ service: string; instance: string; state: BreakerState }> {
+    return [...this.#breakers].flatMap(([service, breakers]) => breakers.states().map(([instance, state]) => ({ service, instance, state })))
   }
 
   async request(service: string, request: UpstreamRequest): Promise<UpstreamResponse> {
@@ -100,50 +130,82 @@ export class ServiceClient {
     } catch (error) {
       throw new UpstreamError('no_instances', service, `cannot discover ${service}: ${describe(error)}`, { cause: error })
     }
-    const maxAttempts = isIdempotent(request) ? 2 : 1
+    if (instances.length === 0) throw new UpstreamError('no_instances', service, `no instance of ${service} is registered`)
+    const breakers = this.#breakersFor(service, instances)
+    const retryable = isIdempotent(request)
+    const maxAttempts = retryable ? this.#maxAttempts : 1
+    this.#budget.recordRequest()
+
     const tried = new Set<string>()
-    let lastError: unknown
+    let last: { error: unknown } | { response: UpstreamResponse } | undefined
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
-      const candidates = instances.filter((instance) => !tried.has(instance.url))
-      const instance = this.#balancer.select(candidates)
+      if (attempt > 0) {
+        if (!this.#budget.tryRetry()) {
+          this.#logger.warn({ event: 'retry_budget_exhausted', service }, 'retry budget spent; not retrying')
+          break
+        }
+        await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt - 1, { initialMs: 20, maxMs: 200 })))
+      }
+      const untried = instances.filter((instance) => !tried.has(instance.id))
+      const pool = untried.length > 0 ? untried : instances
+      const healthy = pool.filter((instance) => breakers.available(instance.id))
+      // Panic mode: when every candidate's breaker is open, try them anyway rather than fail.
+      const panic = healthy.length === 0
+      const instance = this.#balancer.select(panic ? pool : healthy, { outstanding: (id) => this.#outstanding.get(id) ?? 0 })
       if (!instance) break
-      tried.add(instance.url)
+      tried.add(instance.id)
       try {
-        const response = await this.#send(instance, request)
-        // 503 from an instance means "not me, not now" (it is draining or overloaded): another
-        // instance may serve an idempotent request.
-        if (response.status === 503 && attempt + 1 < maxAttempts && instances.length > tried.size) {
-          this.#resolver.reportFailure(instance)
-          this.#logger.warn({ event: 'upstream_unavailable', service, instance_url: instance.url, attempt: attempt + 1, will_retry: true }, 'upstream instance answered 503')
-          lastError = new UpstreamError('unavailable', service, `${instance.url} answered 503`)
+        const response = panic
+          ? await this.#send(instance, request)
+          : await breakers.execute(instance.id, () => this.#send(instance, request), (r) => r.status >= 500)
+        last = { response }
+        if (!RETRYABLE_STATUSES.has(response.status) || !retryable) return response
+        this.#logger.warn({ event: 'upstream_retry', service, instance_id: instance.id, status: response.status, attempt: attempt + 1 }, 'upstream answered a retryable status')
+      } catch (error) {
+        if (error instanceof BrokenCircuitError) {
+          // Its breaker opened (or began probing) since we chose it: choose again, for free.
+          attempt--
           continue
         }
-        return response
-      } catch (error) {
-        lastError = error
+        last = { error }
         const code = errorCode(error)
-        if (code !== undefined && RETRYABLE.has(code)) this.#resolver.reportFailure(instance)
-        const retryable = code !== undefined && RETRYABLE.has(code)
+        const canRetry = retryable && code !== undefined && RETRYABLE_CODES.has(code)
         this.#logger.warn(
-          { event: 'upstream_error', service, instance_url: instance.url, code, attempt: attempt + 1, will_retry: retryable && attempt + 1 < maxAttempts },
+          { event: 'upstream_error', service, instance_id: instance.id, instance_url: instance.url, code, attempt: attempt + 1, will_retry: canRetry && attempt + 1 < maxAttempts },
           'upstream call failed',
         )
-        if (!retryable) break
+        if (!canRetry) break
       }
     }
-    if (lastError === undefined) {
-      throw new UpstreamError('no_instances', service, `no instance of ${service} is registered`)
+    if (last && 'response' in last) return last.response
+    const error = last?.error
+    const code = errorCode(error)
+    if (error instanceof UpstreamError) throw error
+    if (code !== undefined && TIMEOUT_CODES.has(code)) {
+      throw new UpstreamError('timeout', service, `${service} did not answer within ${this.#timeoutMs} ms`, { cause: error })
     }
-    const code = errorCode(lastError)
-    if (code !== undefined && TIMEOUTS.has(code)) {
-      throw new UpstreamError('timeout', service, `${service} did not answer within ${this.#timeoutMs} ms`, { cause: lastError })
-    }
-    if (lastError instanceof UpstreamError) throw lastError
-    throw new UpstreamError('unavailable', service, `${service} could not be reached: ${describe(lastError)}`, { cause: lastError })
+    throw new UpstreamError('unavailable', service, `${service} could not be reached: ${describe(error)}`, { cause: error })
   }
 
   async close(): Promise<void> {
     if (this.#ownsAgent) await this.#agent.close()
+  }
+
+  #breakersFor(service: string, instances: readonly RegistryInstance[]): InstanceBreakers {
+    let breakers = this.#breakers.get(service)
+    if (!breakers) {
+      breakers = new InstanceBreakers({
+        ...this.#breakerOptions,
+        onStateChange: (instanceId, state) => {
+          const level = state === 'open' ? 'warn' : 'info'
+          this.#logger[level]({ event: 'breaker', service, instance_id: instanceId, state }, `circuit breaker ${state.replace('_', '-')}`)
+          this.#onBreakerChange?.(service, instanceId, state)
+        },
+      })
+      this.#breakers.set(service, breakers)
+    }
+    breakers.retain(new Set(instances.map((i) => i.id)))
+    return breakers
   }
 
   async #send(instance: RegistryInstance, request: UpstreamRequest): Promise<UpstreamResponse> {
@@ -157,6 +219,7 @@ export class ServiceClient {
     })
     const report = (outcome: UpstreamOutcome) =>
       this.#observer.observe(instance.service_name, instance.id, outcome, (performance.now() - started) / 1000)
+    this.#outstanding.set(instance.id, (this.#outstanding.get(instance.id) ?? 0) + 1)
     try {
       const response = await this.#exchange(instance, request, traceHeaders)
       report(response.status >= 500 ? 'http_error' : 'success')
@@ -164,35 +227,51 @@ export class ServiceClient {
       return response
     } catch (error) {
       const code = errorCode(error)
-      report(code !== undefined && TIMEOUTS.has(code) ? 'timeout' : 'connection_error')
+      report(code !== undefined && TIMEOUT_CODES.has(code) ? 'timeout' : 'connection_error')
       endSpan(span, { error })
       throw error
+    } finally {
+      const left = (this.#outstanding.get(instance.id) ?? 1) - 1
+      if (left <= 0) this.#outstanding.delete(instance.id)
+      else this.#outstanding.set(instance.id, left)
     }
   }
 
   async #exchange(instance: RegistryInstance, request: UpstreamRequest, traceHeaders: Record<string, string>): Promise<UpstreamResponse> {
     const base = new URL(instance.url)
     const hasBody = request.body !== undefined
-    const response = await this.#agent.request({
-      origin: base.origin,
-      path: `${base.pathname.replace(/\/$/, '')}${request.path}`,
-      method: request.method,
-      headers: { accept: 'application/json', ...(hasBody ? { 'content-type': 'application/json' } : {}), ...request.headers, ...traceHeaders },
-      body: hasBody ? JSON.stringify(request.body) : undefined,
-      headersTimeout: this.#timeoutMs,
-      bodyTimeout: this.#timeoutMs,
-    })
-    const type = String(response.headers['content-type'] ?? '')
-    let body: unknown
-    if (/\bjson\b/.test(type)) {
-      try {
-        body = await response.body.json()
-      } catch (error) {
-        throw new UpstreamError('bad_response', instance.service_name, `${instance.url} answered with invalid JSON`, { cause: error })
+    // One bound on the whole attempt, answer body included.
+    const signal = AbortSignal.timeout(this.#timeoutMs)
+    try {
+      const response = await this.#agent.request({
+        origin: base.origin,
+        path: `${base.pathname.replace(/\/$/, '')}${request.path}`,
+        method: request.method,
+        headers: { accept: 'application/json', ...(hasBody ? { 'content-type': 'application/json' } : {}), ...request.headers, ...traceHeaders },
+        body: hasBody ? JSON.stringify(request.body) : undefined,
+        headersTimeout: this.#timeoutMs,
+        bodyTimeout: this.#timeoutMs,
+        signal,
+      })
+      const type = String(response.headers['content-type'] ?? '')
+      let body: unknown
+      if (/\bjson\b/.test(type)) {
+        try {
+          body = await response.body.json()
+        } catch (error) {
+          if (signal.aborted) throw error
+          throw new UpstreamError('bad_response', instance.service_name, `${instance.url} answered with invalid JSON`, { cause: error })
+        }
+      } else {
+        body = await response.body.text()
       }
-    } else {
-      body = await response.body.text()
+      return { status: response.statusCode, body, instance }
+    } catch (error) {
+      // An aborted attempt is a timeout, whatever undici calls it.
+      if (signal.aborted && !(error instanceof UpstreamError)) {
+        throw Object.assign(new Error(`${instance.url} did not answer within ${this.#timeoutMs} ms`, { cause: error }), { code: 'ETIMEDOUT' })
+      }
+      throw error
     }
-    return { status: response.statusCode, body, instance }
   }
 }

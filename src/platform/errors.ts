@@ -15,7 +15,7 @@ const catalogue = {
   PRODUCT_NOT_FOUND: { status: 404, title: 'Product not found' },
   ORDER_NOT_FOUND: { status: 404, title: 'Order not found' },
   UNKNOWN_PRODUCT: { status: 422, title: 'Order refers to an unknown product' },
-  AMOUNT_OUT_OF_RANGE: { status: 422, title: 'Amount out of range' },
+  IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'Idempotency-Key reused with a different request' },
   NO_HEALTHY_INSTANCE: { status: 503, title: 'No healthy instance of the upstream service' },
   UPSTREAM_UNAVAILABLE: { status: 503, title: 'Upstream service unavailable' },
   UPSTREAM_FAILED: { status: 502, title: 'Upstream service failed' },

@@ -6,6 +6,8 @@ export type ReadinessCheck = () => boolean | string | Promise<boolean | string>
 export interface HealthOptions {
   checks: Record<string, ReadinessCheck>
   isDraining: () => boolean
+  /** Facts that do not decide readiness but help an operator (e.g. the registry is unreachable). */
+  details?: () => Record<string, unknown>
 }
 
 async function runCheck(check: ReadinessCheck): Promise<string> {
@@ -27,6 +29,7 @@ export function registerHealthRoutes(app: App, options: HealthOptions): void {
     const checks: Record<string, string> = Object.fromEntries(names.map((name, i) => [name, results[i]!]))
     if (options.isDraining()) checks.draining = 'instance is shutting down'
     const ready = Object.values(checks).every((result) => result === 'ok')
-    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks })
+    const details = options.details?.()
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', checks, ...(details ? { details } : {}) })
   })
 }

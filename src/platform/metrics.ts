@@ -75,3 +75,12 @@ export function upstreamObserver(metrics: Metrics): UpstreamObserver {
     },
   }
 }
+
+/** Circuit breaker state per upstream instance: 0 closed, 1 half-open, 2 open. */
+export function breakerMetrics(metrics: Metrics, client: { breakerStates(): Array<{ service: string; instance: string; state: 'closed' | 'open' | 'half_open' }> }): void {
+  const value = { closed: 0, half_open: 1, open: 2 } as const
+  metrics.gauge('upstream_breaker_state', 'Circuit breaker per upstream instance: 0 closed, 1 half-open, 2 open', ['service', 'instance'], (gauge) => {
+    gauge.reset()
+    for (const { service, instance, state } of client.breakerStates()) gauge.set({ service, instance }, value[state])
+  })
+}

@@ -10,6 +10,8 @@ import { registerHealthRoutes, type ReadinessCheck } from './health.ts'
 import type { Logger } from './logger.ts'
 import { handleSignals, type ShutdownStep } from './shutdown.ts'
 
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
 export interface ServiceContext {
   app: App
   logger: Logger
@@ -29,6 +31,7 @@ export interface ServiceDefinition {
 
 export interface ServiceParts {
   checks?: Record<string, ReadinessCheck>
+  details?: () => Record<string, unknown>
   /** Closed after the server has drained, in order. */
   closers?: ShutdownStep[]
 }
@@ -60,6 +63,7 @@ export async function createService(definition: ServiceDefinition): Promise<Runn
       registry: () => registration?.hasRegistered === true || 'not registered with the registry yet',
     },
     isDraining: () => draining,
+    ...(parts.details ? { details: parts.details } : {}),
   })
 
   await app.listen({ host: config.host, port: config.port })
@@ -88,8 +92,10 @@ export async function createService(definition: ServiceDefinition): Promise<Runn
     logger,
     timeoutMs: config.shutdownTimeoutSeconds * 1000,
     steps: () => [
-      // Leave discovery before refusing connections, so callers stop choosing this instance.
+      // Leave discovery first: the registry tells every watcher at once, so callers stop choosing
+      // this instance. Keep serving a moment for requests already on their way, then close.
       { name: 'deregister', run: () => { draining = true; return registration?.stop() } },
+      { name: 'let watchers catch up', run: () => delay(config.drainSeconds * 1000) },
       { name: 'drain server', run: () => app.close() },
       ...(parts.closers ?? []),
       { name: 'close registry client', run: () => registryClient.close() },

@@ -5,6 +5,7 @@ import { effectiveStatus, type InstanceRecord, type RegisterResult, type Registr
 export type Clock = () => number
 
 interface ServiceEntry {
+  readonly serviceName: string
   /** Registry-wide counter value at this service's last membership change. */
   index: number
   readonly instances: Map<string, InstanceRecord>
@@ -31,6 +32,7 @@ export class MemoryStore implements RegistryStore {
   readonly #services = new Map<string, ServiceEntry>()
   readonly #byId = new Map<string, InstanceRecord>()
   readonly #idByKey = new Map<string, string>()
+  readonly #listeners = new Set<(serviceName: string) => void>()
   #counter = 0
 
   constructor(options: MemoryStoreOptions) {
@@ -127,6 +129,11 @@ export class MemoryStore implements RegistryStore {
     return instance.lastHeartbeat + this.#ttlMs
   }
 
+  watch(listener: (serviceName: string) => void): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
   #views(serviceName: string): { discover: ServiceSnapshot; members: ServiceSnapshot } {
     const entry = this.#services.get(serviceName)
     if (!entry) {
@@ -177,7 +184,7 @@ export class MemoryStore implements RegistryStore {
   #entry(serviceName: string): ServiceEntry {
     let entry = this.#services.get(serviceName)
     if (!entry) {
-      entry = { index: 0, instances: new Map() }
+      entry = { serviceName, index: 0, instances: new Map() }
       this.#services.set(serviceName, entry)
     }
     return entry
@@ -186,5 +193,6 @@ export class MemoryStore implements RegistryStore {
   #changed(entry: ServiceEntry): void {
     entry.index = ++this.#counter
     entry.cached = undefined
+    for (const listener of this.#listeners) listener(entry.serviceName)
   }
 }

@@ -1,7 +1,8 @@
 import { Type } from 'typebox'
 import type { App } from '../platform/app.ts'
 import { AppError } from '../platform/errors.ts'
-import { DiscoverParams, HeartbeatBody, InstanceParams, InstanceRef, RegisterBody } from './schemas.ts'
+import { DiscoverParams, HeartbeatBody, InstanceParams, InstanceRef, RegisterBody, ServiceName as ServiceNameSchema } from './schemas.ts'
+import { parseWait, type WatchHub } from './watch.ts'
 import { effectiveStatus, type InstanceRecord, type RegistryStore, type ServiceSnapshot } from './store.ts'
 import type { InstanceView } from './schemas.ts'
 
@@ -18,8 +19,13 @@ export function toView(instance: InstanceRecord): InstanceView {
   }
 }
 
-function snapshotView(snapshot: ServiceSnapshot) {
+export function snapshotView(snapshot: ServiceSnapshot) {
   return { service_name: snapshot.serviceName, instances: snapshot.instances.map(toView) }
+}
+
+/** The event a stream receives when a service changes: its index and every member. */
+export function changeEvent(snapshot: ServiceSnapshot): string {
+  return `event: change\ndata: ${JSON.stringify({ index: snapshot.index, ...snapshotView(snapshot) })}\n\n`
 }
 
 /** What the routes report, for logs and metrics. */
@@ -32,7 +38,27 @@ export interface RegistryEvents {
 export interface RegistryRouteOptions {
   store: RegistryStore
   events: RegistryEvents
+  hub: WatchHub
+  /** Changes each time the registry process starts: a client can tell a fresh, empty registry. */
+  epoch: string
+  /** Milliseconds left of the warm-up after start, while instances are still re-registering. */
+  warmupRemainingMs: () => number
 }
+
+export const MAX_WAIT_MS = 300_000
+const DEFAULT_WAIT_MS = 30_000
+const KEEPALIVE_MS = 15_000
+
+const DiscoverQuery = Type.Object(
+  {
+    index: Type.Optional(Type.Integer({ minimum: 0, description: 'Block until the service\'s index differs from this' })),
+    wait: Type.Optional(Type.String({ pattern: '^\\d{1,6}(ms|s|m)$', description: 'Longest block, e.g. 30s (default), at most 5m' })),
+    epoch: Type.Optional(Type.String({ maxLength: 64, description: 'The epoch the index belongs to; another epoch answers at once' })),
+  },
+  { additionalProperties: false },
+)
+
+const EventsQuery = Type.Object({ service: Type.Optional(ServiceNameSchema) }, { additionalProperties: false })
 
 export function registerRegistryRoutes(app: App, options: RegistryRouteOptions): void {
   const { store, events } = options
@@ -80,14 +106,55 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
     return reply.code(204).send()
   })
 
-  app.get('/discover/:service_name', { schema: { params: DiscoverParams } }, async (request, reply) => {
-    const snapshot = store.discover(request.params.service_name)
+  app.get('/discover/:service_name', { schema: { params: DiscoverParams, querystring: DiscoverQuery } }, async (request, reply) => {
+    const name = request.params.service_name
+    const { index, wait, epoch } = request.query
+    let snapshot = store.discover(name)
+    // A blocking query: answer at once if the caller's view is out of date, else on the next change.
+    if (index !== undefined && (epoch === undefined || epoch === options.epoch) && snapshot.index === index) {
+      const warmup = options.warmupRemainingMs()
+      // While warming up, answer when it ends too, so that clients learn the registry is whole.
+      const waitMs = Math.min(wait === undefined ? DEFAULT_WAIT_MS : (parseWait(wait) ?? DEFAULT_WAIT_MS), MAX_WAIT_MS, warmup > 0 ? warmup : MAX_WAIT_MS)
+      const gone = new AbortController()
+      request.raw.socket.once('close', () => gone.abort())
+      await options.hub.waitForChange(name, waitMs, gone.signal)
+      snapshot = store.discover(name)
+    }
     let body = serialized.get(snapshot)
     if (body === undefined) {
       body = JSON.stringify(snapshotView(snapshot))
       serialized.set(snapshot, body)
     }
-    return reply.header('x-registry-index', String(snapshot.index)).type('application/json; charset=utf-8').send(body)
+    const warmup = options.warmupRemainingMs()
+    return reply
+      .header('x-registry-index', String(snapshot.index))
+      .header('x-registry-epoch', options.epoch)
+      .header('x-registry-warmup-ms', String(warmup))
+      .type('application/json; charset=utf-8')
+      .send(body)
+  })
+
+  // Server-sent events: a snapshot, then each change (every instance, any status), for
+  // dashboards and other subscribers.
+  app.get('/events', { schema: { querystring: EventsQuery } }, async (request, reply) => {
+    const service = request.query.service
+    reply.hijack()
+    const response = reply.raw
+    response.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-registry-epoch': options.epoch,
+    })
+    const snapshots = service === undefined ? store.services() : [store.members(service)]
+    response.write(`event: snapshot\ndata: ${JSON.stringify({ epoch: options.epoch, services: snapshots.map(snapshotView) })}\n\n`)
+    const remove = options.hub.addStream({ service, response })
+    const keepalive = setInterval(() => response.write(': keep-alive\n\n'), KEEPALIVE_MS)
+    keepalive.unref()
+    response.on('close', () => {
+      clearInterval(keepalive)
+      remove()
+    })
   })
 
   // Every unexpired instance, whatever its status, for people and dashboards.

@@ -5,12 +5,16 @@ import type { Logger } from '../platform/logger.ts'
 import { Metrics } from '../platform/metrics.ts'
 import { HealthChecker } from './health-checker.ts'
 import { MemoryStore, type Clock } from './memory-store.ts'
-import { registerRegistryRoutes, type RegistryEvents } from './routes.ts'
+import { randomBytes } from 'node:crypto'
+import { changeEvent, registerRegistryRoutes, type RegistryEvents } from './routes.ts'
+import { WatchHub } from './watch.ts'
 import { effectiveStatus, type InstanceRecord, type RegistryStore } from './store.ts'
 
 export interface RegistryAppOptions {
   logger: Logger
   ttlMs: number
+  /** After start, clients keep their previous view while instances re-register; default TTL/2. */
+  warmupMs?: number
   clock?: Clock
   store?: RegistryStore
   metrics?: Metrics
@@ -20,6 +24,8 @@ export interface RegistryApp {
   app: App
   store: RegistryStore
   metrics: Metrics
+  hub: WatchHub
+  epoch: string
   /** Evicts expired instances once and logs each; the sweeper calls this on an interval. */
   sweep: () => void
 }
@@ -27,7 +33,11 @@ export interface RegistryApp {
 const fields = (instance: InstanceRecord) => ({ service_name: instance.serviceName, instance_id: instance.id, url: instance.url })
 
 /** Registry metrics: instances by service and status, and counters of what happened. */
-function registryMetrics(metrics: Metrics, store: RegistryStore) {
+function registryMetrics(metrics: Metrics, store: RegistryStore, hub: WatchHub) {
+  metrics.gauge('registry_watchers', 'Open watches: blocking queries and event streams', ['kind'], (gauge) => {
+    gauge.set({ kind: 'blocking_query' }, hub.blockingQueries)
+    gauge.set({ kind: 'event_stream' }, hub.streams)
+  })
   metrics.gauge('registry_instances', 'Unexpired instances by service and status', ['service', 'status'], (gauge) => {
     gauge.reset()
     for (const service of store.services()) {
@@ -47,11 +57,20 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
   const { logger } = options
   const store = options.store ?? new MemoryStore({ ttlMs: options.ttlMs, clock: options.clock })
   const metrics = options.metrics ?? new Metrics('registry')
-  const counters = registryMetrics(metrics, store)
+  const clock = options.clock ?? Date.now
+  const hub = new WatchHub(store, (serviceName, streams) => {
+    const event = changeEvent(store.members(serviceName))
+    for (const stream of streams) if (stream.service === undefined || stream.service === serviceName) stream.response.write(event)
+  })
+  const counters = registryMetrics(metrics, store, hub)
   const app = buildApp({ logger, metrics })
+  const epoch = randomBytes(8).toString('hex')
+  const warmupUntil = clock() + (options.warmupMs ?? options.ttlMs / 2)
   let draining = false
   app.addHook('preClose', async () => {
     draining = true
+    // Long polls and event streams would hold the server open: release them.
+    hub.close()
   })
 
   const events: RegistryEvents = {
@@ -68,7 +87,7 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
     },
     heartbeat: (known) => counters.heartbeats.inc({ outcome: known ? 'ok' : 'unknown_instance' }),
   }
-  registerRegistryRoutes(app, { store, events })
+  registerRegistryRoutes(app, { store, events, hub, epoch, warmupRemainingMs: () => Math.max(0, warmupUntil - clock()) })
   registerHealthRoutes(app, { checks: {}, isDraining: () => draining })
 
   const sweep = () => {
@@ -80,7 +99,7 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
       )
     }
   }
-  return { app, store, metrics, sweep, counters }
+  return { app, store, metrics, hub, epoch, sweep, counters }
 }
 
 /** How often the sweeper runs: a quarter of the TTL, between 50 ms and 5 s. */
@@ -90,7 +109,7 @@ export function sweepIntervalMs(ttlMs: number): number {
 
 export async function startRegistry(config: RegistryConfig, logger: Logger): Promise<{ app: App; url: string; close: () => Promise<void> }> {
   const ttlMs = config.ttlSeconds * 1000
-  const registry = buildRegistryApp({ logger, ttlMs })
+  const registry = buildRegistryApp({ logger, ttlMs, warmupMs: config.warmupSeconds * 1000 })
   const timer = setInterval(registry.sweep, sweepIntervalMs(ttlMs))
   timer.unref()
   const checker = new HealthChecker({
@@ -109,6 +128,9 @@ export async function startRegistry(config: RegistryConfig, logger: Logger): Pro
   await registry.app.listen({ host: config.host, port: config.port })
   const address = registry.app.server.address()
   const port = typeof address === 'object' && address ? address.port : config.port
-  logger.info({ event: 'listening', port, ttl_seconds: config.ttlSeconds }, `registry listening on ${config.host}:${port}`)
+  logger.info(
+    { event: 'listening', port, ttl_seconds: config.ttlSeconds, epoch: registry.epoch, warmup_seconds: config.warmupSeconds },
+    `registry listening on ${config.host}:${port}`,
+  )
   return { app: registry.app, url: `http://127.0.0.1:${port}`, close: () => registry.app.close() }
 }

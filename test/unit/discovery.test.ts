@@ -2,7 +2,6 @@ import assert from 'node:assert/strict'
 import type { AddressInfo } from 'node:net'
 import { after, afterEach, describe, it } from 'node:test'
 import { backoffDelay, jitter } from '../../src/discovery/backoff.ts'
-import { roundRobin } from '../../src/discovery/balancer.ts'
 import { RegistryClient } from '../../src/discovery/registry-client.ts'
 import { Registration } from '../../src/discovery/registration.ts'
 import { Resolver } from '../../src/discovery/resolver.ts'
@@ -39,15 +38,6 @@ describe('backoff', () => {
   })
 })
 
-describe('round-robin balancer', () => {
-  it('takes each instance in turn and copes with an empty or changing list', () => {
-    const balancer = roundRobin()
-    assert.equal(balancer.select([]), undefined)
-    const picks = Array.from({ length: 6 }, () => balancer.select(['a', 'b', 'c']))
-    assert.deepEqual(picks.sort(), ['a', 'a', 'b', 'b', 'c', 'c'])
-    assert.equal(balancer.select(['only']), 'only')
-  })
-})
 
 describe('registration', () => {
   it('registers, heartbeats, registers again after the registry forgot it, and deregisters on stop', async () => {
@@ -104,23 +94,19 @@ describe('registration', () => {
 })
 
 describe('resolver', () => {
-  let registry: (RegistryApp & { url: string }) | undefined
-  after(async () => {
-    await registry?.app.close()
-  })
-
   it('serves the last known instances while the registry is unreachable', async () => {
-    registry = await startRegistry()
+    const registry = await startRegistry()
     registry.store.register({ service_name: 'product', url: 'http://10.9.9.9:4' })
     const client = new RegistryClient({ urls: [registry.url], timeoutMs: 300 })
-    cleanups.push(() => client.close())
-    const resolver = new Resolver({ client, logger: silentLogger(), refreshMs: 0 })
+    const resolver = new Resolver({ client, logger: silentLogger(), waitMs: 200 })
+    cleanups.push(() => client.close(), async () => resolver.close())
     assert.equal((await resolver.resolve('product')).length, 1)
     await registry.app.close()
-    registry = undefined
+    await waitFor(() => !resolver.status().registryReachable, { what: 'the resolver to notice the outage' })
     for (let i = 0; i < 5; i++) {
       assert.deepEqual((await resolver.resolve('product')).map((instance) => instance.url), ['http://10.9.9.9:4'])
     }
+    assert.equal(resolver.status().services.product?.instances, 1)
   })
 
   it('fails when it has never reached the registry', async () => {
@@ -128,24 +114,48 @@ describe('resolver', () => {
     const url = probe.url
     await probe.app.close()
     const client = new RegistryClient({ urls: [url], timeoutMs: 300 })
-    cleanups.push(() => client.close())
-    await assert.rejects(new Resolver({ client, logger: silentLogger() }).resolve('product'))
+    const resolver = new Resolver({ client, logger: silentLogger() })
+    cleanups.push(() => client.close(), async () => resolver.close())
+    await assert.rejects(resolver.resolve('product'))
   })
 
-  it('skips an instance reported as failing, unless it is the only one', async () => {
-    const local = await startRegistry()
-    cleanups.push(() => local.app.close())
-    local.store.register({ service_name: 'product', url: 'http://10.9.9.9:5' })
-    local.store.register({ service_name: 'product', url: 'http://10.9.9.9:6' })
-    const client = new RegistryClient({ urls: [local.url] })
-    cleanups.push(() => client.close())
-    let now = 0
-    const resolver = new Resolver({ client, logger: silentLogger(), ejectMs: 1000, clock: () => now })
-    const [first] = await resolver.resolve('product')
-    resolver.reportFailure(first!)
-    const others = ['http://10.9.9.9:5', 'http://10.9.9.9:6'].filter((url) => url !== first!.url)
-    assert.deepEqual((await resolver.resolve('product')).map((i) => i.url), others)
-    now += 1000
+  it('learns of a registration and a removal through its watch, without polling', async () => {
+    const registry = await startRegistry()
+    const client = new RegistryClient({ urls: [registry.url] })
+    const changes: number[] = []
+    const resolver = new Resolver({ client, logger: silentLogger(), waitMs: 30_000, onChange: (_name, list) => changes.push(list.length) })
+    cleanups.push(() => registry.app.close(), () => client.close(), async () => resolver.close())
+    assert.deepEqual(await resolver.resolve('product'), [])
+    registry.store.register({ service_name: 'product', url: 'http://10.9.9.9:7' })
+    // The watch waits up to 30 s: seeing the change well before proves it was pushed, not polled.
+    await waitFor(async () => (await resolver.resolve('product')).length === 1, { timeoutMs: 2000, what: 'the registration' })
+    registry.store.deregister({ service_name: 'product', url: 'http://10.9.9.9:7' })
+    await waitFor(async () => (await resolver.resolve('product')).length === 0, { timeoutMs: 2000, what: 'the removal' })
+    assert.deepEqual(changes, [0, 1, 0])
+  })
+
+  it('keeps its view when a restarted registry knows nobody yet, until the warm-up ends', async () => {
+    const first = buildRegistryApp({ logger: silentLogger(), ttlMs: 60_000 })
+    await first.app.listen({ host: '127.0.0.1', port: 0 })
+    const port = (first.app.server.address() as AddressInfo).port
+    first.store.register({ service_name: 'product', url: 'http://10.9.9.9:8' })
+    first.store.register({ service_name: 'product', url: 'http://10.9.9.9:9' })
+    const client = new RegistryClient({ urls: [`http://127.0.0.1:${port}`], timeoutMs: 500 })
+    const resolver = new Resolver({ client, logger: silentLogger(), waitMs: 30_000 })
+    cleanups.push(() => client.close(), async () => resolver.close())
     assert.equal((await resolver.resolve('product')).length, 2)
+    await first.app.close()
+
+    // The registry comes back empty, warming up for 600 ms; one instance re-registers at once.
+    const second = buildRegistryApp({ logger: silentLogger(), ttlMs: 60_000, warmupMs: 600 })
+    await second.app.listen({ host: '127.0.0.1', port })
+    cleanups.push(() => second.app.close())
+    second.store.register({ service_name: 'product', url: 'http://10.9.9.9:8' })
+    await waitFor(() => resolver.status().services.product?.epoch === second.epoch, { what: 'the new epoch' })
+    assert.equal((await resolver.resolve('product')).length, 2, 'the instance that has not re-registered yet is kept')
+    assert.equal(resolver.status().services.product?.provisional, true)
+    // After the warm-up, the registry's word is final.
+    await waitFor(async () => (await resolver.resolve('product')).length === 1, { timeoutMs: 5000, what: 'the warm-up to end' })
+    assert.deepEqual((await resolver.resolve('product')).map((i) => i.url), ['http://10.9.9.9:8'])
   })
 })

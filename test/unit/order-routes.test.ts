@@ -38,6 +38,7 @@ describe('order routes against a product service', () => {
   let app: App
   let client: ServiceClient
   let registryClient: RegistryClient
+  let resolver: Resolver
 
   before(async () => {
     productServer = createServer((request, response) => {
@@ -66,7 +67,8 @@ describe('order routes against a product service', () => {
     await migrate(database, 'order', orderMigrations)
     const logger = silentLogger()
     registryClient = new RegistryClient({ urls: [registryUrl] })
-    client = new ServiceClient({ resolver: new Resolver({ client: registryClient, logger, refreshMs: 0 }), logger, timeoutMs: 300 })
+    resolver = new Resolver({ client: registryClient, logger, waitMs: 30_000 })
+    client = new ServiceClient({ resolver, logger, timeoutMs: 300, connectTimeoutMs: 300 })
     app = buildApp({ logger })
     registerOrderRoutes(app, new OrderRepository(database.db), new ProductClient(client))
   })
@@ -79,6 +81,7 @@ describe('order routes against a product service', () => {
 
   after(async () => {
     await app.close()
+    resolver.close()
     await client.close()
     await registryClient.close()
     await registry.app.close()
@@ -168,6 +171,37 @@ describe('order routes against a product service', () => {
       assert.equal(response.json().code, 'VALIDATION_FAILED')
     })
   }
+
+  it('honours Idempotency-Key: the same key and body return the first order, another body is 422', async () => {
+    const key = { 'idempotency-key': `order-${Date.now()}` }
+    const first = await app.inject({ method: 'POST', url: '/orders', headers: key, payload: { product_id: PRODUCT_ID, quantity: 4 } })
+    assert.equal(first.statusCode, 201)
+    assert.equal(first.headers['idempotent-replayed'], 'false')
+    // Even with the product service down, a replay answers from the stored order.
+    behaviour = 'error_500'
+    const again = await app.inject({ method: 'POST', url: '/orders', headers: key, payload: { product_id: PRODUCT_ID, quantity: 4 } })
+    assert.equal(again.statusCode, 201)
+    assert.equal(again.headers['idempotent-replayed'], 'true')
+    assert.deepEqual(again.json(), first.json())
+    const other = await app.inject({ method: 'POST', url: '/orders', headers: key, payload: { product_id: PRODUCT_ID, quantity: 5 } })
+    assert.equal(other.statusCode, 422)
+    assert.equal(other.json().code, 'IDEMPOTENCY_KEY_REUSED')
+    const listed = (await app.inject({ method: 'GET', url: '/orders?limit=100' })).json().items
+    assert.equal(listed.filter((o: { id: string }) => o.id === first.json().id).length, 1)
+  })
+
+  it('answers concurrent requests with one key with one order', async () => {
+    const headers = { 'idempotency-key': `race-${Date.now()}` }
+    const responses = await Promise.all(Array.from({ length: 5 }, () => app.inject({ method: 'POST', url: '/orders', headers, payload: { product_id: PRODUCT_ID, quantity: 1 } })))
+    assert.ok(responses.every((r) => r.statusCode === 201))
+    assert.equal(new Set(responses.map((r) => r.json().id)).size, 1)
+  })
+
+  it('refuses a malformed Idempotency-Key with 400', async () => {
+    const response = await app.inject({ method: 'POST', url: '/orders', headers: { 'idempotency-key': 'has space' }, payload: { product_id: PRODUCT_ID, quantity: 1 } })
+    assert.equal(response.statusCode, 400)
+    assert.equal(response.json().code, 'VALIDATION_FAILED')
+  })
 
   it('answers 404 ORDER_NOT_FOUND for an unknown order', async () => {
     const response = await app.inject({ method: 'GET', url: '/orders/00000000-0000-4000-8000-000000000000' })

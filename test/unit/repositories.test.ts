@@ -49,7 +49,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         ['product', 'order', 'product', 'order', 'product'].map((service) => migrateInChild(service, dir, pgDatabase?.url, startAt)),
       )
       // Each migration ran exactly once across the replicas.
-      assert.deepEqual(applied.flat().sort(), ['0001_orders', '0001_products'])
+      assert.deepEqual(applied.flat().sort(), ['0001_orders', '0001_products', '0002_order_idempotency'])
       // Running them again is a no-op.
       assert.deepEqual(await migrate(database, 'product', productMigrations), [])
     })
@@ -88,6 +88,28 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       assert.equal(fetched?.totalPriceCents, 1_000_000_000_000_000)
       const listed = await orders.list(10)
       assert.ok(listed.items.some((o) => o.id === created.id))
+    })
+
+    it('stores one order per Idempotency-Key, even when replicas race', async () => {
+      // PostgreSQL: three pools, as three replicas. SQLite: one connection shared by concurrent
+      // requests (node:sqlite blocks its thread on a lock, so in-process connections cannot wait
+      // for each other; across processes BEGIN IMMEDIATE serialises them, as the migration test shows).
+      const replicas = dialect === 'postgres' ? [database, open(), open()] : [database, database, database]
+      try {
+        const input = { productId: '11111111-1111-4111-8111-111111111111', quantity: 2, unitPriceCents: 150, totalPriceCents: 300 }
+        const results = await Promise.all(replicas.map((replica) => new OrderRepository(replica.db).createIdempotent('race-key', 'hash-1', input)))
+        const ids = new Set(results.map((r) => (r.kind === 'mismatch' ? 'mismatch' : r.order.id)))
+        assert.equal(ids.size, 1, 'every replica answers with the same order')
+        assert.equal(results.filter((r) => r.kind === 'created').length, 1)
+        const stored = await database.db.selectFrom('orders').select('id').where('id', 'in', [...ids]).execute()
+        assert.equal(stored.length, 1)
+        const orders = new OrderRepository(database.db)
+        assert.equal((await orders.createIdempotent('race-key', 'hash-2', input)).kind, 'mismatch')
+        assert.equal((await orders.replay('race-key', 'hash-1'))?.kind, 'replayed')
+        assert.equal(await orders.replay('unused-key', 'hash-1'), undefined)
+      } finally {
+        if (dialect === 'postgres') await Promise.all(replicas.slice(1).map((replica) => replica.close()))
+      }
     })
 
     it('sees writes made through another connection (replicas share data)', async () => {

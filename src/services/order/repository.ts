@@ -13,8 +13,27 @@ export interface OrdersTable {
   created_at: string
 }
 
+export interface OrderIdempotencyTable {
+  key: string
+  request_hash: string
+  order_id: string
+  created_at: string
+}
+
 export interface OrderDatabase {
   orders: OrdersTable
+  order_idempotency: OrderIdempotencyTable
+}
+
+export type IdempotentResult =
+  | { kind: 'created'; order: OrderRecord }
+  | { kind: 'replayed'; order: OrderRecord }
+  | { kind: 'mismatch' }
+
+/** PostgreSQL's unique_violation, SQLite's UNIQUE/PRIMARY KEY constraint failures. */
+function isUniqueViolation(error: unknown): boolean {
+  const { code, errcode } = (error ?? {}) as { code?: unknown; errcode?: unknown }
+  return code === '23505' || errcode === 2067 || errcode === 1555 || (error instanceof Error && /UNIQUE constraint failed/.test(error.message))
 }
 
 export interface OrderRecord {
@@ -43,6 +62,17 @@ export const orderMigrations: Record<string, Migration> = {
       await db.schema.createIndex('orders_created_at_id').on('orders').columns(['created_at', 'id']).execute()
     },
   },
+  '0002_order_idempotency': {
+    async up(db: Kysely<unknown>) {
+      await db.schema
+        .createTable('order_idempotency')
+        .addColumn('key', 'varchar(255)', (col) => col.primaryKey())
+        .addColumn('request_hash', 'varchar(64)', (col) => col.notNull())
+        .addColumn('order_id', 'varchar(36)', (col) => col.notNull())
+        .addColumn('created_at', 'varchar(32)', (col) => col.notNull())
+        .execute()
+    },
+  },
 }
 
 const toRecord = (row: OrdersTable): OrderRecord => ({
@@ -67,7 +97,13 @@ export class OrderRepository {
   }
 
   async create(input: { productId: string; quantity: number; unitPriceCents: number; totalPriceCents: number }): Promise<OrderRecord> {
-    const row: OrdersTable = {
+    const row = this.#row(input)
+    await this.#db.insertInto('orders').values(row).execute()
+    return toRecord(row)
+  }
+
+  #row(input: { productId: string; quantity: number; unitPriceCents: number; totalPriceCents: number }): OrdersTable {
+    return {
       id: randomUUID(),
       product_id: input.productId,
       quantity: input.quantity,
@@ -76,8 +112,42 @@ export class OrderRepository {
       status: 'confirmed',
       created_at: this.#clock().toISOString(),
     }
-    await this.#db.insertInto('orders').values(row).execute()
-    return toRecord(row)
+  }
+
+  /**
+   * Stores the order and its Idempotency-Key in one transaction. When another request (on any
+   * replica) stored the key first, this one's order is rolled back and the first order returned,
+   * or `mismatch` if that key was used for a different request.
+   */
+  async createIdempotent(
+    key: string,
+    requestHash: string,
+    input: { productId: string; quantity: number; unitPriceCents: number; totalPriceCents: number },
+  ): Promise<IdempotentResult> {
+    const existing = await this.replay(key, requestHash)
+    if (existing) return existing
+    const row = this.#row(input)
+    try {
+      await this.#db.transaction().execute(async (trx) => {
+        await trx.insertInto('orders').values(row).execute()
+        await trx.insertInto('order_idempotency').values({ key, request_hash: requestHash, order_id: row.id, created_at: row.created_at }).execute()
+      })
+      return { kind: 'created', order: toRecord(row) }
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error
+      const winner = await this.replay(key, requestHash)
+      if (!winner) throw error
+      return winner
+    }
+  }
+
+  /** The outcome of an earlier request with this key, if there was one. */
+  async replay(key: string, requestHash: string): Promise<IdempotentResult | undefined> {
+    const entry = await this.#db.selectFrom('order_idempotency').select(['request_hash', 'order_id']).where('key', '=', key).executeTakeFirst()
+    if (!entry) return undefined
+    if (entry.request_hash !== requestHash) return { kind: 'mismatch' }
+    const order = await this.get(entry.order_id)
+    return order ? { kind: 'replayed', order } : undefined
   }
 
   async get(id: string): Promise<OrderRecord | undefined> {

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto'
+import { Type } from 'typebox'
 import type { App } from '../../platform/app.ts'
 import { AppError } from '../../platform/errors.ts'
 import { fromCents, multiplyCents } from '../money.ts'
@@ -18,6 +20,17 @@ export function toOrder(record: OrderRecord): Order {
   }
 }
 
+const OrderHeaders = Type.Object({
+  'idempotency-key': Type.Optional(
+    Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$', description: 'Makes a retried POST safe: the same key and body return the first order' }),
+  ),
+})
+
+const hashRequest = (productId: string, quantity: number) =>
+  createHash('sha256').update(JSON.stringify({ product_id: productId, quantity })).digest('hex')
+
+const keyReused = () => new AppError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used for a different order request')
+
 export function registerOrderRoutes(app: App, repository: OrderRepository, products: ProductClient): void {
   app.get('/orders', { schema: { querystring: PageQuery } }, async (request) => {
     const limit = request.query.limit ?? DEFAULT_PAGE_SIZE
@@ -32,15 +45,27 @@ export function registerOrderRoutes(app: App, repository: OrderRepository, produ
     return toOrder(record)
   })
 
-  app.post('/orders', { schema: { body: CreateOrderBody } }, async (request, reply) => {
+  app.post('/orders', { schema: { body: CreateOrderBody, headers: OrderHeaders } }, async (request, reply) => {
     const { product_id: productId, quantity } = request.body
+    const key = request.headers['idempotency-key']
+    const created = (record: OrderRecord, replayed: boolean) =>
+      reply
+        .code(201)
+        .header('location', `/orders/${record.id}`)
+        .header('idempotent-replayed', replayed ? 'true' : 'false')
+        .send(toOrder(record))
+    const requestHash = key === undefined ? '' : hashRequest(productId, quantity)
+    if (key !== undefined) {
+      // A retry of a request we already served: answer it again without calling anyone.
+      const earlier = await repository.replay(key, requestHash)
+      if (earlier?.kind === 'mismatch') throw keyReused()
+      if (earlier) return created(earlier.order, true)
+    }
     const product = await products.get(productId)
-    const record = await repository.create({
-      productId,
-      quantity,
-      unitPriceCents: product.priceCents,
-      totalPriceCents: multiplyCents(product.priceCents, quantity),
-    })
-    return reply.code(201).header('location', `/orders/${record.id}`).send(toOrder(record))
+    const input = { productId, quantity, unitPriceCents: product.priceCents, totalPriceCents: multiplyCents(product.priceCents, quantity) }
+    if (key === undefined) return created(await repository.create(input), false)
+    const result = await repository.createIdempotent(key, requestHash, input)
+    if (result.kind === 'mismatch') throw keyReused()
+    return created(result.order, result.kind === 'replayed')
   })
 }

@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict'
+import type { AddressInfo } from 'node:net'
+import { afterEach, describe, it } from 'node:test'
+import { buildRegistryApp, type RegistryApp } from '../../src/registry/server.ts'
+import { parseWait } from '../../src/registry/watch.ts'
+import { silentLogger } from '../helpers/logger.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+let open: RegistryApp[] = []
+afterEach(async () => {
+  await Promise.all(open.map((r) => r.app.close()))
+  open = []
+})
+
+function registry(warmupMs = 0): RegistryApp {
+  const built = buildRegistryApp({ logger: silentLogger(), ttlMs: 60_000, warmupMs })
+  open.push(built)
+  return built
+}
+
+const settledWithin = async <T>(promise: Promise<T>, ms: number): Promise<boolean> =>
+  Promise.race([promise.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms))])
+
+describe('blocking queries', () => {
+  it('answer at once when the caller is behind, with index, epoch and warm-up headers', async () => {
+    const { app, store, epoch } = registry()
+    store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
+    const response = await app.inject({ method: 'GET', url: '/discover/product?index=0&wait=10s' })
+    assert.equal(response.statusCode, 200)
+    assert.ok(Number(response.headers['x-registry-index']) > 0)
+    assert.equal(response.headers['x-registry-epoch'], epoch)
+    assert.equal(response.headers['x-registry-warmup-ms'], '0')
+    assert.equal(response.json().instances.length, 1)
+  })
+
+  it('block until the service changes, and only its own changes wake them', async () => {
+    const { app, store, epoch } = registry()
+    store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
+    const index = store.discover('product').index
+    const pending = app.inject({ method: 'GET', url: `/discover/product?index=${index}&epoch=${epoch}&wait=20s` })
+    store.register({ service_name: 'order', url: 'http://10.0.0.2:1' })
+    assert.equal(await settledWithin(pending, 150), false, 'another service\'s change does not wake it')
+    store.heartbeat({ service_name: 'product', url: 'http://10.0.0.1:1' })
+    assert.equal(await settledWithin(pending, 150), false, 'a routine heartbeat does not wake it')
+    store.register({ service_name: 'product', url: 'http://10.0.0.1:2' })
+    const response = await pending
+    assert.equal(response.json().instances.length, 2)
+    assert.ok(Number(response.headers['x-registry-index']) > index)
+  })
+
+  it('end when the wait ends, with the same index', async () => {
+    const { app, store } = registry()
+    store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
+    const index = store.discover('product').index
+    const started = Date.now()
+    const response = await app.inject({ method: 'GET', url: `/discover/product?index=${index}&wait=200ms` })
+    assert.ok(Date.now() - started >= 190)
+    assert.equal(Number(response.headers['x-registry-index']), index)
+  })
+
+  it('answer at once for an index from another epoch (a restarted registry)', async () => {
+    const { app, store } = registry()
+    store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
+    const index = store.discover('product').index
+    const response = await app.inject({ method: 'GET', url: `/discover/product?index=${index}&epoch=someone-else&wait=20s` })
+    assert.equal(response.statusCode, 200)
+  })
+
+  it('are released when the registry shuts down', async () => {
+    const built = buildRegistryApp({ logger: silentLogger(), ttlMs: 60_000 })
+    const pending = built.app.inject({ method: 'GET', url: '/discover/product?index=0&wait=60s' })
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    const started = Date.now()
+    await built.app.close()
+    await pending
+    assert.ok(Date.now() - started < 2000)
+  })
+
+  it('refuse a malformed wait or index with 400', async () => {
+    const { app } = registry()
+    for (const query of ['index=-1', 'index=x', 'wait=10', 'wait=1h', 'wait=10s&index=1&extra=1']) {
+      const response = await app.inject({ method: 'GET', url: `/discover/product?${query}` })
+      assert.equal(response.statusCode, 400, query)
+      assert.equal(response.json().code, 'VALIDATION_FAILED')
+    }
+    assert.equal(parseWait('500ms'), 500)
+    assert.equal(parseWait('30s'), 30_000)
+    assert.equal(parseWait('5m'), 300_000)
+    assert.equal(parseWait('5h'), undefined)
+  })
+
+  it('report the warm-up left after a start', async () => {
+    const { app } = registry(5000)
+    const response = await app.inject({ method: 'GET', url: '/discover/product' })
+    assert.ok(Number(response.headers['x-registry-warmup-ms']) > 4000)
+  })
+})
+
+describe('event stream', () => {
+  it('sends a snapshot, then each change of the services it follows', async () => {
+    const { app, store } = registry()
+    store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
+    await app.listen({ host: '127.0.0.1', port: 0 })
+    const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/events?service=product`
+    const controller = new AbortController()
+    const response = await fetch(url, { signal: controller.signal })
+    assert.equal(response.status, 200)
+    assert.match(response.headers.get('content-type') ?? '', /text\/event-stream/)
+    const reader = response.body!.getReader()
+    const decoder = new TextDecoder()
+    let text = ''
+    const events = () => text.split('\n\n').filter((block) => block.startsWith('event:'))
+    const readUntil = async (count: number) => {
+      await waitFor(async () => {
+        const { value } = await reader.read()
+        text += decoder.decode(value)
+        return events().length >= count
+      }, { timeoutMs: 5000, what: `${count} events` })
+    }
+    await readUntil(1)
+    assert.match(events()[0]!, /^event: snapshot\ndata: /)
+    assert.equal(JSON.parse(events()[0]!.split('data: ')[1]!).services[0].instances.length, 1)
+    store.register({ service_name: 'order', url: 'http://10.0.0.2:1' }) // not followed
+    store.register({ service_name: 'product', url: 'http://10.0.0.1:2' })
+    await readUntil(2)
+    const change = JSON.parse(events()[1]!.split('data: ')[1]!)
+    assert.equal(change.service_name, 'product')
+    assert.equal(change.instances.length, 2)
+    assert.equal((await app.inject({ method: 'GET', url: '/metrics' })).body.match(/registry_watchers\{kind="event_stream"[^}]*\} (\d+)/)?.[1], '1')
+    controller.abort()
+  })
+})
