@@ -61,8 +61,11 @@ const RETRYABLE_CODES = new Set([
   'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT',
 ])
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT'])
-/** Statuses worth another instance: bad gateway, unavailable (draining, overloaded), timeout. */
-const RETRYABLE_STATUSES = new Set([502, 503, 504])
+/**
+ * Statuses worth another instance, for idempotent requests only: a failing instance (500), bad
+ * gateway, unavailable (draining, overloaded), timeout. The retry budget bounds what this costs.
+ */
+const RETRYABLE_STATUSES = new Set([500, 502, 503, 504])
 
 function errorCode(error: unknown): string | undefined {
   let current: unknown = error
