@@ -1,4 +1,5 @@
-import { type Env, type Role, loadAllConfig, loadRegistryConfig, loadServiceConfig } from './config/index.ts'
+import { type Env, type Role, loadAllConfig, loadGatewayConfig, loadRegistryConfig, loadServiceConfig } from './config/index.ts'
+import { startGateway } from './gateway/main.ts'
 import { createLogger } from './platform/logger.ts'
 import { telemetryFromEnv } from './platform/telemetry.ts'
 import { handleSignals } from './platform/shutdown.ts'
@@ -34,10 +35,17 @@ export async function runRole(role: Role, env: Env): Promise<void> {
       await (role === 'product' ? startProductService(config, logger, telemetry) : startOrderService(config, logger, telemetry))
       return
     }
+    case 'gateway': {
+      const config = loadGatewayConfig(env)
+      const logger = createLogger({ level: config.logLevel, format: formatFor(config.logFormat), base: { role } })
+      await startGateway(config, logger, telemetryFromEnv(env))
+      return
+    }
     case 'all': {
       // Check every variable the children will read, so a mistake is reported once, up front.
       loadRegistryConfig(env)
       loadServiceConfig(env, 'product')
+      loadGatewayConfig(env)
       await runAll(loadAllConfig(env), env)
       return
     }

@@ -9,7 +9,7 @@ const STOP_DEADLINE_MS = 9000
 const READY_DEADLINE_MS = 20_000
 
 interface ChildSpec {
-  role: 'registry' | 'product' | 'order'
+  role: 'registry' | 'product' | 'order' | 'gateway'
   port: number
 }
 
@@ -37,6 +37,7 @@ export async function runAll(config: AllConfig, env: Env): Promise<void> {
     { role: 'registry', port: config.registryPort },
     ...config.productPorts.map((port) => ({ role: 'product' as const, port })),
     ...config.orderPorts.map((port) => ({ role: 'order' as const, port })),
+    ...(config.gatewayPort === 0 ? [] : [{ role: 'gateway' as const, port: config.gatewayPort }]),
   ]
   const children = specs.map((spec): Child => ({ spec, label: `${spec.role}:${spec.port}`, restarts: 0, startedAt: 0 }))
   let stopping = false

@@ -4,10 +4,13 @@ import {
 
 import { LB_STRATEGIES, type LbStrategy } from '../discovery/balancer.ts'
 
-export { ConfigError } from './parse.ts'
+import { DEFAULT_ROUTES, parseRoutes, type Route } from '../gateway/routing.ts'
+import { ConfigError } from './parse.ts'
+
+export { ConfigError }
 export type { Env } from './parse.ts'
 
-export const ROLES = ['registry', 'product', 'order', 'all'] as const
+export const ROLES = ['registry', 'product', 'order', 'gateway', 'all'] as const
 export type Role = (typeof ROLES)[number]
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
@@ -16,8 +19,8 @@ export type LogLevel = (typeof LOG_LEVELS)[number]
 /** Every default in one place. */
 export const DEFAULTS = {
   host: '0.0.0.0',
-  port: { registry: 8080, product: 8081, order: 8083 },
-  allPorts: { registry: 8080, product: [8081, 8082], order: [8083] },
+  port: { registry: 8080, product: 8081, order: 8083, gateway: 8000 },
+  allPorts: { registry: 8080, product: [8081, 8082], order: [8083], gateway: 8000 },
   registryUrl: 'http://localhost:8080',
   heartbeatIntervalSeconds: 10,
   registryTtlSeconds: 30,
@@ -72,6 +75,10 @@ export interface ServiceConfig extends CommonConfig {
   drainSeconds: number
 }
 
+export interface GatewayConfig extends ServiceConfig {
+  routes: Route[]
+}
+
 export interface AllConfig {
   host: string
   logLevel: LogLevel
@@ -79,6 +86,8 @@ export interface AllConfig {
   registryPort: number
   productPorts: number[]
   orderPorts: number[]
+  /** 0: no gateway. */
+  gatewayPort: number
 }
 
 function logFormat(env: Env): LogFormat | undefined {
@@ -109,7 +118,7 @@ export function loadRegistryConfig(env: Env): RegistryConfig {
   }
 }
 
-export function loadServiceConfig(env: Env, role: 'product' | 'order'): ServiceConfig {
+export function loadServiceConfig(env: Env, role: 'product' | 'order' | 'gateway'): ServiceConfig {
   return {
     ...common(env, role),
     registryUrls: httpUrlList(env, 'REGISTRY_URL', DEFAULTS.registryUrl),
@@ -127,6 +136,13 @@ export function loadServiceConfig(env: Env, role: 'product' | 'order'): ServiceC
   }
 }
 
+export function loadGatewayConfig(env: Env): GatewayConfig {
+  const text = env.GATEWAY_ROUTES?.trim() || DEFAULT_ROUTES
+  const routes = parseRoutes(text)
+  if (!routes) throw new ConfigError('GATEWAY_ROUTES', text, 'comma-separated /prefix=service pairs with distinct prefixes, e.g. /products=product,/orders=order')
+  return { ...loadServiceConfig(env, 'gateway'), routes }
+}
+
 export function loadAllConfig(env: Env): AllConfig {
   return {
     host: host(env, 'HOST', DEFAULTS.host),
@@ -135,5 +151,6 @@ export function loadAllConfig(env: Env): AllConfig {
     registryPort: port(env, 'REGISTRY_PORT', DEFAULTS.allPorts.registry),
     productPorts: ports(env, 'PRODUCT_PORTS', [...DEFAULTS.allPorts.product]),
     orderPorts: ports(env, 'ORDER_PORTS', [...DEFAULTS.allPorts.order]),
+    gatewayPort: port(env, 'GATEWAY_PORT', DEFAULTS.allPorts.gateway),
   }
 }

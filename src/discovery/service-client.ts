@@ -60,22 +60,27 @@ const RETRYABLE_CODES = new Set([
   'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
   'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT',
 ])
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT'])
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT'])
 /**
  * Statuses worth another instance, for idempotent requests only: a failing instance (500), bad
  * gateway, unavailable (draining, overloaded), timeout. The retry budget bounds what this costs.
  */
 const RETRYABLE_STATUSES = new Set([500, 502, 503, 504])
 
-function errorCode(error: unknown): string | undefined {
+/** Every error code along the cause chain (a proxy's error wraps the socket's). */
+function errorCodes(error: unknown): string[] {
+  const codes: string[] = []
   let current: unknown = error
-  for (let depth = 0; depth < 4 && current instanceof Error; depth++) {
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
     const code = (current as { code?: unknown }).code
-    if (typeof code === 'string') return code
+    if (typeof code === 'string') codes.push(code)
     current = current.cause
   }
-  return undefined
+  return codes
 }
+
+const isTimeout = (error: unknown) => errorCodes(error).some((code) => TIMEOUT_CODES.has(code))
+const isRetryable = (error: unknown) => errorCodes(error).some((code) => RETRYABLE_CODES.has(code))
 
 /** GET, HEAD, PUT and DELETE are idempotent; a POST is when it carries an Idempotency-Key. */
 export function isIdempotent(request: UpstreamRequest): boolean {
@@ -127,6 +132,19 @@ export class ServiceClient {
   }
 
   async request(service: string, request: UpstreamRequest): Promise<UpstreamResponse> {
+    return this.dispatch(service, { idempotent: isIdempotent(request), retryOnStatus: true }, (instance) => this.#send(instance, request))
+  }
+
+  /**
+   * The resilience around one logical call, whatever carries it (this client's own requests, or
+   * the gateway's proxied ones): choose an instance (breakers, balancer, panic mode), run `send`
+   * through its breaker, and retry on another instance when allowed.
+   */
+  async dispatch<R extends { status: number }>(
+    service: string,
+    options: { idempotent: boolean; retryOnStatus: boolean },
+    send: (instance: RegistryInstance) => Promise<R>,
+  ): Promise<R> {
     let instances: RegistryInstance[]
     try {
       instances = await this.#resolver.resolve(service)
@@ -135,12 +153,12 @@ export class ServiceClient {
     }
     if (instances.length === 0) throw new UpstreamError('no_instances', service, `no instance of ${service} is registered`)
     const breakers = this.#breakersFor(service, instances)
-    const retryable = isIdempotent(request)
-    const maxAttempts = retryable ? this.#maxAttempts : 1
+    const maxAttempts = options.idempotent ? this.#maxAttempts : 1
     this.#budget.recordRequest()
 
     const tried = new Set<string>()
-    let last: { error: unknown } | { response: UpstreamResponse } | undefined
+    let rechoices = 0
+    let last: { error: unknown } | { response: R } | undefined
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
       if (attempt > 0) {
         if (!this.#budget.tryRetry()) {
@@ -150,6 +168,8 @@ export class ServiceClient {
         await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt - 1, { initialMs: 20, maxMs: 200 })))
       }
       const untried = instances.filter((instance) => !tried.has(instance.id))
+      // A retry goes to another instance; when every one has been tried, stop.
+      if (attempt > 0 && untried.length === 0) break
       const pool = untried.length > 0 ? untried : instances
       const healthy = pool.filter((instance) => breakers.available(instance.id))
       // Panic mode: when every candidate's breaker is open, try them anyway rather than fail.
@@ -158,23 +178,21 @@ export class ServiceClient {
       if (!instance) break
       tried.add(instance.id)
       try {
-        const response = panic
-          ? await this.#send(instance, request)
-          : await breakers.execute(instance.id, () => this.#send(instance, request), (r) => r.status >= 500)
+        const tracked = () => this.#track(instance, send)
+        const response = panic ? await tracked() : await breakers.execute(instance.id, tracked, (r) => r.status >= 500)
         last = { response }
-        if (!RETRYABLE_STATUSES.has(response.status) || !retryable) return response
+        if (!options.retryOnStatus || !options.idempotent || !RETRYABLE_STATUSES.has(response.status)) return response
         this.#logger.warn({ event: 'upstream_retry', service, instance_id: instance.id, status: response.status, attempt: attempt + 1 }, 'upstream answered a retryable status')
       } catch (error) {
-        if (error instanceof BrokenCircuitError) {
+        if (error instanceof BrokenCircuitError && rechoices++ < instances.length) {
           // Its breaker opened (or began probing) since we chose it: choose again, for free.
           attempt--
           continue
         }
         last = { error }
-        const code = errorCode(error)
-        const canRetry = retryable && code !== undefined && RETRYABLE_CODES.has(code)
+        const canRetry = options.idempotent && isRetryable(error)
         this.#logger.warn(
-          { event: 'upstream_error', service, instance_id: instance.id, instance_url: instance.url, code, attempt: attempt + 1, will_retry: canRetry && attempt + 1 < maxAttempts },
+          { event: 'upstream_error', service, instance_id: instance.id, instance_url: instance.url, codes: errorCodes(error), attempt: attempt + 1, will_retry: canRetry && attempt + 1 < maxAttempts },
           'upstream call failed',
         )
         if (!canRetry) break
@@ -182,12 +200,31 @@ export class ServiceClient {
     }
     if (last && 'response' in last) return last.response
     const error = last?.error
-    const code = errorCode(error)
     if (error instanceof UpstreamError) throw error
-    if (code !== undefined && TIMEOUT_CODES.has(code)) {
+    if (isTimeout(error)) {
       throw new UpstreamError('timeout', service, `${service} did not answer within ${this.#timeoutMs} ms`, { cause: error })
     }
     throw new UpstreamError('unavailable', service, `${service} could not be reached: ${describe(error)}`, { cause: error })
+  }
+
+  /** Counts the call as outstanding while it runs, and reports its outcome and duration. */
+  async #track<R extends { status: number }>(instance: RegistryInstance, send: (instance: RegistryInstance) => Promise<R>): Promise<R> {
+    const started = performance.now()
+    const report = (outcome: UpstreamOutcome) =>
+      this.#observer.observe(instance.service_name, instance.id, outcome, (performance.now() - started) / 1000)
+    this.#outstanding.set(instance.id, (this.#outstanding.get(instance.id) ?? 0) + 1)
+    try {
+      const response = await send(instance)
+      report(response.status >= 500 ? 'http_error' : 'success')
+      return response
+    } catch (error) {
+      report(isTimeout(error) ? 'timeout' : 'connection_error')
+      throw error
+    } finally {
+      const left = (this.#outstanding.get(instance.id) ?? 1) - 1
+      if (left <= 0) this.#outstanding.delete(instance.id)
+      else this.#outstanding.set(instance.id, left)
+    }
   }
 
   async close(): Promise<void> {
@@ -212,7 +249,6 @@ export class ServiceClient {
   }
 
   async #send(instance: RegistryInstance, request: UpstreamRequest): Promise<UpstreamResponse> {
-    const started = performance.now()
     const { span, headers: traceHeaders } = startClientSpan(this.#tracer, request.method, {
       'http.request.method': request.method,
       'server.address': instance.url,
@@ -220,23 +256,13 @@ export class ServiceClient {
       'peer.service': instance.service_name,
       'service.instance.id': instance.id,
     })
-    const report = (outcome: UpstreamOutcome) =>
-      this.#observer.observe(instance.service_name, instance.id, outcome, (performance.now() - started) / 1000)
-    this.#outstanding.set(instance.id, (this.#outstanding.get(instance.id) ?? 0) + 1)
     try {
       const response = await this.#exchange(instance, request, traceHeaders)
-      report(response.status >= 500 ? 'http_error' : 'success')
       endSpan(span, { status: response.status })
       return response
     } catch (error) {
-      const code = errorCode(error)
-      report(code !== undefined && TIMEOUT_CODES.has(code) ? 'timeout' : 'connection_error')
       endSpan(span, { error })
       throw error
-    } finally {
-      const left = (this.#outstanding.get(instance.id) ?? 1) - 1
-      if (left <= 0) this.#outstanding.delete(instance.id)
-      else this.#outstanding.set(instance.id, left)
     }
   }
 

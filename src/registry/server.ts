@@ -8,6 +8,7 @@ import { MemoryStore, type Clock } from './memory-store.ts'
 import { randomBytes } from 'node:crypto'
 import { changeEvent, registerRegistryRoutes, type RegistryEvents } from './routes.ts'
 import { WatchHub } from './watch.ts'
+import { registerDashboard } from './dashboard/routes.ts'
 import { effectiveStatus, type InstanceRecord, type RegistryStore } from './store.ts'
 
 export interface RegistryAppOptions {
@@ -89,6 +90,7 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
   }
   registerRegistryRoutes(app, { store, events, hub, epoch, warmupRemainingMs: () => Math.max(0, warmupUntil - clock()) })
   registerHealthRoutes(app, { checks: {}, isDraining: () => draining })
+  registerDashboard(app, { ttlMs: options.ttlMs })
 
   const sweep = () => {
     for (const instance of store.evictExpired()) {

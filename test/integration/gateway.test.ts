@@ -1,0 +1,174 @@
+// The gateway as users meet it: the seed's product and order calls through one port, headers
+// added and removed, bodies streamed, and a problem+json answer when no instance can serve.
+import assert from 'node:assert/strict'
+import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { after, before, describe, it } from 'node:test'
+import { RegistryClient } from '../../src/discovery/registry-client.ts'
+import { Registration } from '../../src/discovery/registration.ts'
+import { http } from '../helpers/http.ts'
+import { silentLogger } from '../helpers/logger.ts'
+import { startRole, type RunningProcess } from '../helpers/process.ts'
+import { discover, tempDir } from '../helpers/system.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+/** A GET with exactly the headers given (fetch would drop hop-by-hop ones). */
+function rawGet(url: string, headers: Record<string, string>): Promise<{ status: number; headers: Headers; body: { url: string; headers: Record<string, string> } }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { headers }, (res) => {
+      let text = ''
+      res.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')))
+      res.on('end', () => {
+        const out = new Headers()
+        for (const [name, value] of Object.entries(res.headers)) if (typeof value === 'string') out.set(name, value)
+        resolve({ status: res.statusCode ?? 0, headers: out, body: JSON.parse(text) })
+      })
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/** An upstream that answers with what it received; `/slow` never answers. */
+function echoServer(): Server {
+  return createServer((request: IncomingMessage, response) => {
+    if (request.url?.startsWith('/echo/slow')) return
+    let bytes = 0
+    request.on('data', (chunk: Buffer) => (bytes += chunk.length))
+    request.on('end', () => {
+      response.writeHead(200, { 'content-type': 'application/json', connection: 'keep-alive', 'keep-alive': 'timeout=5', 'x-upstream': 'echo' })
+      response.end(JSON.stringify({ method: request.method, url: request.url, headers: request.headers, bytes }))
+    })
+  })
+}
+
+describe('gateway', () => {
+  const dir = tempDir('gateway')
+  let registry: RunningProcess
+  let products: RunningProcess[] = []
+  let order: RunningProcess
+  let gateway: RunningProcess
+  let echo: Server
+  let registration: Registration
+  let registryClient: RegistryClient
+
+  before(async () => {
+    registry = await startRole('registry', { env: { REGISTRY_TTL_SECONDS: '3' } })
+    const env = { REGISTRY_URL: registry.url, DATA_DIR: dir.path, HEARTBEAT_INTERVAL_SECONDS: '0.5' }
+    products = await Promise.all([startRole('product', { env }), startRole('product', { env })])
+    order = await startRole('order', { env })
+    gateway = await startRole('gateway', {
+      env: { ...env, GATEWAY_ROUTES: '/products=product,/orders=order,/echo=echo,/ghost=ghost', UPSTREAM_TIMEOUT_SECONDS: '0.5' },
+    })
+    echo = echoServer()
+    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve))
+    registryClient = new RegistryClient({ urls: [registry.url] })
+    registration = new Registration({
+      client: registryClient, serviceName: 'echo', url: `http://127.0.0.1:${(echo.address() as AddressInfo).port}`, heartbeatIntervalMs: 500, logger: silentLogger(),
+    })
+    registration.start()
+    await waitFor(async () => (await discover(registry.url, 'product')).length === 2 && (await discover(registry.url, 'echo')).length === 1, { what: 'instances' })
+  })
+
+  after(async () => {
+    await registration?.stop()
+    await registryClient?.close()
+    echo?.closeAllConnections()
+    await new Promise((resolve) => echo?.close(resolve))
+    await Promise.all([...products, order, gateway].filter(Boolean).map((p) => p.stop()))
+    await registry?.stop()
+    dir.remove()
+  })
+
+  it('serves the seed\'s product and order calls through one port', async () => {
+    const created = await http('POST', `${gateway.url}/products`, { name: 'Notebook', price: 2.5 })
+    assert.equal(created.status, 201)
+    assert.equal(created.headers.get('location'), `/products/${created.body.id}`)
+    assert.equal((await http('GET', `${gateway.url}/products/${created.body.id}`)).body.name, 'Notebook')
+    assert.ok((await http('GET', `${gateway.url}/products?limit=100`)).body.items.some((p: { id: string }) => p.id === created.body.id))
+    const placed = await http('POST', `${gateway.url}/orders`, { product_id: created.body.id, quantity: 3 })
+    assert.equal(placed.status, 201)
+    assert.equal(placed.body.total_price, 7.5)
+    assert.equal((await http('GET', `${gateway.url}/orders/${placed.body.id}`)).body.id, placed.body.id)
+    // Upstream errors pass through as they are.
+    const bad = await http('POST', `${gateway.url}/orders`, { product_id: 'nope', quantity: 1 })
+    assert.equal(bad.status, 400)
+    assert.equal(bad.body.code, 'VALIDATION_FAILED')
+  })
+
+  it('adds X-Forwarded-* and X-Request-Id, keeps traceparent, and removes hop-by-hop headers', async () => {
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+    // node:http, not fetch: fetch refuses to send Connection and other hop-by-hop headers.
+    const response = await rawGet(`${gateway.url}/echo/headers?x=1`, {
+      traceparent,
+      connection: 'keep-alive, x-secret-hop',
+      'x-secret-hop': 'must not pass',
+      'proxy-connection': 'keep-alive',
+      'x-forwarded-for': '203.0.113.7',
+    })
+    assert.equal(response.status, 200)
+    const seen = response.body.headers as Record<string, string>
+    assert.equal(response.body.url, '/echo/headers?x=1')
+    assert.equal(seen['x-forwarded-for'], '203.0.113.7, 127.0.0.1')
+    assert.equal(seen['x-forwarded-proto'], 'http')
+    assert.equal(seen['x-forwarded-host'], `127.0.0.1:${gateway.port}`)
+    assert.match(seen['x-request-id'] ?? '', /^[0-9a-f-]{36}$/)
+    assert.equal(response.headers.get('x-request-id'), seen['x-request-id'])
+    assert.equal(seen.traceparent, traceparent)
+    assert.equal(seen['x-secret-hop'], undefined)
+    assert.equal(seen['proxy-connection'], undefined)
+    assert.equal(response.headers.get('x-upstream'), 'echo')
+    // A request id the client chose is kept.
+    const own = await http('GET', `${gateway.url}/echo/id`, undefined, { 'x-request-id': 'client-chosen-1' })
+    assert.equal(own.body.headers['x-request-id'], 'client-chosen-1')
+  })
+
+  it('streams request bodies through without buffering them into JSON', async () => {
+    const body = 'x'.repeat(700 * 1024)
+    const response = await http('PUT', `${gateway.url}/echo/upload`, body, { 'content-type': 'application/octet-stream' })
+    assert.equal(response.status, 200)
+    assert.equal(response.body.bytes, body.length)
+    assert.equal(response.body.method, 'PUT')
+    // Chunked, with no length: the gateway streams it on as it comes.
+    const chunked = await new Promise<{ bytes: number }>((resolve, reject) => {
+      const req = httpRequest(`${gateway.url}/echo/chunked`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' } }, (res) => {
+        let text = ''
+        res.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')))
+        res.on('end', () => resolve(JSON.parse(text) as { bytes: number }))
+      })
+      req.on('error', reject)
+      for (let i = 0; i < 10; i++) req.write('y'.repeat(10_000))
+      req.end()
+    })
+    assert.equal(chunked.bytes, 100_000)
+  })
+
+  it('answers 503 NO_HEALTHY_INSTANCE for a route whose service has no instance', async () => {
+    const response = await http('GET', `${gateway.url}/ghost/anything`)
+    assert.equal(response.status, 503)
+    assert.equal(response.body.code, 'NO_HEALTHY_INSTANCE')
+    assert.match(response.headers.get('content-type') ?? '', /problem\+json/)
+  })
+
+  it('answers 504 UPSTREAM_TIMEOUT when the instance does not answer in time', async () => {
+    const response = await http('GET', `${gateway.url}/echo/slow`)
+    assert.equal(response.status, 504)
+    assert.equal(response.body.code, 'UPSTREAM_TIMEOUT')
+  })
+
+  it('answers 404 for paths outside the routing table', async () => {
+    const response = await http('GET', `${gateway.url}/elsewhere`)
+    assert.equal(response.status, 404)
+    assert.equal(response.body.code, 'ROUTE_NOT_FOUND')
+  })
+
+  it('keeps serving reads when a product instance is killed', async () => {
+    const created = await http('POST', `${gateway.url}/products`, { name: 'Survivor', price: 1 })
+    products[0]!.child.kill('SIGKILL')
+    await products[0]!.exited
+    for (let i = 0; i < 20; i++) {
+      const response = await http('GET', `${gateway.url}/products/${created.body.id}`)
+      assert.equal(response.status, 200, `read ${i}`)
+    }
+  })
+})
