@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { ConfigError, DEFAULTS, loadAllConfig, loadRegistryConfig, loadServiceConfig } from '../../src/config/index.ts'
+import { ConfigError, DEFAULTS, loadAllConfig, loadGatewayConfig, loadRegistryConfig, loadServiceConfig } from '../../src/config/index.ts'
 import { advertisedUrl } from '../../src/platform/address.ts'
 
 function configError(fn: () => unknown): ConfigError {
@@ -27,9 +27,29 @@ describe('configuration', () => {
     assert.equal(product.databaseUrl, undefined)
     assert.equal(product.serviceUrl, undefined)
     assert.equal(loadServiceConfig({}, 'order').port, 8083)
-    assert.deepEqual(loadAllConfig({}), { host: '0.0.0.0', logLevel: 'info', logFormat: undefined, registryPort: 8080, productPorts: [8081, 8082], orderPorts: [8083] })
+    assert.deepEqual(loadAllConfig({}), { host: '0.0.0.0', logLevel: 'info', logFormat: undefined, registryPort: 8080, productPorts: [8081, 8082], orderPorts: [8083], gatewayPort: 8000 })
     assert.equal(registry.healthCheckIntervalSeconds, 10)
     assert.equal(registry.healthCheckFailures, 3)
+  })
+
+  it('reads the gateway routing table and refuses a malformed one', () => {
+    assert.deepEqual(loadGatewayConfig({}).routes, [{ prefix: '/products', service: 'product' }, { prefix: '/orders', service: 'order' }])
+    assert.equal(loadGatewayConfig({}).port, 8000)
+    assert.deepEqual(loadGatewayConfig({ GATEWAY_ROUTES: '/api/v1/items=items' }).routes, [{ prefix: '/api/v1/items', service: 'items' }])
+    for (const bad of ['products=product', '/products', '/a=x,/a=y', '/a=Bad Name']) {
+      const error = configError(() => loadGatewayConfig({ GATEWAY_ROUTES: bad }))
+      assert.equal(error.variable, 'GATEWAY_ROUTES')
+    }
+  })
+
+  it('reads the resilience settings', () => {
+    const config = loadServiceConfig({ LB_STRATEGY: 'least_outstanding', BREAKER_FAILURES: '3', BREAKER_HALF_OPEN_SECONDS: '0.5', RETRY_BUDGET_PERCENT: '10', DRAIN_SECONDS: '0' }, 'order')
+    assert.equal(config.lbStrategy, 'least_outstanding')
+    assert.equal(config.breakerFailures, 3)
+    assert.equal(config.breakerHalfOpenSeconds, 0.5)
+    assert.equal(config.retryBudgetPercent, 10)
+    assert.equal(config.drainSeconds, 0)
+    assert.equal(configError(() => loadServiceConfig({ LB_STRATEGY: 'fastest' }, 'order')).variable, 'LB_STRATEGY')
   })
 
   it('accepts fractional seconds, URL lists and PostgreSQL URLs', () => {
