@@ -6,11 +6,13 @@ import type { Logger } from '../platform/logger.ts'
 import { breakerMetrics, upstreamObserver } from '../platform/metrics.ts'
 import { createService, type RunningService } from '../platform/service.ts'
 import type { Telemetry } from '../platform/telemetry.ts'
+import { combineOpenApi } from './openapi.ts'
 import { registerGatewayRoutes } from './routes.ts'
 
 export async function startGateway(config: GatewayConfig, logger: Logger, telemetry: Telemetry): Promise<RunningService> {
   return createService({
     name: 'gateway',
+    description: 'One entry point in front of the services.',
     config,
     logger,
     telemetry,
@@ -31,6 +33,7 @@ export async function startGateway(config: GatewayConfig, logger: Logger, teleme
       await registerGatewayRoutes(app, { routes: config.routes, client, timeoutMs: config.upstreamTimeoutSeconds * 1000, tracer: telemetry.tracer })
       logger.info({ event: 'routes', routes: config.routes }, 'gateway routing table')
       return {
+        openapi: combineOpenApi(config.routes, client),
         details: () => ({ discovery: resolver.status() }),
         closers: [
           { name: 'stop watches', run: () => resolver.close() },

@@ -109,7 +109,8 @@ export async function registerGatewayRoutes(app: App, options: GatewayOptions): 
 
   for (const route of options.routes) {
     const handler = proxy(route.service)
-    app.all(route.prefix, handler)
-    app.all(`${route.prefix}/*`, handler)
+    // Documented by the services themselves (the gateway serves their combined document).
+    app.all(route.prefix, { schema: { hide: true } }, handler)
+    app.all(`${route.prefix}/*`, { schema: { hide: true } }, handler)
   }
 }

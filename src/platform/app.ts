@@ -4,6 +4,7 @@ import type { Logger } from './logger.ts'
 import type { Metrics } from './metrics.ts'
 import { instrument } from './observability.ts'
 import { noopTelemetry, type Telemetry } from './telemetry.ts'
+import { registerOpenApi, type OpenApiInfo } from './openapi.ts'
 import { isDatabaseUnavailable } from '../db/errors.ts'
 import { AppError, problem, PROBLEM_CONTENT_TYPE, type ErrorCode, type Problem } from './errors.ts'
 
@@ -23,11 +24,13 @@ export interface BuildAppOptions {
   metrics?: Metrics
   /** Traces requests when enabled; a no-op by default. */
   telemetry?: Telemetry
+  /** Serves /openapi.json and /docs for the routes registered (in plugins) afterwards. */
+  openapi?: OpenApiInfo
   /** Routes whose request line is logged at debug level only (probes, scrapes). */
   quietRoutes?: ReadonlySet<string>
 }
 
-const quietDefaults = new Set(['/health/live', '/health/ready', '/metrics'])
+const quietDefaults = new Set(['/health/live', '/health/ready', '/metrics', '/docs/*', '/openapi.json'])
 
 // Fastify maps these framework errors to 4xx itself; we only translate them into our catalogue.
 const frameworkCodes: Record<string, ErrorCode> = {
@@ -116,8 +119,9 @@ export function buildApp(options: BuildAppOptions): App {
   instrument(app as unknown as FastifyInstance, { telemetry: options.telemetry ?? noopTelemetry, metrics: options.metrics })
   const { metrics } = options
   if (metrics) {
-    app.get('/metrics', async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()))
+    app.get('/metrics', { schema: { hide: true } }, async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()))
   }
+  if (options.openapi) registerOpenApi(app as unknown as FastifyInstance, options.openapi)
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const body = toProblem(error, request)

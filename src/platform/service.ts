@@ -22,6 +22,8 @@ export interface ServiceContext {
 
 export interface ServiceDefinition {
   name: string
+  /** One line for the OpenAPI document. */
+  description: string
   config: ServiceConfig
   logger: Logger
   telemetry: Telemetry
@@ -30,6 +32,8 @@ export interface ServiceDefinition {
 }
 
 export interface ServiceParts {
+  /** Builds the served OpenAPI document from this service's own (the gateway merges others'). */
+  openapi?: (own: Record<string, unknown>) => Promise<Record<string, unknown>>
   checks?: Record<string, ReadinessCheck>
   details?: () => Record<string, unknown>
   /** Closed after the server has drained, in order. */
@@ -51,19 +55,33 @@ export interface RunningService {
 export async function createService(definition: ServiceDefinition): Promise<RunningService> {
   const { config, logger, name, telemetry } = definition
   const metrics = new Metrics(name)
-  const app = buildApp({ logger, metrics, telemetry })
+  let parts: ServiceParts = {}
+  const app = buildApp({
+    logger,
+    metrics,
+    telemetry,
+    openapi: {
+      title: `${name} service`,
+      description: definition.description,
+      combine: async (own) => (parts.openapi ? parts.openapi(own) : own),
+    },
+  })
   const registryClient = new RegistryClient({ urls: config.registryUrls, tracer: telemetry.tracer })
   let draining = false
   let registration: Registration | undefined
-  const parts = await definition.setup({ app, logger, registryClient, metrics, telemetry })
-  registerHealthRoutes(app, {
-    checks: {
-      ...parts.checks,
-      // Ready once the registry has accepted us; a later registry outage does not make us unready.
-      registry: () => registration?.hasRegistered === true || 'not registered with the registry yet',
-    },
-    isDraining: () => draining,
-    ...(parts.details ? { details: parts.details } : {}),
+  // Routes go in a plugin registered after the OpenAPI one, which documents them.
+  await app.register(async (scoped) => {
+    const routes = scoped as unknown as App
+    parts = await definition.setup({ app: routes, logger, registryClient, metrics, telemetry })
+    registerHealthRoutes(routes, {
+      checks: {
+        ...parts.checks,
+        // Ready once the registry has accepted us; a later registry outage does not make us unready.
+        registry: () => registration?.hasRegistered === true || 'not registered with the registry yet',
+      },
+      isDraining: () => draining,
+      ...(parts.details ? { details: parts.details } : {}),
+    })
   })
 
   await app.listen({ host: config.host, port: config.port })

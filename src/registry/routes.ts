@@ -73,7 +73,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
         : `No instance of ${ref.service_name} at ${ref.url} is registered`,
     )
 
-  app.post('/register', { schema: { body: RegisterBody } }, async (request, reply) => {
+  app.post('/register', { schema: { tags: ['registry'], summary: 'Register an instance (or refresh it)', body: RegisterBody } }, async (request, reply) => {
     const result = store.register(request.body)
     if (result.kind === 'conflict') {
       throw new AppError('INSTANCE_ID_CONFLICT', `Instance id ${result.existing.id} belongs to ${result.existing.serviceName} at ${result.existing.url}`)
@@ -85,28 +85,28 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
       .send(toView(result.instance))
   })
 
-  app.post('/heartbeat', { schema: { body: HeartbeatBody } }, async (request) => {
+  app.post('/heartbeat', { schema: { tags: ['registry'], summary: 'Heartbeat an instance', body: HeartbeatBody } }, async (request) => {
     const instance = store.heartbeat(request.body)
     events.heartbeat(instance !== undefined)
     if (!instance) throw notFound(request.body)
     return toView(instance)
   })
 
-  app.post('/deregister', { schema: { body: InstanceRef } }, async (request) => {
+  app.post('/deregister', { schema: { tags: ['registry'], summary: 'Deregister an instance by service name and URL, or id', body: InstanceRef } }, async (request) => {
     const instance = store.deregister(request.body)
     if (!instance) throw notFound(request.body)
     events.deregistered(instance)
     return toView(instance)
   })
 
-  app.delete('/instances/:id', { schema: { params: InstanceParams } }, async (request, reply) => {
+  app.delete('/instances/:id', { schema: { tags: ['registry'], summary: 'Deregister an instance by id', params: InstanceParams } }, async (request, reply) => {
     const instance = store.deregister({ instance_id: request.params.id })
     if (!instance) throw notFound({ instance_id: request.params.id })
     events.deregistered(instance)
     return reply.code(204).send()
   })
 
-  app.get('/discover/:service_name', { schema: { params: DiscoverParams, querystring: DiscoverQuery } }, async (request, reply) => {
+  app.get('/discover/:service_name', { schema: { tags: ['registry'], summary: 'Discover the live instances of a service (optionally a blocking query)', params: DiscoverParams, querystring: DiscoverQuery } }, async (request, reply) => {
     const name = request.params.service_name
     const { index, wait, epoch } = request.query
     let snapshot = store.discover(name)
@@ -136,7 +136,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
 
   // Server-sent events: a snapshot, then each change (every instance, any status), for
   // dashboards and other subscribers.
-  app.get('/events', { schema: { querystring: EventsQuery } }, async (request, reply) => {
+  app.get('/events', { schema: { tags: ['registry'], summary: 'Stream changes as server-sent events', querystring: EventsQuery } }, async (request, reply) => {
     const service = request.query.service
     reply.hijack()
     const response = reply.raw
@@ -158,7 +158,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
   })
 
   // Every unexpired instance, whatever its status, for people and dashboards.
-  app.get('/services', { schema: { querystring: Type.Object({}) } }, async () => ({
+  app.get('/services', { schema: { tags: ['registry'], summary: 'Every service with its unexpired instances', querystring: Type.Object({}) } }, async () => ({
     services: store.services().map(snapshotView),
   }))
 }

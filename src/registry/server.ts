@@ -64,7 +64,7 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
     for (const stream of streams) if (stream.service === undefined || stream.service === serviceName) stream.response.write(event)
   })
   const counters = registryMetrics(metrics, store, hub)
-  const app = buildApp({ logger, metrics })
+  const app = buildApp({ logger, metrics, openapi: { title: 'Service registry', description: 'Register, discover, heartbeat, watch.' } })
   const epoch = randomBytes(8).toString('hex')
   const warmupUntil = clock() + (options.warmupMs ?? options.ttlMs / 2)
   let draining = false
@@ -88,8 +88,12 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
     },
     heartbeat: (known) => counters.heartbeats.inc({ outcome: known ? 'ok' : 'unknown_instance' }),
   }
-  registerRegistryRoutes(app, { store, events, hub, epoch, warmupRemainingMs: () => Math.max(0, warmupUntil - clock()) })
-  registerHealthRoutes(app, { checks: {}, isDraining: () => draining })
+  // Routes go in a plugin registered after the OpenAPI one, which documents them.
+  void app.register(async (scoped) => {
+    const routes = scoped as unknown as App
+    registerRegistryRoutes(routes, { store, events, hub, epoch, warmupRemainingMs: () => Math.max(0, warmupUntil - clock()) })
+    registerHealthRoutes(routes, { checks: {}, isDraining: () => draining })
+  })
   registerDashboard(app, { ttlMs: options.ttlMs })
 
   const sweep = () => {

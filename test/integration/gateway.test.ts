@@ -156,6 +156,26 @@ describe('gateway', () => {
     assert.equal(response.body.code, 'UPSTREAM_TIMEOUT')
   })
 
+  it('serves the combined OpenAPI document of the services behind it, and Swagger UI', async () => {
+    const document = await waitFor(async () => {
+      const response = await http('GET', `${gateway.url}/openapi.json`)
+      return response.status === 200 && response.body.paths['/orders'] && response.body.paths['/products/{id}'] && response.body
+    }, { what: 'a combined document' })
+    assert.equal(document.openapi, '3.1.0')
+    assert.equal(document.info.title, 'API gateway')
+    for (const path of ['/products', '/products/{id}', '/orders', '/orders/{id}', '/health/ready']) assert.ok(document.paths[path], path)
+    assert.equal(document.paths['/registry'], undefined)
+    assert.ok(!JSON.stringify(document).includes('"~'), 'plain JSON Schema, no TypeBox internals')
+    const create = document.paths['/orders'].post
+    assert.deepEqual(create.requestBody.content['application/json'].schema.required, ['product_id', 'quantity'])
+    assert.ok(create.responses['201'])
+    const docs = await http('GET', `${gateway.url}/docs/`)
+    assert.equal(docs.status, 200)
+    assert.match(docs.text, /swagger-ui/i)
+    const uiDocument = await http('GET', `${gateway.url}/docs/json`)
+    assert.ok(uiDocument.body.paths['/orders'], 'the UI shows the combined document')
+  })
+
   it('answers 404 for paths outside the routing table', async () => {
     const response = await http('GET', `${gateway.url}/elsewhere`)
     assert.equal(response.status, 404)

@@ -97,6 +97,36 @@ describe('product routes', () => {
   }
 })
 
+describe('product service OpenAPI document', () => {
+  it('is generated from the schemas that validate the requests', async () => {
+    const { buildApp: build } = await import('../../src/platform/app.ts')
+    const dir = mkdtempSync(join(tmpdir(), 'msa-openapi-'))
+    const database = openDatabase<ProductDatabase>({ name: 'product', dataDir: dir, databaseUrl: undefined })
+    const app = build({ logger: silentLogger(), openapi: { title: 'product service', description: 'test' } })
+    await app.register(async (scoped) => registerProductRoutes(scoped as unknown as App, new ProductRepository(database.db)))
+    try {
+      const response = await app.inject({ method: 'GET', url: '/openapi.json' })
+      assert.equal(response.statusCode, 200)
+      const document = response.json()
+      assert.equal(document.openapi, '3.1.0')
+      const create = document.paths['/products'].post
+      const schema = create.requestBody.content['application/json'].schema
+      assert.deepEqual(schema.required, ['name', 'price'])
+      assert.equal(schema.properties.name.maxLength, 200)
+      assert.equal(schema.additionalProperties, false)
+      assert.ok(create.responses['201'])
+      assert.equal(document.paths['/products'].get.parameters.find((p: { name: string }) => p.name === 'limit').schema.maximum, 100)
+      assert.ok(!response.body.includes('"~'))
+      assert.equal(document.paths['/metrics'], undefined)
+      assert.equal((await app.inject({ method: 'GET', url: '/docs/' })).statusCode, 200)
+    } finally {
+      await app.close()
+      await database.close()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
 describe('product routes without a database', () => {
   it('answer 503 DATABASE_UNAVAILABLE, and readiness names the failing check', async () => {
     const { registerHealthRoutes } = await import('../../src/platform/health.ts')

@@ -17,10 +17,16 @@ function metaContent(name) {
   return document.querySelector(`meta[name="${name}"]`)?.getAttribute('content') ?? ''
 }
 
+function pageResponseStart() {
+  const navigation = /** @type {PerformanceNavigationTiming | undefined} */ (performance.getEntriesByType('navigation')[0])
+  return navigation && navigation.responseStart > 0 ? performance.timeOrigin + navigation.responseStart : Date.now()
+}
+
 const ttlMs = Number(metaContent('registry-ttl-ms')) > 0 ? Number(metaContent('registry-ttl-ms')) : 30_000
-// Ages are measured on the registry's clock: the browser's may be off.
+// Ages are measured on the registry's clock: the browser's may be off. The page says when the
+// registry wrote it, which is (within a round trip) when its response started to arrive here.
 const serverTime = Number(metaContent('registry-server-time'))
-const clockOffsetMs = Number.isFinite(serverTime) && serverTime > 0 ? serverTime - Date.now() : 0
+const clockOffsetMs = Number.isFinite(serverTime) && serverTime > 0 ? serverTime - pageResponseStart() : 0
 const now = () => Date.now() + clockOffsetMs
 // Often enough that ages stay close to the truth, rarely enough to cost the registry nothing.
 const heartbeatRefreshMs = Math.min(5000, Math.max(1000, ttlMs / 4))
@@ -501,7 +507,7 @@ function tick() {
   for (const row of rows.values()) {
     const { instance } = row
     const age = Math.max(0, t - instance.lastHeartbeat)
-    const remaining = instance.lastHeartbeat + ttlMs - t
+    const remaining = Math.min(ttlMs, instance.lastHeartbeat + ttlMs - t)
     setText(row.age, `${formatDuration(age)} ago`)
     const iso = new Date(instance.lastHeartbeat).toISOString()
     if (row.ageTime.dateTime !== iso) {
@@ -579,6 +585,7 @@ function connect() {
 // Start
 
 elements.ttl.textContent = formatTtl(ttlMs)
+$('registry-host').textContent = location.host
 filtersFromAddress()
 const onFilter = () => {
   filtersToAddress()

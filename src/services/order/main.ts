@@ -17,6 +17,7 @@ export async function startOrderService(config: ServiceConfig, logger: Logger, t
   await connectWithRetry(database, logger, () => migrate(database, 'order', orderMigrations))
   return createService({
     name: 'order',
+    description: 'Orders priced from the product service.',
     config,
     logger,
     telemetry,

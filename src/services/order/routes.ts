@@ -6,7 +6,7 @@ import { fromCents, multiplyCents } from '../money.ts'
 import { decodeCursor, DEFAULT_PAGE_SIZE, encodeCursor, PageQuery } from '../pagination.ts'
 import type { ProductClient } from './product-client.ts'
 import type { OrderRecord, OrderRepository } from './repository.ts'
-import { CreateOrderBody, OrderParams, type Order } from './schema.ts'
+import { CreateOrderBody, Order, OrderParams } from './schema.ts'
 
 export function toOrder(record: OrderRecord): Order {
   return {
@@ -20,6 +20,8 @@ export function toOrder(record: OrderRecord): Order {
   }
 }
 
+const OrderList = Type.Object({ items: Type.Array(Order), next_cursor: Type.Union([Type.String(), Type.Null()]) })
+
 const OrderHeaders = Type.Object({
   'idempotency-key': Type.Optional(
     Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$', description: 'Makes a retried POST safe: the same key and body return the first order' }),
@@ -32,20 +34,20 @@ const hashRequest = (productId: string, quantity: number) =>
 const keyReused = () => new AppError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used for a different order request')
 
 export function registerOrderRoutes(app: App, repository: OrderRepository, products: ProductClient): void {
-  app.get('/orders', { schema: { querystring: PageQuery } }, async (request) => {
+  app.get('/orders', { schema: { tags: ['orders'], summary: 'List orders, oldest first, a page at a time', querystring: PageQuery, response: { 200: OrderList } } }, async (request) => {
     const limit = request.query.limit ?? DEFAULT_PAGE_SIZE
     const after = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor)
     const page = await repository.list(limit, after)
     return { items: page.items.map(toOrder), next_cursor: page.more && page.last ? encodeCursor(page.last) : null }
   })
 
-  app.get('/orders/:id', { schema: { params: OrderParams } }, async (request) => {
+  app.get('/orders/:id', { schema: { tags: ['orders'], summary: 'Get an order', params: OrderParams, response: { 200: Order } } }, async (request) => {
     const record = await repository.get(request.params.id)
     if (!record) throw new AppError('ORDER_NOT_FOUND', `No order with id ${request.params.id}`)
     return toOrder(record)
   })
 
-  app.post('/orders', { schema: { body: CreateOrderBody, headers: OrderHeaders } }, async (request, reply) => {
+  app.post('/orders', { schema: { tags: ['orders'], summary: 'Place an order, priced from the product service', body: CreateOrderBody, headers: OrderHeaders, response: { 201: Order } } }, async (request, reply) => {
     const { product_id: productId, quantity } = request.body
     const key = request.headers['idempotency-key']
     const created = (record: OrderRecord, replayed: boolean) =>

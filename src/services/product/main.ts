@@ -12,6 +12,7 @@ export async function startProductService(config: ServiceConfig, logger: Logger,
   await connectWithRetry(database, logger, () => migrate(database, 'product', productMigrations))
   return createService({
     name: 'product',
+    description: 'Products: create, read, list.',
     config,
     logger,
     telemetry,

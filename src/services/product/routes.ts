@@ -6,6 +6,8 @@ import { decodeCursor, DEFAULT_PAGE_SIZE, encodeCursor, PageQuery } from '../pag
 import type { ProductRecord, ProductRepository } from './repository.ts'
 import { CreateProductBody, Product, ProductParams } from './schema.ts'
 
+export const ProductList = Type.Object({ items: Type.Array(Product), next_cursor: Type.Union([Type.String(), Type.Null()]) })
+
 export function toProduct(record: ProductRecord): Product {
   return {
     id: record.id,
@@ -17,20 +19,20 @@ export function toProduct(record: ProductRecord): Product {
 }
 
 export function registerProductRoutes(app: App, repository: ProductRepository): void {
-  app.get('/products', { schema: { querystring: PageQuery } }, async (request) => {
+  app.get('/products', { schema: { tags: ['products'], summary: 'List products, oldest first, a page at a time', querystring: PageQuery, response: { 200: ProductList } } }, async (request) => {
     const limit = request.query.limit ?? DEFAULT_PAGE_SIZE
     const after = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor)
     const page = await repository.list(limit, after)
     return { items: page.items.map(toProduct), next_cursor: page.more && page.last ? encodeCursor(page.last) : null }
   })
 
-  app.get('/products/:id', { schema: { params: ProductParams } }, async (request) => {
+  app.get('/products/:id', { schema: { tags: ['products'], summary: 'Get a product', params: ProductParams, response: { 200: Product } } }, async (request) => {
     const record = await repository.get(request.params.id)
     if (!record) throw new AppError('PRODUCT_NOT_FOUND', `No product with id ${request.params.id}`)
     return toProduct(record)
   })
 
-  app.post('/products', { schema: { body: CreateProductBody } }, async (request, reply) => {
+  app.post('/products', { schema: { tags: ['products'], summary: 'Create a product', body: CreateProductBody, response: { 201: Product } } }, async (request, reply) => {
     const { name, description, price } = request.body
     const priceCents = toCents(price)
     // The schema already refused anything else; this keeps the types honest.
@@ -39,5 +41,3 @@ export function registerProductRoutes(app: App, repository: ProductRepository): 
     return reply.code(201).header('location', `/products/${record.id}`).send(toProduct(record))
   })
 }
-
-export const ProductList = Type.Object({ items: Type.Array(Product), next_cursor: Type.Union([Type.String(), Type.Null()]) })
