@@ -34,6 +34,7 @@ export class Registration {
   #timer: NodeJS.Timeout | undefined
   #registryDown = false
   #hasRegistered = false
+  readonly #waiters = new Set<(registered: boolean) => void>()
 
   constructor(options: RegistrationOptions) {
     this.#options = options
@@ -60,18 +61,33 @@ export class Registration {
   }
 
   /** Resolves once registered (or stopped); for start-up logs and tests. */
-  async whenRegistered(timeoutMs: number): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs
-    while (this.#state.kind !== 'registered' && this.#state.kind !== 'stopped' && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 20))
+  whenRegistered(timeoutMs: number): Promise<boolean> {
+    if (this.#state.kind === 'registered' || this.#state.kind === 'stopped') return Promise.resolve(this.#state.kind === 'registered')
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#waiters.delete(settle)
+        resolve(false)
+      }, timeoutMs)
+      const settle = (registered: boolean) => {
+        clearTimeout(timer)
+        resolve(registered)
+      }
+      this.#waiters.add(settle)
+    })
+  }
+
+  #setState(state: RegistrationState): void {
+    this.#state = state
+    if (state.kind === 'registered' || state.kind === 'stopped') {
+      for (const waiter of this.#waiters) waiter(state.kind === 'registered')
+      this.#waiters.clear()
     }
-    return this.#state.kind === 'registered'
   }
 
   /** Stops heartbeating and deregisters; never throws. */
   async stop(): Promise<void> {
     const wasRegistered = this.#state.kind === 'registered'
-    this.#state = { kind: 'stopped' }
+    this.#setState({ kind: 'stopped' })
     clearTimeout(this.#timer)
     if (!wasRegistered) return
     const { client, serviceName, url, logger } = this.#options
@@ -96,7 +112,7 @@ export class Registration {
           ...(healthUrl ? { health_url: healthUrl } : {}),
         })
         if (this.#state.kind !== 'registering') return
-        this.#state = { kind: 'registered', instance }
+        this.#setState({ kind: 'registered', instance })
         this.#hasRegistered = true
         this.#registryDown = false
         logger.info(

@@ -9,7 +9,6 @@ const catalogue = {
   BODY_TOO_LARGE: { status: 413, title: 'Request body too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
   ROUTE_NOT_FOUND: { status: 404, title: 'No such route' },
-  METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   INSTANCE_NOT_FOUND: { status: 404, title: 'Instance not registered' },
   INSTANCE_ID_CONFLICT: { status: 409, title: 'Instance id already in use' },
   PRODUCT_NOT_FOUND: { status: 404, title: 'Product not found' },
@@ -21,7 +20,6 @@ const catalogue = {
   UPSTREAM_FAILED: { status: 502, title: 'Upstream service failed' },
   UPSTREAM_TIMEOUT: { status: 504, title: 'Upstream service timed out' },
   DATABASE_UNAVAILABLE: { status: 503, title: 'Database unavailable' },
-  SHUTTING_DOWN: { status: 503, title: 'Instance is shutting down' },
   INTERNAL: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>
 
