@@ -147,6 +147,8 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
       'x-registry-epoch': options.epoch,
     })
     const snapshots = service === undefined ? store.services() : [store.members(service)]
+    // Ask EventSource clients to reconnect after 1 s (not the browser's default 3 s).
+    response.write('retry: 1000\n\n')
     response.write(`event: snapshot\ndata: ${JSON.stringify({ epoch: options.epoch, services: snapshots.map(snapshotView) })}\n\n`)
     const remove = options.hub.addStream({ service, response })
     const keepalive = setInterval(() => response.write(': keep-alive\n\n'), KEEPALIVE_MS)

@@ -1,0 +1,310 @@
+// The registry dashboard in real headless Chromium against a real registry process: it shows
+// what is registered, follows changes live without a reload, filters, fits a phone, and
+// reconnects by itself when the registry restarts.
+import assert from 'node:assert/strict'
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
+import { launchChromium, screenshotDir } from '../helpers/browser.ts'
+import { http } from '../helpers/http.ts'
+import { startRole, type RunningProcess } from '../helpers/process.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const TTL_SECONDS = 3
+const HEARTBEAT_MS = 500
+/** The heartbeat loop stops by itself after this, whatever happens to the test. */
+const HEARTBEAT_LOOP_LIMIT_MS = 120_000
+const UI_TIMEOUT_MS = 10_000
+
+interface Registration {
+  service_name: string
+  url: string
+  status?: 'up' | 'starting' | 'draining'
+  metadata?: Record<string, string>
+  health_url?: string
+}
+
+/** A port nothing listens on: health checks against it are refused at once. */
+async function closedPort(): Promise<number> {
+  const server = createServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  if (typeof address !== 'object' || !address) throw new Error('no port')
+  return address.port
+}
+
+/**
+ * Instances that heartbeat while they are in `alive`, re-registering when the registry forgot
+ * them (after a restart), like the discovery client does. Bounded in time.
+ */
+class Heartbeats {
+  readonly alive = new Map<string, Registration>()
+  #timer: NodeJS.Timeout | undefined
+  readonly #startedAt = Date.now()
+  readonly registryUrl: () => string
+  constructor(registryUrl: () => string) {
+    this.registryUrl = registryUrl
+  }
+
+  start(): void {
+    this.#timer = setInterval(() => {
+      if (Date.now() - this.#startedAt > HEARTBEAT_LOOP_LIMIT_MS) return this.stop()
+      for (const registration of this.alive.values()) void this.#beat(registration)
+    }, HEARTBEAT_MS)
+  }
+
+  stop(): void {
+    clearInterval(this.#timer)
+    this.alive.clear()
+  }
+
+  async register(registration: Registration, heartbeat = true): Promise<string> {
+    const response = await http('POST', `${this.registryUrl()}/register`, registration)
+    assert.ok(response.status === 201 || response.status === 200, `register ${registration.url}: ${response.status} ${response.text}`)
+    if (heartbeat) this.alive.set(response.body.id, registration)
+    return response.body.id as string
+  }
+
+  async #beat(registration: Registration): Promise<void> {
+    try {
+      const { service_name, url } = registration
+      const response = await http('POST', `${this.registryUrl()}/heartbeat`, { service_name, url })
+      if (response.status === 404) await http('POST', `${this.registryUrl()}/register`, registration)
+    } catch {
+      // The registry is down (the restart test): the next beat tries again.
+    }
+  }
+}
+
+/** A string evaluated in the page (the test is type-checked without the DOM library). */
+async function inPage<T>(page: Page, expression: string): Promise<T> {
+  return (await page.evaluate(expression)) as T
+}
+
+const row = (page: Page, id: string) => page.locator(`tr[data-instance-id="${id}"]`)
+/** The ids of the instance rows on the page, sorted. */
+const shownIds = async (page: Page) =>
+  (await inPage<string[]>(page, '[...document.querySelectorAll("#services tr[data-instance-id]")].map((r) => r.dataset.instanceId)')).sort()
+
+describe('registry dashboard in Chromium', () => {
+  let registry: RunningProcess
+  let registryPort = 0
+  let browser: Browser
+  let context: BrowserContext
+  let page: Page
+  const heartbeats = new Heartbeats(() => `http://127.0.0.1:${registryPort}`)
+  const ids: Record<string, string> = {}
+  const problems: string[] = []
+  const shots = screenshotDir('dashboard')
+  const registryEnv = {
+    REGISTRY_TTL_SECONDS: String(TTL_SECONDS),
+    REGISTRY_HEALTH_CHECK_INTERVAL_SECONDS: '0.25',
+    REGISTRY_HEALTH_CHECK_TIMEOUT_SECONDS: '0.5',
+    REGISTRY_HEALTH_CHECK_FAILURES: '1',
+  }
+
+  before(async () => {
+    // First the browser: without it nothing here can pass, and the message says what to install.
+    browser = await launchChromium()
+    registry = await startRole('registry', { env: registryEnv })
+    registryPort = registry.port
+    heartbeats.start()
+    const downPort = await closedPort()
+    ids.product1 = await heartbeats.register({ service_name: 'product', url: 'http://127.0.0.1:18081', metadata: { version: '1.4.2', zone: 'eu-west-1a' } })
+    ids.product2 = await heartbeats.register({ service_name: 'product', url: 'http://127.0.0.1:18082', metadata: { version: '1.4.2', zone: 'eu-west-1b', commit: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b' } })
+    ids.product3 = await heartbeats.register({ service_name: 'product', url: 'http://127.0.0.1:18084', status: 'draining', metadata: { version: '1.4.1', zone: 'eu-west-1a' } })
+    ids.order1 = await heartbeats.register({ service_name: 'order', url: 'http://127.0.0.1:18083', status: 'starting', metadata: { version: '2.0.0' } })
+    ids.payment1 = await heartbeats.register({
+      service_name: 'payment',
+      url: `http://127.0.0.1:${downPort}`,
+      health_url: `http://127.0.0.1:${downPort}/health/ready`,
+      metadata: { version: '0.9.0', region: 'eu-west-1' },
+    })
+    context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' })
+    page = await context.newPage()
+    page.on('console', (message) => {
+      if (message.type() === 'error' || message.type() === 'warning') problems.push(`console ${message.type()}: ${message.text()}`)
+    })
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`))
+  })
+
+  after(async () => {
+    heartbeats.stop()
+    await browser?.close()
+    await registry?.stop()
+  })
+
+  it('serves the page and its files with a strict Content-Security-Policy', async () => {
+    for (const path of ['/', '/ui', '/ui/dashboard.js', '/ui/dashboard.css', '/ui/favicon.svg']) {
+      const response = await http('GET', `${registry.url}${path}`)
+      assert.equal(response.status, 200, path)
+      assert.match(response.headers.get('content-security-policy') ?? '', /default-src 'self'/, path)
+      assert.equal(response.headers.get('x-content-type-options'), 'nosniff', path)
+    }
+    const page = await http('GET', `${registry.url}/ui`)
+    assert.match(page.headers.get('content-type') ?? '', /^text\/html/)
+    assert.match(page.text, /<meta name="registry-ttl-ms" content="3000">/)
+    assert.doesNotMatch(page.text, /<script>|<style>| style=| on[a-z]+=/i, 'no inline script or style')
+    assert.match((await http('GET', `${registry.url}/ui/dashboard.js`)).headers.get('content-type') ?? '', /^text\/javascript/)
+    assert.match((await http('GET', `${registry.url}/ui/dashboard.css`)).headers.get('content-type') ?? '', /^text\/css/)
+    // The files are revalidated, not downloaded again.
+    const script = await http('GET', `${registry.url}/ui/dashboard.js`)
+    const etag = script.headers.get('etag') ?? ''
+    assert.notEqual(etag, '')
+    assert.equal((await http('GET', `${registry.url}/ui/dashboard.js`, undefined, { 'if-none-match': etag })).status, 304)
+  })
+
+  it('shows every running instance with its status, URL and metadata', async () => {
+    await page.goto(registry.url)
+    await page.locator('body[data-connection="live"]').waitFor({ timeout: UI_TIMEOUT_MS })
+    for (const id of Object.values(ids)) await row(page, id).waitFor({ timeout: UI_TIMEOUT_MS })
+    assert.deepEqual(await shownIds(page), Object.values(ids).sort())
+
+    assert.equal(await row(page, ids.product1!).getAttribute('data-status'), 'up')
+    assert.equal(await row(page, ids.product3!).getAttribute('data-status'), 'draining')
+    assert.equal(await row(page, ids.order1!).getAttribute('data-status'), 'starting')
+    // The registry's health check of the payment instance is refused: it shows `down`.
+    await page.locator(`tr[data-instance-id="${ids.payment1}"][data-status="down"]`).waitFor({ timeout: UI_TIMEOUT_MS })
+
+    const first = row(page, ids.product1!)
+    assert.equal(await first.locator('.col-instance a').textContent(), 'http://127.0.0.1:18081')
+    assert.equal(await first.locator('.col-status').textContent(), 'Up')
+    assert.deepEqual(await first.locator('.col-meta li').allTextContents(), ['version1.4.2', 'zoneeu-west-1a'])
+    assert.match((await first.locator('.col-age').textContent()) ?? '', /^\d+s ago$/)
+    assert.match((await first.locator('.expiry-text').textContent()) ?? '', /^[1-3]s$/)
+    assert.deepEqual(await page.locator('#services h3').allTextContents(), ['order', 'payment', 'product'])
+    assert.equal(await page.locator('#stat-instances').textContent(), '5')
+    assert.equal(await page.locator('#stat-down').textContent(), '1')
+    assert.equal(await page.locator('#ttl').textContent(), '3 s')
+  })
+
+  it('shows a newly registered instance without a reload', async () => {
+    await inPage(page, 'window.__sameDocument = true')
+    ids.order2 = await heartbeats.register({ service_name: 'order', url: 'http://127.0.0.1:18086', metadata: { version: '2.0.0' } })
+    await row(page, ids.order2).waitFor({ timeout: UI_TIMEOUT_MS })
+    assert.equal(await inPage(page, 'window.__sameDocument'), true, 'the page was not reloaded')
+    assert.equal(await page.locator('#stat-instances').textContent(), '6')
+  })
+
+  it('writes metadata from clients as text, never as markup', async () => {
+    const hostile = '<img src=x onerror="window.__xss=1"><b>bold</b>'
+    const id = await heartbeats.register({ service_name: 'inventory', url: 'http://127.0.0.1:18090', metadata: { note: hostile } })
+    await row(page, id).waitFor({ timeout: UI_TIMEOUT_MS })
+    assert.equal(await row(page, id).locator('.tag-value').textContent(), hostile)
+    assert.equal(await page.locator('#services img, #services b').count(), 0)
+    assert.equal(await inPage(page, 'window.__xss'), undefined)
+
+    // Deregistered: it goes at once (no need to wait for the TTL).
+    heartbeats.alive.delete(id)
+    const response = await http('POST', `${registry.url}/deregister`, { instance_id: id })
+    assert.equal(response.status, 200)
+    await row(page, id).waitFor({ state: 'detached', timeout: UI_TIMEOUT_MS })
+    await page.locator('section[data-service="inventory"]').waitFor({ state: 'detached', timeout: UI_TIMEOUT_MS })
+    assert.equal(await inPage(page, 'window.__sameDocument'), true)
+  })
+
+  it('counts an instance\'s silence up each second and drops it when it expires', async () => {
+    // This instance stops heartbeating (as if killed): its age grows until the TTL evicts it.
+    const id = await heartbeats.register({ service_name: 'order', url: 'http://127.0.0.1:18087' }, false)
+    const age = row(page, id).locator('.age')
+    await age.waitFor({ timeout: UI_TIMEOUT_MS })
+    const seen: number[] = []
+    await waitFor(async () => {
+      const seconds = Number(/^(\d+)s ago$/.exec((await age.textContent()) ?? '')?.[1])
+      if (Number.isInteger(seconds) && seconds !== seen.at(-1)) seen.push(seconds)
+      return seen.length >= 2
+    }, { timeoutMs: UI_TIMEOUT_MS, intervalMs: 100, what: `the age to tick (saw ${seen.join(', ')})` })
+    assert.ok(seen.every((s, i) => i === 0 || s > seen[i - 1]!), `ages only grow: ${seen.join(', ')}`)
+    await row(page, id).waitFor({ state: 'detached', timeout: TTL_SECONDS * 1000 + UI_TIMEOUT_MS })
+    // The heartbeating instances stay, with fresh ages (the page refreshes heartbeat times).
+    await page.locator(`tr[data-instance-id="${ids.product1}"]:not([data-expiry="expired"])`).waitFor({ timeout: 1000 })
+    await waitFor(async () => /^[01]s ago$/.test((await row(page, ids.product1!).locator('.age').textContent()) ?? ''), {
+      timeoutMs: UI_TIMEOUT_MS,
+      what: 'a fresh heartbeat age for a live instance',
+    })
+  })
+
+  it('filters by service, by status and by text, and keeps the filters in the address', async () => {
+    const all = Object.values(ids).sort()
+    const shows = (expected: string[], what: string) =>
+      waitFor(async () => JSON.stringify(await shownIds(page)) === JSON.stringify([...expected].sort()), { timeoutMs: UI_TIMEOUT_MS, what })
+
+    await page.getByLabel('Service').selectOption('product')
+    await shows([ids.product1!, ids.product2!, ids.product3!], 'only product instances')
+    assert.match(page.url(), /\?service=product$/)
+    await page.getByLabel('Status').selectOption('draining')
+    await shows([ids.product3!], 'only the draining product instance')
+    assert.match(await page.locator('#result-count').textContent() ?? '', /^Showing 1 of 6 instances$/)
+    await page.getByLabel('Service').selectOption('order')
+    await shows([], 'no draining order instance')
+    assert.equal(await page.locator('#empty').isVisible(), true)
+    assert.equal(await page.locator('#empty-title').textContent(), 'No instances match these filters')
+
+    await page.getByRole('button', { name: 'Clear filters' }).click()
+    await shows(all, 'every instance again')
+    await page.getByLabel('Status').selectOption('down')
+    await shows([ids.payment1!], 'the down instance')
+    await page.getByLabel('Status').selectOption('')
+    await page.getByLabel('Search').fill('EU-WEST-1B')
+    await shows([ids.product2!], 'the instance whose metadata matches')
+    await page.getByLabel('Search').fill('')
+    await shows(all, 'every instance again')
+
+    // A filtered address opens filtered.
+    await page.goto(`${registry.url}/ui?status=starting`)
+    await shows([ids.order1!], 'the starting instance, from the address')
+    assert.equal(await page.getByLabel('Status').inputValue(), 'starting')
+    await page.goto(registry.url)
+    await shows(all, 'every instance')
+  })
+
+  it('fits a phone and a desktop; saves screenshots', async (t) => {
+    // Desktop, light and dark.
+    await page.screenshot({ path: join(shots, 'desktop.png'), fullPage: true })
+    const dark = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'dark' })
+    try {
+      const darkPage = await dark.newPage()
+      await darkPage.goto(registry.url)
+      await darkPage.locator(`tr[data-instance-id="${ids.payment1}"]`).waitFor({ timeout: UI_TIMEOUT_MS })
+      await darkPage.screenshot({ path: join(shots, 'desktop-dark.png'), fullPage: true })
+    } finally {
+      await dark.close()
+    }
+
+    const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, colorScheme: 'light' })
+    try {
+      const phonePage = await phone.newPage()
+      await phonePage.goto(registry.url)
+      for (const id of Object.values(ids)) await row(phonePage, id).waitFor({ timeout: UI_TIMEOUT_MS })
+      const widths = await inPage<{ scroll: number; client: number }>(
+        phonePage,
+        '({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth })',
+      )
+      assert.ok(widths.scroll <= widths.client, `no horizontal overflow on a phone: ${widths.scroll} > ${widths.client}`)
+      // Every instance card is within the screen's width.
+      const rightmost = await inPage<number>(phonePage, 'Math.max(...[...document.querySelectorAll("#services tbody tr, #services tbody td")].map((e) => e.getBoundingClientRect().right))')
+      assert.ok(rightmost <= 390, `cards fit the screen (${rightmost})`)
+      await phonePage.screenshot({ path: join(shots, 'phone.png'), fullPage: true })
+    } finally {
+      await phone.close()
+    }
+    t.diagnostic(`screenshots: ${shots}/{desktop,desktop-dark,phone}.png`)
+    assert.deepEqual(problems, [], 'no console errors or CSP violations')
+  })
+
+  it('reconnects by itself when the registry restarts', async () => {
+    const before = await page.locator('#epoch').textContent()
+    await inPage(page, 'window.__sameDocument = true')
+    await registry.stop()
+    await page.locator('body:not([data-connection="live"])').waitFor({ timeout: UI_TIMEOUT_MS })
+    // Same port: the page's EventSource keeps the address it had.
+    registry = await startRole('registry', { env: { ...registryEnv, PORT: String(registryPort) } })
+    await page.locator('body[data-connection="live"]').waitFor({ timeout: UI_TIMEOUT_MS + 5000 })
+    await waitFor(async () => (await page.locator('#epoch').textContent()) !== before, { timeoutMs: UI_TIMEOUT_MS, what: 'the new epoch' })
+    // The heartbeating instances register again (404 on heartbeat) and come back on the page.
+    for (const id of [ids.product1!, ids.product2!, ids.order1!]) await row(page, id).waitFor({ timeout: UI_TIMEOUT_MS })
+    assert.equal(await inPage(page, 'window.__sameDocument'), true, 'the page was not reloaded')
+  })
+})
