@@ -28,6 +28,8 @@ export interface BuildAppOptions {
   openapi?: OpenApiInfo
   /** Routes whose request line is logged at debug level only (probes, scrapes). */
   quietRoutes?: ReadonlySet<string>
+  /** True once the instance is draining (before the server itself starts closing). */
+  draining?: () => boolean
 }
 
 const quietDefaults = new Set(['/health/live', '/health/ready', '/metrics', '/docs/*', '/openapi.json'])
@@ -107,7 +109,9 @@ export function buildApp(options: BuildAppOptions): App {
     logController: new RequestLog(options.quietRoutes ?? quietDefaults),
     // Keep-alive sockets with no request in flight are closed at shutdown; busy ones drain.
     forceCloseConnections: 'idle',
-    return503OnClosing: true,
+    // While closing, requests that still arrive on open connections are served (callers with a
+    // stale view), and every answer closes its connection (below), so the drain ends by itself.
+    return503OnClosing: false,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     requestIdHeader: 'x-request-id',
     frameworkErrors: (error, request, reply) => {
@@ -116,6 +120,16 @@ export function buildApp(options: BuildAppOptions): App {
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.setValidatorCompiler(TypeBoxValidatorCompiler)
+
+  // Once draining, answer with `Connection: close`: a pooling client (undici, a browser) then
+  // opens its next connection elsewhere instead of holding this one and delaying the exit.
+  let closing = false
+  app.addHook('preClose', async () => {
+    closing = true
+  })
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing || options.draining?.()) reply.header('connection', 'close')
+  })
   instrument(app as unknown as FastifyInstance, { telemetry: options.telemetry ?? noopTelemetry, metrics: options.metrics })
   const { metrics } = options
   if (metrics) {

@@ -56,10 +56,12 @@ export async function createService(definition: ServiceDefinition): Promise<Runn
   const { config, logger, name, telemetry } = definition
   const metrics = new Metrics(name)
   let parts: ServiceParts = {}
+  let draining = false
   const app = buildApp({
     logger,
     metrics,
     telemetry,
+    draining: () => draining,
     openapi: {
       title: `${name} service`,
       description: definition.description,
@@ -67,7 +69,6 @@ export async function createService(definition: ServiceDefinition): Promise<Runn
     },
   })
   const registryClient = new RegistryClient({ urls: config.registryUrls, tracer: telemetry.tracer })
-  let draining = false
   let registration: Registration | undefined
   // Routes go in a plugin registered after the OpenAPI one, which documents them.
   await app.register(async (scoped) => {
