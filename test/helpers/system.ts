@@ -1,0 +1,69 @@
+// Small helpers shared by the multi-process integration tests: temp dirs, free ports, discovery.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer, type Server } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { http } from './http.ts'
+
+export interface TempDir {
+  path: string
+  remove: () => void
+}
+
+/** A fresh directory under the OS temp dir; `remove` deletes it and everything in it. */
+export function tempDir(prefix: string): TempDir {
+  const path = mkdtempSync(join(tmpdir(), `msa-${prefix}-`))
+  return { path, remove: () => rmSync(path, { recursive: true, force: true }) }
+}
+
+/**
+ * `count` distinct ports that were free a moment ago: each is bound on 127.0.0.1 port 0 (all at
+ * the same time, so they differ), read, then released.
+ */
+export async function freePorts(count: number): Promise<number[]> {
+  const servers: Server[] = []
+  try {
+    for (let i = 0; i < count; i++) {
+      const server = createServer()
+      servers.push(server)
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(0, '127.0.0.1', () => resolve())
+      })
+    }
+    return servers.map((server) => {
+      const address = server.address()
+      if (typeof address !== 'object' || address === null) throw new Error('no port')
+      return address.port
+    })
+  } finally {
+    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))))
+  }
+}
+
+export interface DiscoveredInstance {
+  id: string
+  service_name: string
+  url: string
+  status: string
+  registered_at: string
+  last_heartbeat: string
+}
+
+/** The registry's live instances of a service (throws on a non-200 answer). */
+export async function discover(registryUrl: string, service: string): Promise<DiscoveredInstance[]> {
+  const response = await http<{ instances: DiscoveredInstance[] }>('GET', `${registryUrl}/discover/${service}`)
+  if (response.status !== 200) throw new Error(`GET /discover/${service} answered ${response.status}`)
+  return response.body.instances
+}
+
+/** True while a process with this pid exists (a zombie counts as existing). */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false
+    throw error
+  }
+}
