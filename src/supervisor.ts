@@ -1,10 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
+import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { backoffDelay } from './discovery/backoff.ts'
 import type { AllConfig, Env } from './config/index.ts'
 
-const CLI = fileURLToPath(new URL('./cli.ts', import.meta.url))
+// cli.ts beside this file when run from the sources, cli.js when run from the build (dist/).
+const CLI = fileURLToPath(new URL(`./cli${extname(fileURLToPath(import.meta.url))}`, import.meta.url))
 const STOP_DEADLINE_MS = 9000
 const READY_DEADLINE_MS = 20_000
 

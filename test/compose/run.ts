@@ -1,0 +1,502 @@
+// `npm run test:compose`: deploys docker-compose.yml for real (podman + docker-compose over its
+// socket, `--scale product=3 --scale order=2`) and checks what the deployment promises: every
+// replica in discovery at its own address, products and orders through the published gateway,
+// data shared through PostgreSQL, a crashed instance leaving discovery within the TTL while
+// orders keep succeeding, a SIGTERM'd instance deregistering at once, graceful stops, and a
+// prompt exit on SIGTERM even while a service is still starting.
+// Everything it creates is torn down at the end, also on failure or Ctrl-C.
+// See deploy/README-deployment.md.
+import assert from 'node:assert/strict'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, test } from 'node:test'
+import { waitFor } from '../helpers/wait.ts'
+import { REPO_ROOT, ensurePackages, run, startSocketService, type SocketService } from './engine.ts'
+import { ensureNodeBaseImage, ensurePostgresImage } from './images.ts'
+import { InNetworkClient, type HttpAnswer } from './in-network.ts'
+import { PROJECT_PREFIX, Stack, clearState, reapAbandonedRuns, saveState, type ContainerInfo } from './stack.ts'
+
+/** As set in test/compose/docker-compose.test.yml. */
+const TTL_MS = 3000
+const SCALE = { product: 3, order: 2 } as const
+/** Every service that registers, and how many instances of it the test runs. */
+const INSTANCES = { ...SCALE, gateway: 1 } as const
+const APP_IMAGE = 'localhost/microservices-advanced-test/app:latest'
+const COMPOSE_FILES = ['docker-compose.yml', 'test/compose/docker-compose.test.yml']
+const VERBOSE = process.env.TEST_VERBOSE === '1'
+
+const log = (message: string) => process.stderr.write(`[compose-test] ${message}\n`)
+
+const runStarted = performance.now()
+const timings: Array<[string, number]> = []
+async function phase<T>(name: string, work: () => Promise<T>): Promise<T> {
+  const started = performance.now()
+  try {
+    return await work()
+  } finally {
+    timings.push([name, performance.now() - started])
+    if (VERBOSE) log(`${name}: ${((performance.now() - started) / 1000).toFixed(1)} s`)
+  }
+}
+
+// What setup made, so that teardown can undo exactly that, however far setup got.
+const project = `${PROJECT_PREFIX}-${process.pid}-${randomBytes(3).toString('hex')}`
+let workDir: string | undefined
+let socket: SocketService | undefined
+let stack: Stack | undefined
+let client: InNetworkClient | undefined
+let registryUrl = ''
+let gatewayUrl = ''
+let failed = false
+
+/** Wraps a test body so that teardown knows to print the services' logs. */
+function step(body: () => Promise<void>): () => Promise<void> {
+  return async () => {
+    try {
+      await body()
+    } catch (error) {
+      failed = true
+      throw error
+    }
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer()
+    server.once('error', () => resolve(false))
+    server.listen({ port, host: '0.0.0.0' }, () => server.close(() => resolve(true)))
+  })
+}
+
+/** The usual port when it is free, else any free one (never one of `taken`). */
+async function hostPort(usual: number, taken: number[] = []): Promise<number> {
+  if (await canListen(usual)) return usual
+  for (;;) {
+    const port = await freePort()
+    if (!taken.includes(port)) return port
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen({ port: 0, host: '0.0.0.0' }, () => {
+      const address = server.address()
+      const port = typeof address === 'object' && address ? address.port : 0
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** Every ${VARIABLE} the Compose files read: cleared, so a developer's own DATABASE_URL etc. cannot leak in. */
+function composeVariables(): Record<string, string> {
+  const names = new Set<string>()
+  for (const file of COMPOSE_FILES) {
+    for (const match of readFileSync(join(REPO_ROOT, file), 'utf8').matchAll(/\$\{([A-Z0-9_]+)/g)) names.add(match[1]!)
+  }
+  return Object.fromEntries([...names].map((name) => [name, '']))
+}
+
+interface Instance {
+  id: string
+  url: string
+}
+
+async function discover(service: string): Promise<Instance[]> {
+  const response = await fetch(`${registryUrl}/discover/${service}`, { signal: AbortSignal.timeout(5000) })
+  assert.equal(response.status, 200, `GET /discover/${service}`)
+  return ((await response.json()) as { instances: Instance[] }).instances
+}
+
+interface TimedAnswer extends HttpAnswer {
+  /** When the answer came (Date.now()). */
+  at: number
+}
+
+/** HTTP from the host: only to the published ports on 127.0.0.1. */
+async function http(method: 'GET' | 'POST', url: string, body?: unknown): Promise<TimedAnswer> {
+  const started = performance.now()
+  try {
+    const response = await fetch(url, {
+      method,
+      headers: body === undefined ? undefined : { 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(20_000),
+    })
+    const text = await response.text()
+    let parsed: unknown = text
+    try {
+      parsed = JSON.parse(text)
+    } catch {
+      // not JSON: keep the text
+    }
+    return { status: response.status, body: parsed, ms: Math.round(performance.now() - started), at: Date.now() }
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string } }).cause
+    return { status: 0, body: null, ms: Math.round(performance.now() - started), at: Date.now(), error: cause?.code ?? String(error) }
+  }
+}
+
+function hostOf(url: string): string {
+  return new URL(url).hostname
+}
+
+async function running(service: string): Promise<ContainerInfo[]> {
+  return (await stack!.containers(service)).filter((c) => c.running)
+}
+
+async function registryLog(): Promise<Array<Record<string, unknown>>> {
+  const registry = (await stack!.containers('registry'))[0]
+  if (!registry) return []
+  const result = await run('podman', ['logs', registry.id], { timeoutMs: 30_000 })
+  return (result.stdout + result.stderr)
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .flatMap((line) => {
+      try {
+        return [JSON.parse(line) as Record<string, unknown>]
+      } catch {
+        return []
+      }
+    })
+}
+
+function describeFailures(answers: HttpAnswer[]): string {
+  return JSON.stringify(answers.filter((a) => a.status !== 201).slice(0, 5))
+}
+
+before(async () => {
+  try {
+    workDir = mkdtempSync(join(tmpdir(), 'ma-compose-'))
+    const logFile = join(workDir, 'run.log')
+    log(`project ${project}; logs in ${workDir}`)
+    await phase('clean up after runs that were killed', () => reapAbandonedRuns(log))
+    saveState({ project, runnerPid: process.pid, workDir })
+
+    await phase('install podman, runc, docker-compose, debootstrap (when missing)', () => ensurePackages(log, logFile))
+    const nodeImage = await phase('Node 24 base image (cached by tag)', () => ensureNodeBaseImage(log, logFile))
+    const postgresImage = await phase('PostgreSQL image (cached by tag)', () => ensurePostgresImage(log, logFile, workDir!))
+    socket = await phase('podman API socket', () => startSocketService(workDir!, join(workDir!, 'podman-service.log')))
+    saveState({ project, runnerPid: process.pid, workDir, socketPid: socket.pid, socketPath: socket.socketPath })
+
+    const registryPort = await hostPort(8080)
+    const gatewayPort = await hostPort(8000, [registryPort])
+    if (registryPort !== 8080 || gatewayPort !== 8000) log(`8080 or 8000 is taken: registry on ${registryPort}, gateway on ${gatewayPort}`)
+    registryUrl = `http://127.0.0.1:${registryPort}`
+    gatewayUrl = `http://127.0.0.1:${gatewayPort}`
+    stack = new Stack({
+      project,
+      files: COMPOSE_FILES,
+      logFile,
+      env: {
+        ...composeVariables(),
+        DOCKER_HOST: socket.dockerHost,
+        NODE_IMAGE: nodeImage,
+        TEST_POSTGRES_IMAGE: postgresImage,
+        IMAGE: APP_IMAGE,
+        REGISTRY_HOST_PORT: String(registryPort),
+        GATEWAY_HOST_PORT: String(gatewayPort),
+      },
+    })
+    log(`docker-compose up -d --build --scale product=${SCALE.product} --scale order=${SCALE.order}`)
+    await phase('docker-compose up --build (image build and start)', () =>
+      stack!.compose(['up', '-d', '--build', '--scale', `product=${SCALE.product}`, '--scale', `order=${SCALE.order}`], { timeoutMs: 900_000 }),
+    )
+    await phase('every instance registered', () =>
+      waitFor(
+        async () => {
+          for (const [service, count] of Object.entries(INSTANCES)) if ((await discover(service)).length !== count) return false
+          return (await http('GET', `${gatewayUrl}/health/ready`)).status === 200
+        },
+        { timeoutMs: 180_000, intervalMs: 250, what: `${JSON.stringify(INSTANCES)} instances in ${registryUrl}/discover and a ready gateway` },
+      ),
+    )
+    client = new InNetworkClient((await stack.container('registry')).id)
+  } catch (error) {
+    failed = true
+    throw error
+  }
+})
+
+let productId = ''
+
+test(
+  `discovery lists ${SCALE.product} product and ${SCALE.order} order instances, each at its own container address`,
+  step(async () => {
+    for (const [service, count] of Object.entries(INSTANCES)) {
+      const instances = await discover(service)
+      const containers = await running(service)
+      assert.equal(containers.length, count, `${service} containers`)
+      assert.equal(instances.length, count, `${service} instances: ${JSON.stringify(instances)}`)
+      assert.equal(new Set(instances.map((i) => hostOf(i.url))).size, count, `distinct ${service} addresses`)
+      assert.deepEqual(
+        instances.map((i) => hostOf(i.url)).sort(),
+        containers.map((c) => c.ip).sort(),
+        `each ${service} replica advertises its own container address`,
+      )
+      const health = await client!.send(instances.map((i) => ({ url: `${i.url}/health/ready` })))
+      assert.deepEqual(health.map((h) => h.status), instances.map(() => 200), `every ${service} instance answers at its advertised URL`)
+    }
+  }),
+)
+
+test(
+  'one image serves every role: non-root, node as PID 1, compiled JavaScript only (and the dashboard files), HEALTHCHECK passing',
+  step(async () => {
+    const containers = (await Promise.all(['registry', ...Object.keys(INSTANCES)].map((service) => running(service)))).flat()
+    assert.equal(containers.length, 1 + SCALE.product + SCALE.order + 1)
+    const probe = `
+      const fs = await import('node:fs')
+      const status = fs.readFileSync('/proc/1/status', 'utf8')
+      console.log(JSON.stringify({
+        pid1: fs.readFileSync('/proc/1/cmdline', 'utf8').split('\\0').filter(Boolean),
+        uid: Number(/^Uid:\\s+(\\d+)/m.exec(status)[1]),
+        compiled: fs.existsSync('/app/dist/cli.js'),
+        sources: fs.existsSync('/app/src'),
+        devDependencies: fs.existsSync('/app/node_modules/typescript'),
+      }))`
+    for (const container of containers) {
+      assert.equal(container.user, 'node', `${container.name} runs as node`)
+      const facts = JSON.parse((await run('podman', ['exec', container.id, 'node', '--input-type=module', '-e', probe])).stdout) as {
+        pid1: string[]
+        uid: number
+        compiled: boolean
+        sources: boolean
+        devDependencies: boolean
+      }
+      assert.deepEqual(facts.pid1, ['node', 'dist/cli.js', container.service], `${container.name}: node is PID 1`)
+      assert.notEqual(facts.uid, 0, `${container.name}: PID 1 is not root`)
+      assert.deepEqual([facts.compiled, facts.sources, facts.devDependencies], [true, false, false], `${container.name}: dist only, no src or dev dependencies`)
+      const health = await run('podman', ['healthcheck', 'run', container.id], { allowFailure: true, timeoutMs: 30_000 })
+      assert.equal(health.code, 0, `${container.name}: HEALTHCHECK (${health.stdout.trim()} ${health.stderr.trim()})`)
+    }
+    // The build copies what is not TypeScript too: the registry's dashboard is served.
+    for (const path of ['/ui', '/ui/dashboard.js', '/ui/dashboard.css']) {
+      assert.equal((await http('GET', `${registryUrl}${path}`)).status, 200, `GET ${path} on the registry`)
+    }
+  }),
+)
+
+test(
+  'through the published gateway: a product is created and orders are priced from it; every replica sees the same data',
+  step(async () => {
+    const created = await http('POST', `${gatewayUrl}/products`, { name: 'Compose pencil', price: '19.99', description: 'HB' })
+    assert.equal(created.status, 201, JSON.stringify(created))
+    productId = (created.body as { id: string }).id
+
+    // PostgreSQL is shared: each product replica, asked directly inside the network, has it.
+    const products = await discover('product')
+    const reads = await client!.send(products.map((i) => ({ url: `${i.url}/products/${productId}` })))
+    for (const read of reads) {
+      assert.equal(read.status, 200, JSON.stringify(read))
+      assert.equal((read.body as { price: unknown }).price, 19.99)
+    }
+
+    const orders: TimedAnswer[] = []
+    for (let i = 0; i < 6; i++) orders.push(await http('POST', `${gatewayUrl}/orders`, { product_id: productId, quantity: 3 }))
+    for (const order of orders) {
+      assert.equal(order.status, 201, JSON.stringify(order))
+      const { product_id, quantity, unit_price, total_price } = order.body as Record<string, unknown>
+      assert.deepEqual({ product_id, quantity, unit_price, total_price }, { product_id: productId, quantity: 3, unit_price: 19.99, total_price: 59.97 })
+    }
+    const orderIds = orders.map((o) => (o.body as { id: string }).id)
+    const orderReplicas = await discover('order')
+    const fetched = await client!.send(orderReplicas.flatMap((i) => orderIds.map((id) => ({ url: `${i.url}/orders/${id}` }))))
+    assert.ok(fetched.every((f) => f.status === 200), `every order replica serves every order: ${JSON.stringify(fetched.map((f) => f.status))}`)
+
+    const services = (await http('GET', `${registryUrl}/services`)).body as { services: Array<{ service_name: string; instances: unknown[] }> }
+    const counts = Object.fromEntries(services.services.map((s) => [s.service_name, s.instances.length]))
+    assert.deepEqual({ product: counts.product, order: counts.order, gateway: counts.gateway }, INSTANCES)
+  }),
+)
+
+/**
+ * Orders sent one after another through the gateway while `fault` runs and for 10 more answers
+ * after the moment it returns (when the instance has left discovery). Bounded in count and time.
+ */
+async function ordersDuring(fault: () => Promise<number>): Promise<{ answers: TimedAnswer[]; mark: number }> {
+  const answers: TimedAnswer[] = []
+  let sending = true
+  const started = Date.now()
+  const loop = (async () => {
+    while (sending && answers.length < 2000 && Date.now() - started < 90_000) {
+      answers.push(await http('POST', `${gatewayUrl}/orders`, { product_id: productId, quantity: 1 }))
+      await new Promise((resolve) => setTimeout(resolve, 100)) // pacing, not waiting for anything
+    }
+  })()
+  let mark = 0
+  try {
+    await waitFor(() => answers.length >= 3, { timeoutMs: 30_000, what: 'orders flowing before the fault' })
+    mark = await fault()
+    await waitFor(() => answers.filter((a) => a.at > mark).length >= 10, { timeoutMs: 60_000, what: 'orders after the instance left discovery' })
+  } finally {
+    sending = false
+    await loop
+  }
+  return { answers, mark }
+}
+
+/** Resolves with the time at which `url` is no longer in discovery. */
+function leftDiscovery(url: string): Promise<number> {
+  return waitFor(async () => !(await discover('product')).some((i) => i.url === url) && Date.now(), {
+    timeoutMs: TTL_MS + 10_000,
+    intervalMs: 50,
+    what: `${url} to leave discovery`,
+  })
+}
+
+test(
+  'a crashed product instance (SIGKILL): orders keep succeeding, and it leaves discovery within the TTL',
+  step(async () => {
+    const victim = (await running('product'))[0]!
+    const url = (await discover('product')).find((i) => hostOf(i.url) === victim.ip)?.url
+    assert.ok(url, `${victim.name} is in discovery`)
+    let killedAt = 0
+    const { answers, mark: goneAt } = await ordersDuring(async () => {
+      killedAt = Date.now()
+      await stack!.podman(['kill', '--signal', 'SIGKILL', victim.id])
+      return leftDiscovery(url)
+    })
+    const during = answers.filter((a) => a.at >= killedAt && a.at <= goneAt)
+    log(`SIGKILL: ${url} left discovery ${goneAt - killedAt} ms after the kill (TTL ${TTL_MS} ms); ${answers.length} orders, ${during.length} while it was still listed, slowest ${Math.max(...answers.map((a) => a.ms))} ms`)
+    assert.ok(goneAt - killedAt <= TTL_MS + 1000, `left discovery after ${goneAt - killedAt} ms; TTL is ${TTL_MS} ms`)
+    assert.ok(during.length > 0, 'orders were sent while the dead instance was still listed')
+    assert.equal(answers.filter((a) => a.status !== 201).length, 0, `every order succeeded; failures: ${describeFailures(answers)}`)
+    await waitFor(async () => (await registryLog()).some((e) => e.event === 'evicted' && e.url === url), {
+      timeoutMs: 15_000,
+      intervalMs: 500,
+      what: `the registry's "evicted" log line for ${url}`,
+    })
+  }),
+)
+
+test(
+  'SIGTERM: a product instance deregisters at once, drains and exits 0; orders keep succeeding',
+  step(async () => {
+    const victim = (await running('product'))[0]!
+    const url = (await discover('product')).find((i) => hostOf(i.url) === victim.ip)?.url
+    assert.ok(url, `${victim.name} is in discovery`)
+    let signalledAt = 0
+    let killMs = 0
+    const { answers, mark: goneAt } = await ordersDuring(async () => {
+      signalledAt = Date.now()
+      killMs = (await stack!.podman(['kill', '--signal', 'SIGTERM', victim.id])).ms
+      return leftDiscovery(url)
+    })
+    log(`SIGTERM: ${url} left discovery ${goneAt - signalledAt} ms after \`podman kill\` started (it took ${killMs} ms; TTL ${TTL_MS} ms); ${answers.length} orders, slowest ${Math.max(...answers.map((a) => a.ms))} ms`)
+    assert.ok(goneAt - signalledAt < TTL_MS / 2, `left discovery after ${goneAt - signalledAt} ms, not at once (TTL ${TTL_MS} ms)`)
+    assert.ok((await registryLog()).some((e) => e.event === 'deregistered' && e.url === url), 'the registry logged its deregistration')
+    // podman's restart policy (unless-stopped) starts a container again once its process has exited
+    // after a `kill`, so its state shows the new run: the engine's "died" event has the exit code.
+    const exitCode = await waitFor(
+      async () => {
+        const events = await run('podman', ['events', '--stream=false', '--since', new Date(signalledAt - 1000).toISOString(), '--filter', `container=${victim.id}`, '--filter', 'event=died', '--format', '{{.ContainerExitCode}}'])
+        return events.stdout.trim().split('\n').filter(Boolean)[0]
+      },
+      { timeoutMs: 15_000, intervalMs: 250, what: `${victim.name} to exit` },
+    )
+    assert.equal(exitCode, '0', `${victim.name} exit code after SIGTERM (137 would mean it ignored SIGTERM and was killed)`)
+    assert.equal(answers.filter((a) => a.status !== 201).length, 0, `every order succeeded; failures: ${describeFailures(answers)}`)
+  }),
+)
+
+test(
+  'docker-compose stop: every container shuts down gracefully (exit 0) well within the grace period',
+  step(async () => {
+    // podman starts a container that was sent SIGTERM again (restart: unless-stopped): let every
+    // running service finish starting first, so that each one is stopped in its steady state.
+    await waitFor(
+      async () => {
+        for (const service of Object.keys(INSTANCES)) {
+          const listed = new Set((await discover(service)).map((i) => hostOf(i.url)))
+          if (!(await running(service)).every((c) => listed.has(c.ip))) return false
+        }
+        return true
+      },
+      { timeoutMs: 60_000, intervalMs: 250, what: 'every running service registered' },
+    )
+    const before = (await stack!.containers()).filter((c) => c.running)
+    assert.ok(before.length >= 5, `running: ${before.map((c) => c.name).join(', ')}`)
+    const stop = await stack!.compose(['stop', '--timeout', '10'], { timeoutMs: 120_000 })
+    log(`docker-compose stop: ${before.length} containers in ${stop.ms} ms`)
+    const after = await stack!.containers()
+    for (const container of before) {
+      const now = after.find((c) => c.id === container.id)
+      assert.ok(now && !now.running, `${container.name} stopped`)
+      assert.equal(now.exitCode, 0, `${container.name} exit code (137 would mean it ignored SIGTERM and was killed)`)
+    }
+    assert.ok(stop.ms < 10_000, `stop took ${stop.ms} ms`)
+  }),
+)
+
+test(
+  'SIGTERM while a service is still starting (its database is down): the container exits at once',
+  step(async () => {
+    // Everything is stopped now, PostgreSQL included: a new product container waits for it.
+    const started = await stack!.compose(['run', '-d', '--no-deps', 'product'], { timeoutMs: 120_000 })
+    const name = started.stdout.trim().split('\n').pop()!.trim()
+    assert.ok(name, `docker-compose run printed the container's name: ${started.stdout}`)
+    await waitFor(async () => (await run('podman', ['logs', name])).stdout.includes('database_unavailable'), {
+      timeoutMs: 30_000,
+      intervalMs: 100,
+      what: `${name} to be waiting for its database`,
+    })
+    const signalledAt = Date.now()
+    await stack!.podman(['kill', '--signal', 'SIGTERM', name])
+    const exited = await waitFor(
+      async () => {
+        const state = (await run('podman', ['inspect', '--format', '{{.State.Running}} {{.State.ExitCode}}', name])).stdout.trim().split(' ')
+        return state[0] === 'false' && state[1]
+      },
+      { timeoutMs: 5000, intervalMs: 50, what: `${name} to exit after SIGTERM (as PID 1, a signal without a handler is ignored)` },
+    )
+    log(`SIGTERM during start-up: ${name} exited ${exited} after ${Date.now() - signalledAt} ms`)
+    assert.equal(exited, '143', 'exit code 128 + SIGTERM')
+  }),
+)
+
+let tornDown: Promise<void> | undefined
+function tearDown(): Promise<void> {
+  tornDown ??= (async () => {
+    const started = performance.now()
+    if (stack && failed) {
+      log('a step failed; the services\' last log lines:')
+      process.stderr.write(await stack.logs(VERBOSE ? 400 : 60))
+    }
+    if (stack) await stack.tearDown(log)
+    await socket?.stop()
+    const leftovers = stack ? await stack.leftovers() : []
+    if (leftovers.length > 0) {
+      log(`left behind: ${leftovers.join(', ')}`)
+      process.exitCode = 1
+    }
+    // Untagged images of earlier app builds, and build-stage images (they carry the test base
+    // image's label) older than a day; today's stay as the build cache of the next run.
+    await run('podman', ['image', 'prune', '--force', '--filter', 'label=org.opencontainers.image.title=microservices-advanced'], { allowFailure: true })
+    await run('podman', ['image', 'prune', '--force', '--filter', 'label=io.microservices-advanced.compose-test=base', '--filter', 'until=24h'], { allowFailure: true })
+    clearState(project)
+    if (workDir && !failed) rmSync(workDir, { recursive: true, force: true })
+    else if (workDir) log(`logs kept in ${workDir}`)
+    timings.push(['teardown (down --volumes, socket)', performance.now() - started])
+    const total = (performance.now() - runStarted) / 1000
+    log('timings:')
+    for (const [name, ms] of timings) log(`  ${(ms / 1000).toFixed(1).padStart(6)} s  ${name}`)
+    log(`  ${total.toFixed(1).padStart(6)} s  total`)
+  })()
+  return tornDown
+}
+
+after(tearDown)
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: tearing down`)
+    failed = true
+    void tearDown().finally(() => process.exit(130))
+  })
+}
