@@ -52,9 +52,33 @@ class NodeSqliteDialect extends SqliteDialect {
   }
 }
 
+const BUSY_TIMEOUT_MS = 5000
+const SQLITE_BUSY = 5
+
+/**
+ * Switching a new file to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at once,
+ * without its busy timeout, when another replica holds or races for the lock. Retry the switch
+ * for as long as the busy timeout would have waited.
+ */
+function enableWal(db: DatabaseSync): void {
+  const deadline = Date.now() + BUSY_TIMEOUT_MS
+  for (;;) {
+    try {
+      db.exec('PRAGMA journal_mode = WAL')
+      return
+    } catch (error) {
+      const busy = ((error as { errcode?: number }).errcode ?? 0) & 0xff
+      if (busy !== SQLITE_BUSY || Date.now() > deadline) throw error
+      // Start-up only, and node:sqlite is synchronous anyway: a short blocking pause is fine.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20)
+    }
+  }
+}
+
 export function sqliteDialect(path: string): SqliteDialect {
-  const db = new DatabaseSync(path, { timeout: 5000 })
+  const db = new DatabaseSync(path, { timeout: BUSY_TIMEOUT_MS })
   // WAL lets readers run beside one writer, which is what replicas sharing a file need.
-  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;')
+  enableWal(db)
+  db.exec('PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;')
   return new NodeSqliteDialect(adapt(db))
 }

@@ -127,8 +127,9 @@ export function buildApp(options: BuildAppOptions): App {
   app.addHook('preClose', async () => {
     closing = true
   })
-  app.addHook('onSend', async (_request, reply) => {
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (closing || options.draining?.()) reply.header('connection', 'close')
+    done(null, payload)
   })
   instrument(app as unknown as FastifyInstance, { telemetry: options.telemetry ?? noopTelemetry, metrics: options.metrics })
   const { metrics } = options

@@ -76,14 +76,15 @@ export async function startRole(role: string, options: StartOptions = {}): Promi
 
   const proc: RunningProcess = { child, role, port: 0, url: '', logs, output, exited, waitForLog, stop }
   if (options.waitForListening === false) return proc
-  let exitedEarly = false
-  void exited.then(() => {
-    exitedEarly = true
+  // Fail as soon as the process exits before listening, with its exit and output.
+  const earlyExit = exited.then(({ code, signal }) => {
+    throw new Error(`${role} exited (code ${code}, signal ${signal}) before listening:\n${output.join('\n')}`)
   })
-  const listening = await waitFor(() => {
-    if (exitedEarly) throw new Error(`${role} exited before listening:\n${output.join('\n')}`)
-    return logs.find((line) => line.event === 'listening')
-  }, { timeoutMs: options.timeoutMs ?? 20_000, what: `${role} to listen` }).catch(async (error: unknown) => {
+  earlyExit.catch(() => {})
+  const listening = await Promise.race([
+    waitFor(() => logs.find((line) => line.event === 'listening'), { timeoutMs: options.timeoutMs ?? 20_000, what: `${role} to listen` }),
+    earlyExit,
+  ]).catch(async (error: unknown) => {
     await stop('SIGKILL')
     throw error
   })

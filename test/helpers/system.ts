@@ -1,9 +1,11 @@
-// Small helpers shared by the multi-process integration tests: temp dirs, free ports, discovery.
-import { mkdtempSync, rmSync } from 'node:fs'
+// Helpers shared by the multi-process integration tests: temp dirs, free ports, discovery,
+// starting several roles with every started process tracked for `after`, pids and open files.
+import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { http } from './http.ts'
+import { startRole, type RunningProcess, type StartOptions } from './process.ts'
 
 export interface TempDir {
   path: string
@@ -65,5 +67,49 @@ export function pidAlive(pid: number): boolean {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false
     throw error
+  }
+}
+
+/**
+ * Starts several roles at once. Every process that did start is added to `started` (for the
+ * file's `after` to stop), even when another one failed; then a failure is thrown.
+ */
+export async function startRoles(started: RunningProcess[], ...specs: Array<[role: string, options?: StartOptions]>): Promise<RunningProcess[]> {
+  const results = await Promise.allSettled(specs.map(([role, options]) => startRole(role, options)))
+  const out: RunningProcess[] = []
+  for (const result of results) {
+    if (result.status === 'fulfilled') {
+      started.push(result.value)
+      out.push(result.value)
+    }
+  }
+  const failed = results.find((result) => result.status === 'rejected')
+  if (failed) throw failed.reason
+  return out
+}
+
+/** Stops every process (SIGKILL by default: for `after` hooks) and waits for the exits. */
+export async function stopAll(processes: RunningProcess[], signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+  await Promise.all(processes.map((p) => p.stop(signal)))
+}
+
+/** Starts one role and adds it to `started` (see startRoles). */
+export async function startTracked(started: RunningProcess[], role: string, options?: StartOptions): Promise<RunningProcess> {
+  const [proc] = await startRoles(started, [role, options])
+  return proc!
+}
+
+/** The paths a process has open (Linux /proc); empty when it is gone or cannot be read. */
+export function openFiles(pid: number): string[] {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+      try {
+        return [readlinkSync(`/proc/${pid}/fd/${fd}`)]
+      } catch {
+        return []
+      }
+    })
+  } catch {
+    return []
   }
 }

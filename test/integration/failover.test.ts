@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { http } from '../helpers/http.ts'
-import { startRole, type RunningProcess } from '../helpers/process.ts'
-import { discover, tempDir } from '../helpers/system.ts'
+import type { RunningProcess } from '../helpers/process.ts'
+import { discover, startRoles, startTracked, stopAll, tempDir } from '../helpers/system.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const TTL_SECONDS = 2
@@ -24,23 +24,23 @@ interface PlacedOrder {
 
 describe('failover: kill -9 of a product instance while orders are placed', () => {
   const dataDir = tempDir('failover')
+  const started: RunningProcess[] = []
   let registry: RunningProcess | undefined
   let products: RunningProcess[] = []
   let order: RunningProcess | undefined
 
   before(async () => {
-    registry = await startRole('registry', { env: { REGISTRY_TTL_SECONDS: String(TTL_SECONDS) } })
+    registry = await startTracked(started, 'registry', { env: { REGISTRY_TTL_SECONDS: String(TTL_SECONDS) } })
     const env = { REGISTRY_URL: registry.url, DATA_DIR: dataDir.path, HEARTBEAT_INTERVAL_SECONDS: String(HEARTBEAT_SECONDS) }
-    const started = await Promise.all([startRole('product', { env }), startRole('product', { env }), startRole('order', { env })])
-    products = started.slice(0, 2)
-    order = started[2]
+    const services = await startRoles(started, ['product', { env }], ['product', { env }], ['order', { env }])
+    products = services.slice(0, 2)
+    order = services[2]
     const registryUrl = registry.url
     await waitFor(async () => (await discover(registryUrl, 'product')).length === 2, { what: 'both product instances in discovery' })
   })
 
   after(async () => {
-    await Promise.all([...products, order].filter((p) => p !== undefined).map((p) => p.stop('SIGKILL')))
-    await registry?.stop('SIGKILL')
+    await stopAll(started)
     dataDir.remove()
   })
 

@@ -9,7 +9,7 @@ import { Registration } from '../../src/discovery/registration.ts'
 import { http } from '../helpers/http.ts'
 import { silentLogger } from '../helpers/logger.ts'
 import { startRole, type RunningProcess } from '../helpers/process.ts'
-import { discover, tempDir } from '../helpers/system.ts'
+import { discover, startRoles, startTracked, stopAll, tempDir } from '../helpers/system.ts'
 import { describeReport, orderTraffic } from '../helpers/traffic.ts'
 import { waitFor } from '../helpers/wait.ts'
 
@@ -28,12 +28,18 @@ interface System {
 
 async function startSystem(t: TestContext, registryPort?: number): Promise<System> {
   const dir = tempDir('faults')
-  const registry = await startRole('registry', {
+  // Whatever starts is stopped, even if a later start fails.
+  const started: RunningProcess[] = []
+  t.after(async () => {
+    await stopAll(started)
+    dir.remove()
+  })
+  const registry = await startTracked(started, 'registry', {
     env: { REGISTRY_TTL_SECONDS: String(TTL_S), REGISTRY_WARMUP_SECONDS: '1', ...(registryPort ? { PORT: String(registryPort) } : {}) },
   })
   const productEnv = { REGISTRY_URL: registry.url, DATA_DIR: dir.path, HEARTBEAT_INTERVAL_SECONDS: String(HEARTBEAT_S), DRAIN_SECONDS: '0.5' }
-  const products = await Promise.all([1, 2, 3].map(() => startRole('product', { env: productEnv })))
-  const order = await startRole('order', {
+  const products = await startRoles(started, ['product', { env: productEnv }], ['product', { env: productEnv }], ['product', { env: productEnv }])
+  const order = await startTracked(started, 'order', {
     env: {
       ...productEnv,
       UPSTREAM_TIMEOUT_SECONDS: String(TIMEOUT_S),
@@ -55,9 +61,10 @@ async function startSystem(t: TestContext, registryPort?: number): Promise<Syste
       for (const p of system.products) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGCONT')
       await Promise.all([...system.products, system.order].map((p) => p.stop('SIGTERM', 5000)))
       await system.registry.stop('SIGTERM', 5000)
-      dir.remove()
     },
   }
+  // Stop gracefully first (processes started later by a test are in `system`); the hook above
+  // then only has leftovers to kill.
   t.after(system.stop)
   return system
 }

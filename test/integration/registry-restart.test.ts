@@ -4,8 +4,8 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { http } from '../helpers/http.ts'
-import { startRole, type RunningProcess } from '../helpers/process.ts'
-import { discover, tempDir } from '../helpers/system.ts'
+import type { RunningProcess } from '../helpers/process.ts'
+import { discover, startRoles, startTracked, stopAll, tempDir } from '../helpers/system.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const TTL_SECONDS = 3
@@ -15,19 +15,19 @@ const BACK_WITHIN_MS = 2 * HEARTBEAT_SECONDS * 1.1 * 1000 + 600
 
 describe('registry restart: instances re-register on their next heartbeat', () => {
   const dataDir = tempDir('registry-restart')
+  const started: RunningProcess[] = []
   let registry: RunningProcess | undefined
   let product: RunningProcess | undefined
   let order: RunningProcess | undefined
 
   before(async () => {
-    registry = await startRole('registry', { env: { REGISTRY_TTL_SECONDS: String(TTL_SECONDS) } })
+    registry = await startTracked(started, 'registry', { env: { REGISTRY_TTL_SECONDS: String(TTL_SECONDS) } })
     const env = { REGISTRY_URL: registry.url, DATA_DIR: dataDir.path, HEARTBEAT_INTERVAL_SECONDS: String(HEARTBEAT_SECONDS) }
-    ;[product, order] = await Promise.all([startRole('product', { env }), startRole('order', { env })])
+    ;[product, order] = await startRoles(started, ['product', { env }], ['order', { env }])
   })
 
   after(async () => {
-    await Promise.all([product, order].filter((p) => p !== undefined).map((p) => p.stop('SIGKILL')))
-    await registry?.stop('SIGKILL')
+    await stopAll(started)
     dataDir.remove()
   })
 
@@ -50,7 +50,7 @@ describe('registry restart: instances re-register on their next heartbeat', () =
     const port = first.port
     await first.stop('SIGKILL')
     const logsBefore = { product: product.logs.length, order: order.logs.length }
-    registry = await startRole('registry', { env: { PORT: String(port), REGISTRY_TTL_SECONDS: String(TTL_SECONDS) } })
+    registry = await startTracked(started, 'registry', { env: { PORT: String(port), REGISTRY_TTL_SECONDS: String(TTL_SECONDS) } })
     assert.equal(registry.port, port)
     const second = registry
     const listening = second.logs.find((line) => line.event === 'listening')

@@ -3,9 +3,9 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import { http } from '../helpers/http.ts'
-import { startRole, type RunningProcess } from '../helpers/process.ts'
+import type { RunningProcess } from '../helpers/process.ts'
 import { connectionRefused, rawConnect } from '../helpers/raw-http.ts'
-import { discover, tempDir } from '../helpers/system.ts'
+import { discover, startRoles, startTracked, stopAll, tempDir } from '../helpers/system.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const TTL_SECONDS = 3
@@ -18,6 +18,7 @@ const EXIT_WITHIN_MS = 3000
 
 describe('graceful shutdown of a product instance', () => {
   const dataDir = tempDir('shutdown')
+  const started: RunningProcess[] = []
   let registry: RunningProcess | undefined
   let stayer: RunningProcess | undefined
   let leaver: RunningProcess | undefined
@@ -25,7 +26,7 @@ describe('graceful shutdown of a product instance', () => {
   let keeper: RunningProcess | undefined
 
   before(async () => {
-    registry = await startRole('registry', { env: { REGISTRY_TTL_SECONDS: String(TTL_SECONDS) } })
+    registry = await startTracked(started, 'registry', { env: { REGISTRY_TTL_SECONDS: String(TTL_SECONDS) } })
     const env = {
       REGISTRY_URL: registry.url,
       DATA_DIR: dataDir.path,
@@ -33,14 +34,13 @@ describe('graceful shutdown of a product instance', () => {
       SHUTDOWN_TIMEOUT_SECONDS: String(SHUTDOWN_TIMEOUT_SECONDS),
       DRAIN_SECONDS: String(DRAIN_SECONDS),
     }
-    ;[stayer, leaver, drainer, keeper] = await Promise.all([1, 2, 3, 4].map(() => startRole('product', { env })))
+    ;[stayer, leaver, drainer, keeper] = await startRoles(started, ['product', { env }], ['product', { env }], ['product', { env }], ['product', { env }])
     const registryUrl = registry.url
     await waitFor(async () => (await discover(registryUrl, 'product')).length === 4, { what: 'four product instances in discovery' })
   })
 
   after(async () => {
-    await Promise.all([stayer, leaver, drainer, keeper].filter((p) => p !== undefined).map((p) => p.stop('SIGKILL')))
-    await registry?.stop('SIGKILL')
+    await stopAll(started)
     dataDir.remove()
   })
 

@@ -1,0 +1,160 @@
+// `npm run bench`: the registry's GET /discover/{name} and POST /heartbeat against a bare
+// node:http server answering the same bytes; the servers on one core, the load on another.
+// Env: BENCH_DURATION_SECONDS (measured seconds per run, default 10), BENCH_WARMUP_SECONDS (2),
+// BENCH_ROUNDS (1; more rounds are interleaved and each figure is the median of its rounds).
+// The exit code says whether the benchmark ran, not whether the aims were met.
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { availableParallelism, loadavg } from 'node:os'
+import { clockTicksPerSecond, runLoad, type LoadRequest } from './load.ts'
+import { installCleanup, interrupted, stopAll } from './processes.ts'
+import { aims, machine, medians, renderAims, renderTable, withRatios, type CaseName, type Run, type ServerName } from './report.ts'
+import { measureGateway } from './gateway.ts'
+import { renderGateway, renderPropagation } from './report-extra.ts'
+import { measurePropagation, type PropagationResult } from './watch.ts'
+import { HEARTBEAT_BODY, JSON_HEADERS, REGISTRY_ENV, prepareRegistry, startBare, startRegistry, verifyBare, type Server } from './servers.ts'
+
+const SERVER_CORE = 0
+const LOAD_CORE = 1
+const CONNECTIONS = 64
+const WATCHERS = 1000
+const WATCH_CHANGES = 10
+const RESULTS_DIR = new URL('./results/', import.meta.url)
+
+interface Settings {
+  durationSeconds: number
+  warmupSeconds: number
+  rounds: number
+}
+
+const log = (line = '') => process.stdout.write(`${line}\n`)
+
+function numberFromEnv(name: string, fallback: number, min: number, max: number, integer = false): number {
+  const raw = process.env[name]?.trim()
+  if (!raw) return fallback
+  const value = Number(raw)
+  if (!Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
+    throw new Error(`${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got ${JSON.stringify(raw)}`)
+  }
+  return value
+}
+
+// Bounded so that a typo cannot start an hour-long run: at most 5 × 4 × 150 s.
+const settings = (): Settings => ({
+  durationSeconds: numberFromEnv('BENCH_DURATION_SECONDS', 10, 1, 120),
+  warmupSeconds: numberFromEnv('BENCH_WARMUP_SECONDS', 2, 0, 30),
+  rounds: numberFromEnv('BENCH_ROUNDS', 1, 1, 5, true),
+})
+
+/** Runs every case on every server, round after round, so outside load hurts both servers alike. */
+async function measure(servers: readonly [ServerName, Server][], discoverPath: string, run: Settings): Promise<Run[]> {
+  const cases: [CaseName, (server: Server) => LoadRequest][] = [
+    ['discover', (server) => ({ url: `${server.baseUrl}${discoverPath}`, method: 'GET', headers: {} })],
+    ['heartbeat', (server) => ({ url: `${server.baseUrl}/heartbeat`, method: 'POST', headers: JSON_HEADERS, body: HEARTBEAT_BODY })],
+  ]
+  const clockTicks = clockTicksPerSecond()
+  const results: Run[] = []
+  for (let round = 1; round <= run.rounds; round += 1) {
+    for (const [caseName, request] of cases) {
+      for (const [serverName, server] of servers) {
+        log(`running: ${run.rounds > 1 ? `round ${round}, ` : ''}${caseName} on ${serverName} (${run.warmupSeconds + run.durationSeconds} s)`)
+        const pid = server.process.child.pid
+        if (pid === undefined) throw new Error(`${serverName} has no process id`)
+        const result = await runLoad(`${caseName} on ${serverName}`, LOAD_CORE, {
+          ...request(server),
+          connections: CONNECTIONS,
+          warmupSeconds: run.warmupSeconds,
+          durationSeconds: run.durationSeconds,
+          serverPid: pid,
+          serverCore: SERVER_CORE,
+          clockTicksPerSecond: clockTicks,
+        })
+        results.push({ ...result, case: caseName, server: serverName })
+      }
+    }
+  }
+  return results
+}
+
+async function main(): Promise<void> {
+  const run = settings()
+  if (availableParallelism() < 2) throw new Error('the benchmark needs two cores: one for the servers, one for the load generator')
+  const host = machine()
+  const date = new Date().toISOString()
+  const [loadAverage = 0] = loadavg()
+
+  log(`date:     ${date}`)
+  log(`machine:  ${host.cpuModel}, ${host.cores} cores, Node ${host.node}, Linux ${host.kernel}`)
+  log(`setup:    servers pinned to core ${SERVER_CORE}, autocannon to core ${LOAD_CORE} (taskset), ${CONNECTIONS} connections, ` +
+      `${run.warmupSeconds} s warm-up + ${run.durationSeconds} s measured per run, ${run.rounds} round(s), 127.0.0.1 only`)
+  log(`registry: node src/cli.ts registry, ${Object.entries(REGISTRY_ENV).map(([name, value]) => `${name}=${value}`).join(' ')}`)
+  log('          (LOG_LEVEL=warn so that per-request log lines do not dominate what is measured)')
+  if (loadAverage > 0.5) {
+    log(`warning:  load average ${loadAverage.toFixed(2)} at start: other processes share these cores and the numbers will be noisy;`)
+    log('          the "others on core" column shows how much of the server core they took during each run')
+  }
+  log()
+
+  const registry = await startRegistry(SERVER_CORE)
+  const captured = await prepareRegistry(registry.baseUrl)
+  log(`checked:  GET ${captured.discoverPath} lists 3 instances, POST /heartbeat answers 200`)
+  const bare = await startBare(SERVER_CORE, captured)
+  await verifyBare(bare.baseUrl, captured)
+  log('checked:  the bare server answers the same status, content-type and body')
+  log()
+
+  const runs = await measure([['bare node:http', bare], ['registry', registry]], captured.discoverPath, run)
+  await stopAll()
+
+  // Watch propagation: 1,000 watchers of one service, blocking queries against polling each second.
+  log()
+  const watchRegistry = await startRegistry(SERVER_CORE)
+  const propagation: PropagationResult[] = []
+  for (const mode of ['watch', 'poll'] as const) {
+    log(`running: propagation of ${WATCH_CHANGES} changes to ${WATCHERS} watchers (${mode === 'watch' ? 'blocking queries' : 'polling every 1 s'})`)
+    propagation.push(await measurePropagation(watchRegistry.baseUrl, LOAD_CORE, mode, WATCHERS, WATCH_CHANGES))
+  }
+  await stopAll()
+
+  // The gateway against nginx and against the product instance hit directly.
+  log()
+  const gatewayRows = await measureGateway(SERVER_CORE, LOAD_CORE, { ...run, connections: CONNECTIONS }, log)
+
+  const measurements = withRatios(medians(runs))
+  const verdicts = aims(measurements)
+  log()
+  log(renderTable(measurements))
+  log()
+  log('aims (the registry against the bare server; informational, they do not change the exit code):')
+  log(renderAims(verdicts))
+  log()
+  log('server CPU near 100%: the server was the bottleneck. loadgen CPU near 100%: the load generator may have been.')
+  log()
+  log(renderPropagation(propagation))
+  log()
+  log(renderGateway(gatewayRows))
+
+  mkdirSync(RESULTS_DIR, { recursive: true })
+  const file = new URL('latest.json', RESULTS_DIR)
+  const report = {
+    date,
+    machine: host,
+    setup: { serverCore: SERVER_CORE, loadCore: LOAD_CORE, connections: CONNECTIONS, ...run, registryEnv: REGISTRY_ENV, loadAverage },
+    results: measurements,
+    aims: verdicts,
+    runs,
+    propagation,
+    gateway: gatewayRows,
+  }
+  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`)
+  log(`written:  ${file.pathname}`)
+}
+
+installCleanup((message) => process.stderr.write(`${message}\n`))
+try {
+  await main()
+} catch (error) {
+  // After Ctrl-C the children's exits surface here too: the signal handler has already said why.
+  if (!interrupted()) process.stderr.write(`\nbenchmark aborted: ${error instanceof Error ? error.message : String(error)}\n`)
+  await stopAll()
+  process.exitCode = 1
+}

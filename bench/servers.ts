@@ -1,0 +1,118 @@
+import { fileURLToPath } from 'node:url'
+import { freePort, spawnPinned, type Pinned } from './processes.ts'
+import { BARE_CONFIG_ENV, capture, type BareConfig } from './responses.ts'
+
+// The two servers under test, and the checks that they answer correctly before anything is timed.
+
+export interface Server {
+  process: Pinned
+  baseUrl: string
+}
+
+const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
+const BARE = fileURLToPath(new URL('./bare-server.ts', import.meta.url))
+const READY_TIMEOUT_MS = 15_000
+
+export const SERVICE = 'product'
+/** Three instances to discover; nothing ever connects to these addresses (no health_url is given). */
+export const INSTANCE_URLS = ['http://127.0.0.1:59101', 'http://127.0.0.1:59102', 'http://127.0.0.1:59103'] as const
+export const HEARTBEAT_BODY = JSON.stringify({ service_name: SERVICE, url: INSTANCE_URLS[0] })
+export const JSON_HEADERS = { 'content-type': 'application/json' }
+
+/**
+ * How the registry runs. LOG_LEVEL=warn: at info it writes a line per request, which would
+ * dominate what is measured. A TTL of an hour so the registered instances cannot expire mid-run,
+ * and no warm-up so discovery answers as in steady state.
+ */
+export const REGISTRY_ENV = {
+  HOST: '127.0.0.1',
+  LOG_LEVEL: 'warn',
+  LOG_FORMAT: 'json',
+  REGISTRY_TTL_SECONDS: '3600',
+  REGISTRY_WARMUP_SECONDS: '0',
+} as const
+
+/** The caller's environment without OpenTelemetry settings: tracing would be a different benchmark. */
+function baseEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith('OTEL_')))
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Starts `node src/cli.ts registry` on `core` and waits, with a deadline, until it is ready. */
+export async function startRegistry(core: number): Promise<Server> {
+  const port = await freePort()
+  const registry = spawnPinned('registry', core, [CLI, 'registry'], { ...baseEnv(), ...REGISTRY_ENV, PORT: String(port) })
+  const baseUrl = `http://127.0.0.1:${port}`
+  const deadline = Date.now() + READY_TIMEOUT_MS
+  let exited = false
+  void registry.exited.then(() => (exited = true))
+  for (;;) {
+    if (exited) throw new Error(`the registry exited before it was ready; output:\n${registry.output()}`)
+    const status = await fetch(`${baseUrl}/health/ready`, { signal: AbortSignal.timeout(1000) }).then(
+      (response) => response.status,
+      () => 0,
+    )
+    if (status === 200) return { process: registry, baseUrl }
+    if (Date.now() > deadline) throw new Error(`the registry was not ready within ${READY_TIMEOUT_MS} ms (last status ${status}); output:\n${registry.output()}`)
+    await sleep(50)
+  }
+}
+
+/** Starts the bare node:http server on `core`; it listens on a free port and prints it. */
+export async function startBare(core: number, config: BareConfig): Promise<Server> {
+  const bare = spawnPinned('bare node:http server', core, [BARE], { ...baseEnv(), [BARE_CONFIG_ENV]: JSON.stringify(config) })
+  const port = await bare.waitForLine((line) => {
+    if (!line.startsWith('{')) return undefined
+    const parsed: unknown = JSON.parse(line)
+    const { event, port } = (parsed ?? {}) as Record<string, unknown>
+    return event === 'listening' && typeof port === 'number' ? port : undefined
+  }, READY_TIMEOUT_MS)
+  return { process: bare, baseUrl: `http://127.0.0.1:${port}` }
+}
+
+function fail(message: string): never {
+  throw new Error(`correctness check failed: ${message}`)
+}
+
+async function post(url: string, body: unknown): Promise<Response> {
+  return fetch(url, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify(body), signal: AbortSignal.timeout(5000) })
+}
+
+/**
+ * Registers the instances, then checks the two benchmarked requests answer as they should: three
+ * instances discovered, heartbeat 200. Returns the answers, for the bare server to replay.
+ */
+export async function prepareRegistry(baseUrl: string): Promise<BareConfig> {
+  for (const url of INSTANCE_URLS) {
+    const response = await post(`${baseUrl}/register`, { service_name: SERVICE, url })
+    if (response.status !== 201) fail(`POST /register of ${url} answered ${response.status}: ${await response.text()}`)
+  }
+  const discoverPath = `/discover/${SERVICE}`
+  const discovered = await capture(await fetch(`${baseUrl}${discoverPath}`, { signal: AbortSignal.timeout(5000) }))
+  if (discovered.status !== 200) fail(`GET ${discoverPath} answered ${discovered.status}: ${discovered.body}`)
+  const { instances } = JSON.parse(discovered.body) as { instances?: unknown }
+  const count = Array.isArray(instances) ? instances.length : 0
+  if (count !== INSTANCE_URLS.length) fail(`GET ${discoverPath} returned ${count} instances, expected ${INSTANCE_URLS.length}: ${discovered.body}`)
+
+  const heartbeat = await capture(await post(`${baseUrl}/heartbeat`, JSON.parse(HEARTBEAT_BODY)))
+  if (heartbeat.status !== 200) fail(`POST /heartbeat answered ${heartbeat.status}, expected 200: ${heartbeat.body}`)
+  // The heartbeat changed the instance's last_heartbeat: capture discovery as it now reads.
+  const current = await capture(await fetch(`${baseUrl}${discoverPath}`, { signal: AbortSignal.timeout(5000) }))
+  return { discoverPath, discover: current, heartbeat }
+}
+
+/** The bare server must send what the registry sent: same status, content-type and body. */
+export async function verifyBare(baseUrl: string, config: BareConfig): Promise<void> {
+  const answers = [
+    ['GET discover', config.discover, await fetch(`${baseUrl}${config.discoverPath}`, { signal: AbortSignal.timeout(5000) })],
+    ['POST /heartbeat', config.heartbeat, await post(`${baseUrl}/heartbeat`, JSON.parse(HEARTBEAT_BODY))],
+  ] as const
+  for (const [what, expected, response] of answers) {
+    const actual = await capture(response)
+    const type = (headers: [string, string][]) => headers.find(([name]) => name === 'content-type')?.[1]
+    if (actual.status !== expected.status || actual.body !== expected.body || type(actual.headers) !== type(expected.headers)) {
+      fail(`the bare server's ${what} answer differs from the registry's`)
+    }
+  }
+}
