@@ -1,32 +1,11 @@
 import { Type } from 'typebox'
 import type { App } from '../platform/app.ts'
 import { AppError } from '../platform/errors.ts'
-import { DiscoverParams, HeartbeatBody, InstanceParams, InstanceRef, RegisterBody, ServiceName as ServiceNameSchema } from './schemas.ts'
+import { DiscoverParams, HeartbeatBody, Instance, InstanceParams, InstanceRef, RegisterBody, ServiceName as ServiceNameSchema } from './schemas.ts'
 import { parseWait, type WatchHub } from './watch.ts'
-import { effectiveStatus, type InstanceRecord, type RegistryStore, type ServiceSnapshot } from './store.ts'
-import type { InstanceView } from './schemas.ts'
-
-export function toView(instance: InstanceRecord): InstanceView {
-  return {
-    id: instance.id,
-    service_name: instance.serviceName,
-    url: instance.url,
-    status: effectiveStatus(instance),
-    metadata: { ...instance.metadata },
-    ...(instance.healthUrl === undefined ? {} : { health_url: instance.healthUrl }),
-    registered_at: new Date(instance.registeredAt).toISOString(),
-    last_heartbeat: new Date(instance.lastHeartbeat).toISOString(),
-  }
-}
-
-export function snapshotView(snapshot: ServiceSnapshot) {
-  return { service_name: snapshot.serviceName, instances: snapshot.instances.map(toView) }
-}
-
-/** The event a stream receives when a service changes: its index and every member. */
-export function changeEvent(snapshot: ServiceSnapshot): string {
-  return `event: change\ndata: ${JSON.stringify({ index: snapshot.index, ...snapshotView(snapshot) })}\n\n`
-}
+import type { InstanceRecord, RegistryStore } from './store.ts'
+import { snapshotView, toView } from './views.ts'
+import type { DiscoveryResponses } from './fast-path.ts'
 
 /** What the routes report, for logs and metrics. */
 export interface RegistryEvents {
@@ -43,6 +22,7 @@ export interface RegistryRouteOptions {
   epoch: string
   /** Milliseconds left of the warm-up after start, while instances are still re-registering. */
   warmupRemainingMs: () => number
+  responses: DiscoveryResponses
 }
 
 export const MAX_WAIT_MS = 300_000
@@ -62,8 +42,6 @@ const EventsQuery = Type.Object({ service: Type.Optional(ServiceNameSchema) }, {
 
 export function registerRegistryRoutes(app: App, options: RegistryRouteOptions): void {
   const { store, events } = options
-  // Discovery is the hot path: the JSON for a service is built once per change and reused.
-  const serialized = new WeakMap<ServiceSnapshot, string>()
 
   const notFound = (ref: InstanceRef) =>
     new AppError(
@@ -73,7 +51,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
         : `No instance of ${ref.service_name} at ${ref.url} is registered`,
     )
 
-  app.post('/register', { schema: { tags: ['registry'], summary: 'Register an instance (or refresh it)', body: RegisterBody } }, async (request, reply) => {
+  app.post('/register', { schema: { tags: ['registry'], summary: 'Register an instance (or refresh it)', body: RegisterBody, response: { 200: Instance, 201: Instance } } }, async (request, reply) => {
     const result = store.register(request.body)
     if (result.kind === 'conflict') {
       throw new AppError('INSTANCE_ID_CONFLICT', `Instance id ${result.existing.id} belongs to ${result.existing.serviceName} at ${result.existing.url}`)
@@ -85,7 +63,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
       .send(toView(result.instance))
   })
 
-  app.post('/heartbeat', { schema: { tags: ['registry'], summary: 'Heartbeat an instance', body: HeartbeatBody } }, async (request) => {
+  app.post('/heartbeat', { schema: { tags: ['registry'], summary: 'Heartbeat an instance', body: HeartbeatBody, response: { 200: Instance } } }, async (request) => {
     const instance = store.heartbeat(request.body)
     events.heartbeat(instance !== undefined)
     if (!instance) throw notFound(request.body)
@@ -120,11 +98,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
       await options.hub.waitForChange(name, waitMs, gone.signal)
       snapshot = store.discover(name)
     }
-    let body = serialized.get(snapshot)
-    if (body === undefined) {
-      body = JSON.stringify(snapshotView(snapshot))
-      serialized.set(snapshot, body)
-    }
+    const body = options.responses.body(snapshot)
     const warmup = options.warmupRemainingMs()
     return reply
       .header('x-registry-index', String(snapshot.index))

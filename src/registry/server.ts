@@ -6,7 +6,9 @@ import { Metrics } from '../platform/metrics.ts'
 import { HealthChecker } from './health-checker.ts'
 import { MemoryStore, type Clock } from './memory-store.ts'
 import { randomBytes } from 'node:crypto'
-import { changeEvent, registerRegistryRoutes, type RegistryEvents } from './routes.ts'
+import { registerRegistryRoutes, type RegistryEvents } from './routes.ts'
+import { changeEvent } from './views.ts'
+import { DiscoveryResponses, discoverFastPath } from './fast-path.ts'
 import { WatchHub } from './watch.ts'
 import { registerDashboard } from './dashboard/routes.ts'
 import { effectiveStatus, type InstanceRecord, type RegistryStore } from './store.ts'
@@ -64,10 +66,17 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
     for (const stream of streams) if (stream.service === undefined || stream.service === serviceName) stream.response.write(event)
   })
   const counters = registryMetrics(metrics, store, hub)
-  const app = buildApp({ logger, metrics, openapi: { title: 'Service registry', description: 'Register, discover, heartbeat, watch.' } })
   const epoch = randomBytes(8).toString('hex')
   const warmupUntil = clock() + (options.warmupMs ?? options.ttlMs / 2)
+  const warmupRemainingMs = () => Math.max(0, warmupUntil - clock())
+  const responses = new DiscoveryResponses()
   let draining = false
+  const app = buildApp({
+    logger,
+    metrics,
+    openapi: { title: 'Service registry', description: 'Register, discover, heartbeat, watch.' },
+    fastPath: discoverFastPath({ store, responses, epoch, warmupRemainingMs, metrics, logger, closing: () => draining }),
+  })
   app.addHook('preClose', async () => {
     draining = true
     // Long polls and event streams would hold the server open: release them.
@@ -91,7 +100,7 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
   // Routes go in a plugin registered after the OpenAPI one, which documents them.
   void app.register(async (scoped) => {
     const routes = scoped as unknown as App
-    registerRegistryRoutes(routes, { store, events, hub, epoch, warmupRemainingMs: () => Math.max(0, warmupUntil - clock()) })
+    registerRegistryRoutes(routes, { store, events, hub, epoch, warmupRemainingMs, responses })
     registerHealthRoutes(routes, { checks: {}, isDraining: () => draining })
   })
   registerDashboard(app, { ttlMs: options.ttlMs })

@@ -130,3 +130,26 @@ describe('event stream', () => {
     controller.abort()
   })
 })
+
+describe('the discovery fast path', () => {
+  it('answers exactly as the route does, counts the request, and leaves everything else to Fastify', async () => {
+    const { app, store } = registry()
+    store.register({ service_name: 'product', url: 'http://10.0.0.1:1', metadata: { zone: 'é-ü' } })
+    await app.listen({ host: '127.0.0.1', port: 0 })
+    const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+    const fast = await fetch(`${base}/discover/product`)
+    const routed = await fetch(`${base}/discover/product?index=0`) // a query goes through Fastify
+    assert.equal(fast.status, 200)
+    assert.equal(await fast.text(), await routed.text())
+    for (const header of ['content-type', 'x-registry-index', 'x-registry-epoch']) {
+      assert.equal(fast.headers.get(header), routed.headers.get(header), header)
+    }
+    const bad = await fetch(`${base}/discover/Not%20Valid`)
+    assert.equal(bad.status, 400)
+    assert.equal(((await bad.json()) as { code: string }).code, 'VALIDATION_FAILED')
+    const head = await fetch(`${base}/discover/product`, { method: 'HEAD' })
+    assert.equal(head.status, 200)
+    const metrics = await (await fetch(`${base}/metrics`)).text()
+    assert.match(metrics, /http_requests_total\{[^}]*route="\/discover\/:service_name"[^}]*status="200"[^}]*\} [2-9]/)
+  })
+})
