@@ -35,3 +35,27 @@ export function decodeCursor(cursor: string): Position {
     errors: [{ path: 'querystring/cursor', message: 'is not a cursor this service issued' }],
   })
 }
+
+/** A page of rows fetched with `limit + 1`: the extra row only says whether there are more. */
+export function toPage<R, T extends { createdAt: string; id: string }>(rows: readonly R[], limit: number, map: (row: R) => T): Page<T> {
+  const items = rows.slice(0, limit).map(map)
+  const last = items.at(-1)
+  return { items, more: rows.length > limit, ...(last ? { last: { createdAt: last.createdAt, id: last.id } } : {}) }
+}
+
+export interface Page<T> {
+  items: T[]
+  last?: Position
+  more: boolean
+}
+
+/** Serves one page of a list: reads `limit` and `cursor`, answers `{items, next_cursor}`. */
+export async function listPage<R, V>(
+  query: { limit?: number; cursor?: string },
+  list: (limit: number, after?: Position) => Promise<Page<R>>,
+  view: (record: R) => V,
+): Promise<{ items: V[]; next_cursor: string | null }> {
+  const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor)
+  const page = await list(query.limit ?? DEFAULT_PAGE_SIZE, after)
+  return { items: page.items.map(view), next_cursor: page.more && page.last ? encodeCursor(page.last) : null }
+}

@@ -3,7 +3,7 @@ import { Type } from 'typebox'
 import type { App } from '../../platform/app.ts'
 import { AppError } from '../../platform/errors.ts'
 import { fromCents, multiplyCents } from '../money.ts'
-import { decodeCursor, DEFAULT_PAGE_SIZE, encodeCursor, PageQuery } from '../pagination.ts'
+import { listPage, PageQuery } from '../pagination.ts'
 import type { ProductClient } from './product-client.ts'
 import type { OrderRecord, OrderRepository } from './repository.ts'
 import { CreateOrderBody, Order, OrderParams } from './schema.ts'
@@ -34,12 +34,9 @@ const hashRequest = (productId: string, quantity: number) =>
 const keyReused = () => new AppError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used for a different order request')
 
 export function registerOrderRoutes(app: App, repository: OrderRepository, products: ProductClient): void {
-  app.get('/orders', { schema: { tags: ['orders'], summary: 'List orders, oldest first, a page at a time', querystring: PageQuery, response: { 200: OrderList } } }, async (request) => {
-    const limit = request.query.limit ?? DEFAULT_PAGE_SIZE
-    const after = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor)
-    const page = await repository.list(limit, after)
-    return { items: page.items.map(toOrder), next_cursor: page.more && page.last ? encodeCursor(page.last) : null }
-  })
+  app.get('/orders', { schema: { tags: ['orders'], summary: 'List orders, oldest first, a page at a time', querystring: PageQuery, response: { 200: OrderList } } }, async (request) =>
+    listPage(request.query, (limit, after) => repository.list(limit, after), toOrder),
+  )
 
   app.get('/orders/:id', { schema: { tags: ['orders'], summary: 'Get an order', params: OrderParams, response: { 200: Order } } }, async (request) => {
     const record = await repository.get(request.params.id)

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Kysely } from 'kysely'
 import type { Migration } from 'kysely/migration'
-import type { Position } from '../pagination.ts'
+import { toPage, type Position } from '../pagination.ts'
 
 export interface ProductsTable {
   id: string
@@ -92,9 +92,6 @@ export class ProductRepository {
         eb.or([eb('created_at', '>', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', '>', after.id)])]),
       )
     }
-    const rows = await query.execute()
-    const items = rows.slice(0, limit).map(toRecord)
-    const lastItem = items.at(-1)
-    return { items, more: rows.length > limit, ...(lastItem ? { last: { createdAt: lastItem.createdAt, id: lastItem.id } } : {}) }
+    return toPage(await query.execute(), limit, toRecord)
   }
 }

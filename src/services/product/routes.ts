@@ -2,7 +2,7 @@ import { Type } from 'typebox'
 import type { App } from '../../platform/app.ts'
 import { AppError } from '../../platform/errors.ts'
 import { fromCents, toCents } from '../money.ts'
-import { decodeCursor, DEFAULT_PAGE_SIZE, encodeCursor, PageQuery } from '../pagination.ts'
+import { listPage, PageQuery } from '../pagination.ts'
 import type { ProductRecord, ProductRepository } from './repository.ts'
 import { CreateProductBody, Product, ProductParams } from './schema.ts'
 
@@ -19,12 +19,9 @@ export function toProduct(record: ProductRecord): Product {
 }
 
 export function registerProductRoutes(app: App, repository: ProductRepository): void {
-  app.get('/products', { schema: { tags: ['products'], summary: 'List products, oldest first, a page at a time', querystring: PageQuery, response: { 200: ProductList } } }, async (request) => {
-    const limit = request.query.limit ?? DEFAULT_PAGE_SIZE
-    const after = request.query.cursor === undefined ? undefined : decodeCursor(request.query.cursor)
-    const page = await repository.list(limit, after)
-    return { items: page.items.map(toProduct), next_cursor: page.more && page.last ? encodeCursor(page.last) : null }
-  })
+  app.get('/products', { schema: { tags: ['products'], summary: 'List products, oldest first, a page at a time', querystring: PageQuery, response: { 200: ProductList } } }, async (request) =>
+    listPage(request.query, (limit, after) => repository.list(limit, after), toProduct),
+  )
 
   app.get('/products/:id', { schema: { tags: ['products'], summary: 'Get a product', params: ProductParams, response: { 200: Product } } }, async (request) => {
     const record = await repository.get(request.params.id)
