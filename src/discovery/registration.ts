@@ -84,7 +84,7 @@ export class Registration {
     }
   }
 
-  /** Stops heartbeating and deregisters; never throws. */
+  /** Stops heartbeating, reports `draining`, and deregisters; never throws. */
   async stop(): Promise<void> {
     const wasRegistered = this.#state.kind === 'registered'
     this.#setState({ kind: 'stopped' })
@@ -92,6 +92,8 @@ export class Registration {
     if (!wasRegistered) return
     const { client, serviceName, url, logger } = this.#options
     try {
+      // Say "draining" first (watchers drop the instance at once and dashboards show why), then leave.
+      await client.heartbeat({ service_name: serviceName, url, status: 'draining' })
       const removed = await client.deregister({ service_name: serviceName, url })
       logger.info({ event: 'deregistered', service_name: serviceName, url, found: removed }, 'deregistered from the registry')
     } catch (error) {

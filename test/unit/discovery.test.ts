@@ -55,9 +55,12 @@ describe('registration', () => {
     registry.store.deregister({ service_name: 'product', url: 'http://10.9.9.9:1' })
     await waitFor(() => registry.store.discover('product').instances.length === 1, { what: 're-registration' })
 
+    const statuses: string[] = []
+    registry.store.watch(() => statuses.push(...registry.store.members('product').instances.map((i) => i.reportedStatus)))
     await registration.stop()
     assert.deepEqual(registry.store.discover('product').instances, [])
     assert.equal(registration.state.kind, 'stopped')
+    assert.deepEqual(statuses, ['draining'], 'it reported draining, then left')
   })
 
   it('keeps retrying while the registry is down and registers once it comes up', async () => {
