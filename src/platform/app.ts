@@ -9,11 +9,11 @@ import type { Metrics } from './metrics.ts'
 import { instrument } from './observability.ts'
 import { noopTelemetry, type Telemetry } from './telemetry.ts'
 import { plainJson, registerOpenApi, type OpenApiInfo } from './openapi.ts'
+import { isDatabaseUnavailable } from '../db/errors.ts'
+import { AppError, problem, PROBLEM_CONTENT_TYPE, type ErrorCode, type Problem } from './errors.ts'
 
 // ajv-formats is CommonJS: its default export arrives wrapped under ESM.
 const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ?? addFormatsModule) as unknown as (ajv: Ajv) => Ajv
-import { isDatabaseUnavailable } from '../db/errors.ts'
-import { AppError, problem, PROBLEM_CONTENT_TYPE, type ErrorCode, type Problem } from './errors.ts'
 
 export const BODY_LIMIT_BYTES = 1024 * 1024
 
