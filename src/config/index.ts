@@ -29,6 +29,7 @@ export const DEFAULTS = {
   healthCheckIntervalSeconds: 10,
   healthCheckTimeoutSeconds: 2,
   healthCheckFailures: 3,
+  maxInstances: 10_000,
   shutdownTimeoutSeconds: 8,
   upstreamTimeoutSeconds: 5,
   upstreamConnectTimeoutSeconds: 1,
@@ -53,6 +54,7 @@ export interface CommonConfig {
 export interface RegistryConfig extends CommonConfig {
   ttlSeconds: number
   warmupSeconds: number
+  maxInstances: number
   healthCheckIntervalSeconds: number
   healthCheckTimeoutSeconds: number
   healthCheckFailures: number
@@ -112,6 +114,7 @@ export function loadRegistryConfig(env: Env): RegistryConfig {
     ttlSeconds,
     // Long enough for every instance to heartbeat (and so re-register) once: half the TTL.
     warmupSeconds: seconds(env, 'REGISTRY_WARMUP_SECONDS', ttlSeconds / 2, { min: 0, max: 86_400 }),
+    maxInstances: integer(env, 'REGISTRY_MAX_INSTANCES', DEFAULTS.maxInstances, { min: 1, max: 1_000_000 }),
     healthCheckIntervalSeconds: seconds(env, 'REGISTRY_HEALTH_CHECK_INTERVAL_SECONDS', DEFAULTS.healthCheckIntervalSeconds, { min: 0.05, max: 3600 }),
     healthCheckTimeoutSeconds: seconds(env, 'REGISTRY_HEALTH_CHECK_TIMEOUT_SECONDS', DEFAULTS.healthCheckTimeoutSeconds, { min: 0.05, max: 60 }),
     healthCheckFailures: integer(env, 'REGISTRY_HEALTH_CHECK_FAILURES', DEFAULTS.healthCheckFailures, { min: 1, max: 100 }),

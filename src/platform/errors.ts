@@ -11,6 +11,7 @@ const catalogue = {
   ROUTE_NOT_FOUND: { status: 404, title: 'No such route' },
   INSTANCE_NOT_FOUND: { status: 404, title: 'Instance not registered' },
   INSTANCE_ID_CONFLICT: { status: 409, title: 'Instance id already in use' },
+  REGISTRY_FULL: { status: 503, title: 'The registry holds as many instances as it may' },
   PRODUCT_NOT_FOUND: { status: 404, title: 'Product not found' },
   ORDER_NOT_FOUND: { status: 404, title: 'Order not found' },
   UNKNOWN_PRODUCT: { status: 422, title: 'Order refers to an unknown product' },

@@ -24,11 +24,14 @@ const keyOf = (serviceName: string, url: string) => `${serviceName}\n${url}`
 export interface MemoryStoreOptions {
   ttlMs: number
   clock?: Clock
+  /** Registrations beyond this many instances are refused, so that no client can exhaust memory. */
+  maxInstances?: number
 }
 
 export class MemoryStore implements RegistryStore {
   readonly #ttlMs: number
   readonly #clock: Clock
+  readonly #maxInstances: number
   readonly #services = new Map<string, ServiceEntry>()
   readonly #byId = new Map<string, InstanceRecord>()
   readonly #idByKey = new Map<string, string>()
@@ -39,6 +42,7 @@ export class MemoryStore implements RegistryStore {
     if (!(options.ttlMs > 0)) throw new RangeError(`ttlMs must be a positive number, got ${options.ttlMs}`)
     this.#ttlMs = options.ttlMs
     this.#clock = options.clock ?? Date.now
+    this.#maxInstances = options.maxInstances ?? 10_000
   }
 
   register(request: RegisterBody): RegisterResult {
@@ -50,6 +54,7 @@ export class MemoryStore implements RegistryStore {
     if (holder && keyOf(holder.serviceName, holder.url) !== key) return { kind: 'conflict', existing: holder }
 
     const previous = existingId === undefined ? undefined : this.#byId.get(existingId)
+    if (!previous && this.#byId.size >= this.#maxInstances) return { kind: 'full', limit: this.#maxInstances }
     if (previous) this.#remove(previous)
     const instance: InstanceRecord = {
       id: wantedId,
@@ -179,6 +184,9 @@ export class MemoryStore implements RegistryStore {
     if (!entry) return
     entry.instances.delete(instance.id)
     this.#changed(entry)
+    // Forget a service with no instances left, so that names cannot pile up. Watchers were told
+    // above; if it comes back, the registry-wide counter gives it a fresh, higher index.
+    if (entry.instances.size === 0) this.#services.delete(instance.serviceName)
   }
 
   #entry(serviceName: string): ServiceEntry {

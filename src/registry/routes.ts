@@ -53,6 +53,9 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
 
   app.post('/register', { schema: { tags: ['registry'], summary: 'Register an instance (or refresh it)', body: RegisterBody, response: { 200: Instance, 201: Instance } } }, async (request, reply) => {
     const result = store.register(request.body)
+    if (result.kind === 'full') {
+      throw new AppError('REGISTRY_FULL', `The registry already holds ${result.limit} instances (REGISTRY_MAX_INSTANCES)`)
+    }
     if (result.kind === 'conflict') {
       throw new AppError('INSTANCE_ID_CONFLICT', `Instance id ${result.existing.id} belongs to ${result.existing.serviceName} at ${result.existing.url}`)
     }

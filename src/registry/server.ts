@@ -18,6 +18,7 @@ export interface RegistryAppOptions {
   ttlMs: number
   /** After start, clients keep their previous view while instances re-register; default TTL/2. */
   warmupMs?: number
+  maxInstances?: number
   clock?: Clock
   store?: RegistryStore
   metrics?: Metrics
@@ -58,7 +59,7 @@ function registryMetrics(metrics: Metrics, store: RegistryStore, hub: WatchHub) 
 
 export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { counters: ReturnType<typeof registryMetrics> } {
   const { logger } = options
-  const store = options.store ?? new MemoryStore({ ttlMs: options.ttlMs, clock: options.clock })
+  const store = options.store ?? new MemoryStore({ ttlMs: options.ttlMs, clock: options.clock, maxInstances: options.maxInstances })
   const metrics = options.metrics ?? new Metrics('registry')
   const clock = options.clock ?? Date.now
   const hub = new WatchHub(store, (serviceName, streams) => {
@@ -124,7 +125,7 @@ export function sweepIntervalMs(ttlMs: number): number {
 
 export async function startRegistry(config: RegistryConfig, logger: Logger): Promise<{ app: App; url: string; close: () => Promise<void> }> {
   const ttlMs = config.ttlSeconds * 1000
-  const registry = buildRegistryApp({ logger, ttlMs, warmupMs: config.warmupSeconds * 1000 })
+  const registry = buildRegistryApp({ logger, ttlMs, warmupMs: config.warmupSeconds * 1000, maxInstances: config.maxInstances })
   const timer = setInterval(registry.sweep, sweepIntervalMs(ttlMs))
   timer.unref()
   const checker = new HealthChecker({

@@ -23,6 +23,7 @@ export type RegisterResult =
   | { kind: 'created'; instance: InstanceRecord }
   | { kind: 'refreshed'; instance: InstanceRecord }
   | { kind: 'conflict'; existing: InstanceRecord }
+  | { kind: 'full'; limit: number }
 
 export interface ServiceSnapshot {
   readonly serviceName: string

@@ -30,6 +30,8 @@ describe('configuration', () => {
     assert.deepEqual(loadAllConfig({}), { host: '0.0.0.0', logLevel: 'info', logFormat: undefined, registryPort: 8080, productPorts: [8081, 8082], orderPorts: [8083], gatewayPort: 8000 })
     assert.equal(registry.healthCheckIntervalSeconds, 10)
     assert.equal(registry.healthCheckFailures, 3)
+    assert.equal(registry.maxInstances, 10_000)
+    assert.equal(registry.warmupSeconds, 15)
   })
 
   it('reads the gateway routing table and refuses a malformed one', () => {

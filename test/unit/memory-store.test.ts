@@ -149,3 +149,25 @@ describe('MemoryStore', () => {
     assert.deepEqual(store.services(), [])
   })
 })
+
+describe('MemoryStore limits', () => {
+  it('refuses registrations beyond maxInstances, but still refreshes known ones', () => {
+    const store = new MemoryStore({ ttlMs: 60_000, maxInstances: 2 })
+    assert.equal(store.register(product(1)).kind, 'created')
+    assert.equal(store.register(product(2)).kind, 'created')
+    assert.deepEqual(store.register(product(3)), { kind: 'full', limit: 2 })
+    assert.equal(store.register(product(2)).kind, 'refreshed')
+    store.deregister(product(1))
+    assert.equal(store.register(product(3)).kind, 'created')
+  })
+
+  it('forgets services that have no instance left, and a returning one gets a higher index', () => {
+    const store = new MemoryStore({ ttlMs: 60_000 })
+    store.register({ service_name: 'once', url: 'http://10.0.0.9:1' })
+    const before = store.discover('once').index
+    store.deregister({ service_name: 'once', url: 'http://10.0.0.9:1' })
+    assert.equal(store.discover('once').index, 0)
+    store.register({ service_name: 'once', url: 'http://10.0.0.9:1' })
+    assert.ok(store.discover('once').index > before)
+  })
+})

@@ -87,6 +87,14 @@ describe('registry routes', () => {
     assert.equal(response.json().code, 'INSTANCE_ID_CONFLICT')
   })
 
+  it('answers 503 REGISTRY_FULL past its instance limit', async () => {
+    const built = buildRegistryApp({ logger: silentLogger(), ttlMs: 60_000, maxInstances: 1 })
+    await built.app.inject({ method: 'POST', url: '/register', payload: { service_name: 'product', url: 'http://p:1' } })
+    const response = await built.app.inject({ method: 'POST', url: '/register', payload: { service_name: 'product', url: 'http://p:2' } })
+    assert.equal(response.statusCode, 503)
+    assert.equal(response.json().code, 'REGISTRY_FULL')
+  })
+
   it('serves liveness and readiness', async () => {
     const { app } = registry()
     assert.equal((await app.inject({ method: 'GET', url: '/health/live' })).statusCode, 200)
