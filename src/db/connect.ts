@@ -1,6 +1,9 @@
 import type { Logger } from '../platform/logger.ts'
 import { backoffDelay } from '../discovery/backoff.ts'
-import type { Database } from './database.ts'
+import type { Tracer } from '@opentelemetry/api'
+import type { Migration } from 'kysely/migration'
+import type { ShutdownStep } from '../platform/shutdown.ts'
+import { migrate, openDatabase, type Database } from './database.ts'
 
 /**
  * Connects and migrates, retrying with backoff while the database is unreachable (in Compose it
@@ -23,5 +26,23 @@ export async function connectWithRetry<T>(database: Database<T>, logger: Logger,
       logger.warn({ event: 'database_unavailable', location: database.location, attempt: attempt + 1, retry_in_ms: delay, err_message: message }, 'database not ready; retrying')
       await new Promise((resolve) => setTimeout(resolve, delay))
     }
+  }
+}
+
+/**
+ * A service's own database, ready: opened (SQLite file `<name>.db` or PostgreSQL), reached and
+ * migrated (with retries), plus the readiness check and the closer the service platform wants.
+ */
+export async function serviceDatabase<T>(
+  name: string,
+  migrations: Record<string, Migration>,
+  options: { dataDir: string; databaseUrl: string | undefined; logger: Logger; tracer: Tracer | undefined },
+): Promise<{ database: Database<T>; checks: Record<string, () => Promise<true>>; closers: ShutdownStep[] }> {
+  const database = openDatabase<T>({ name, dataDir: options.dataDir, databaseUrl: options.databaseUrl, tracer: options.tracer })
+  await connectWithRetry(database, options.logger, () => migrate(database, name, migrations))
+  return {
+    database,
+    checks: { database: async () => (await database.ping(), true) },
+    closers: [{ name: 'close database', run: () => database.close() }],
   }
 }

@@ -1,6 +1,5 @@
 import type { ServiceConfig } from '../../config/index.ts'
-import { connectWithRetry } from '../../db/connect.ts'
-import { migrate, openDatabase } from '../../db/database.ts'
+import { serviceDatabase } from '../../db/connect.ts'
 import type { Logger } from '../../platform/logger.ts'
 import type { Telemetry } from '../../platform/telemetry.ts'
 import { createService, type RunningService } from '../../platform/service.ts'
@@ -10,8 +9,7 @@ import { orderMigrations, OrderRepository, type OrderDatabase } from './reposito
 import { registerOrderRoutes } from './routes.ts'
 
 export async function startOrderService(config: ServiceConfig, logger: Logger, telemetry: Telemetry): Promise<RunningService> {
-  const database = openDatabase<OrderDatabase>({ name: 'order', dataDir: config.dataDir, databaseUrl: config.databaseUrl, tracer: telemetry.tracer })
-  await connectWithRetry(database, logger, () => migrate(database, 'order', orderMigrations))
+  const { database, checks, closers } = await serviceDatabase<OrderDatabase>('order', orderMigrations, { ...config, logger, tracer: telemetry.tracer })
   return createService({
     name: 'order',
     description: 'Orders priced from the product service.',
@@ -22,9 +20,9 @@ export async function startOrderService(config: ServiceConfig, logger: Logger, t
       const upstream = upstreamClient(config, { registryClient, logger, metrics, telemetry })
       registerOrderRoutes(app, new OrderRepository(database.db), new ProductClient(upstream.client))
       return {
-        checks: { database: async () => (await database.ping(), true) },
+        checks,
         details: upstream.parts.details,
-        closers: [...upstream.parts.closers, { name: 'close database', run: () => database.close() }],
+        closers: [...upstream.parts.closers, ...closers],
       }
     },
   })

@@ -1,15 +1,13 @@
 import type { ServiceConfig } from '../../config/index.ts'
-import { migrate, openDatabase } from '../../db/database.ts'
+import { serviceDatabase } from '../../db/connect.ts'
 import type { Logger } from '../../platform/logger.ts'
-import type { Telemetry } from '../../platform/telemetry.ts'
 import { createService, type RunningService } from '../../platform/service.ts'
+import type { Telemetry } from '../../platform/telemetry.ts'
 import { productMigrations, ProductRepository, type ProductDatabase } from './repository.ts'
 import { registerProductRoutes } from './routes.ts'
-import { connectWithRetry } from '../../db/connect.ts'
 
 export async function startProductService(config: ServiceConfig, logger: Logger, telemetry: Telemetry): Promise<RunningService> {
-  const database = openDatabase<ProductDatabase>({ name: 'product', dataDir: config.dataDir, databaseUrl: config.databaseUrl, tracer: telemetry.tracer })
-  await connectWithRetry(database, logger, () => migrate(database, 'product', productMigrations))
+  const { database, checks, closers } = await serviceDatabase<ProductDatabase>('product', productMigrations, { ...config, logger, tracer: telemetry.tracer })
   return createService({
     name: 'product',
     description: 'Products: create, read, list.',
@@ -18,10 +16,7 @@ export async function startProductService(config: ServiceConfig, logger: Logger,
     telemetry,
     setup: ({ app }) => {
       registerProductRoutes(app, new ProductRepository(database.db))
-      return {
-        checks: { database: async () => (await database.ping(), true) },
-        closers: [{ name: 'close database', run: () => database.close() }],
-      }
+      return { checks, closers }
     },
   })
 }
