@@ -17,7 +17,7 @@ function responder(captured: CapturedResponse): (res: ServerResponse) => void {
 
 const discover = responder(config.discover)
 const heartbeat = responder(config.heartbeat)
-const notFound = responder({ status: 404, headers: [['content-type', 'text/plain']], body: 'not found' })
+const notFound = responder({ status: 404, headers: [['content-type', 'text/plain']], body: 'not found', keepAliveSeconds: undefined })
 
 const server = createServer((req, res) => {
   if (req.method === 'GET' && req.url === config.discoverPath) return discover(res)
@@ -31,8 +31,9 @@ const server = createServer((req, res) => {
   req.resume()
   notFound(res)
 })
-// Fastify's default, so that the Keep-Alive header is byte for byte the registry's.
-server.keepAliveTimeout = 72_000
+// The registry's own timeout (Fastify's 72 s, or node's 5 s when the app brings its own server),
+// so that idle connections live as long and the Keep-Alive header is byte for byte the same.
+server.keepAliveTimeout = (config.discover.keepAliveSeconds ?? 5) * 1000
 
 server.listen(0, '127.0.0.1', () => {
   const address = server.address()

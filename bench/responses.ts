@@ -6,6 +6,8 @@ export interface CapturedResponse {
   /** Header name and value pairs, without those node:http writes itself (date, connection, ...). */
   headers: [string, string][]
   body: string
+  /** The Keep-Alive timeout the server announced, in seconds; node:http writes that header itself. */
+  keepAliveSeconds: number | undefined
 }
 
 export interface BareConfig {
@@ -24,15 +26,17 @@ export async function capture(response: Response): Promise<CapturedResponse> {
   response.headers.forEach((value, name) => {
     if (!MANAGED_BY_NODE.has(name)) headers.push([name, value])
   })
-  return { status: response.status, headers, body: await response.text() }
+  const keepAlive = /timeout=(\d+)/.exec(response.headers.get('keep-alive') ?? '')
+  return { status: response.status, headers, body: await response.text(), keepAliveSeconds: keepAlive ? Number(keepAlive[1]) : undefined }
 }
 
 function isCaptured(value: unknown): value is CapturedResponse {
   if (typeof value !== 'object' || value === null) return false
-  const { status, headers, body } = value as Record<string, unknown>
+  const { status, headers, body, keepAliveSeconds } = value as Record<string, unknown>
   return (
     typeof status === 'number' &&
     typeof body === 'string' &&
+    (keepAliveSeconds === undefined || typeof keepAliveSeconds === 'number') &&
     Array.isArray(headers) &&
     headers.every((pair) => Array.isArray(pair) && pair.length === 2 && pair.every((part) => typeof part === 'string'))
   )

@@ -134,7 +134,14 @@ export function buildApp(options: BuildAppOptions): App {
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
     requestIdHeader: 'x-request-id',
     ...(fastPath
-      ? { serverFactory: (handler: (request: IncomingMessage, response: ServerResponse) => void) => createServer((request, response) => fastPath(request, response) || handler(request, response)) }
+      ? {
+          serverFactory: (handler: (request: IncomingMessage, response: ServerResponse) => void) => {
+            const server = createServer((request, response) => fastPath(request, response) || handler(request, response))
+            // Fastify applies its server settings only to servers it creates: keep its keep-alive.
+            server.keepAliveTimeout = 72_000
+            return server
+          },
+        }
       : {}),
     frameworkErrors: (error, request, reply) => {
       void sendProblem(reply, toProblem(error, request))
