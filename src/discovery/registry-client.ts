@@ -64,7 +64,7 @@ export class RegistryClient {
   readonly #timeoutMs: number
   readonly #agent: Agent
   readonly #ownsAgent: boolean
-  #tracer: Tracer | undefined
+  readonly #tracer: Tracer | undefined
   #current = 0
 
   constructor(options: RegistryClientOptions) {
@@ -96,10 +96,6 @@ export class RegistryClient {
   async deregister(ref: InstanceRef): Promise<boolean> {
     const outcome = await this.#call('POST', '/deregister', ref, (v) => checkInstance.Check(v))
     return outcome.status === 'ok'
-  }
-
-  async discover(serviceName: string): Promise<RegistryInstance[]> {
-    return (await this.watch(serviceName)).instances
   }
 
   /**
@@ -138,11 +134,6 @@ export class RegistryClient {
       this.#current = (this.#current + 1) % this.#urls.length
       throw error
     }
-  }
-
-  /** Tracing is set up once the instance knows its id, after the client exists. */
-  setTracer(tracer: Tracer | undefined): void {
-    this.#tracer = tracer
   }
 
   async close(): Promise<void> {

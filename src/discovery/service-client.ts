@@ -52,7 +52,6 @@ export interface ServiceClientOptions {
   /** Traces each call and propagates the trace to the callee when given. */
   tracer?: Tracer
   observer?: UpstreamObserver
-  onBreakerChange?: (service: string, instanceId: string, state: BreakerState) => void
 }
 
 // The request did not get an answer from the application: another instance may serve it.
@@ -109,7 +108,6 @@ export class ServiceClient {
   readonly #breakerOptions: { consecutiveFailures: number; halfOpenAfterMs: number }
   readonly #budget: RetryBudget
   readonly #outstanding = new Map<string, number>()
-  readonly #onBreakerChange: ServiceClientOptions['onBreakerChange']
 
   constructor(options: ServiceClientOptions) {
     this.#resolver = options.resolver
@@ -121,7 +119,6 @@ export class ServiceClient {
     this.#observer = options.observer ?? noopUpstreamObserver
     this.#breakerOptions = options.breaker ?? { consecutiveFailures: 5, halfOpenAfterMs: 5000 }
     this.#budget = new RetryBudget({ ratio: 0.2, minPerSecond: 5, windowMs: 10_000, ...options.retryBudget })
-    this.#onBreakerChange = options.onBreakerChange
     this.#ownsAgent = options.agent === undefined
     this.#agent = options.agent ?? new Agent({ connect: { timeout: options.connectTimeoutMs ?? Math.min(1000, this.#timeoutMs) }, keepAliveTimeout: 10_000 })
   }
@@ -239,7 +236,6 @@ export class ServiceClient {
         onStateChange: (instanceId, state) => {
           const level = state === 'open' ? 'warn' : 'info'
           this.#logger[level]({ event: 'breaker', service, instance_id: instanceId, state }, `circuit breaker ${state.replace('_', '-')}`)
-          this.#onBreakerChange?.(service, instanceId, state)
         },
       })
       this.#breakers.set(service, breakers)

@@ -51,10 +51,6 @@ export class AppError extends Error {
   }
 }
 
-export function statusOf(code: ErrorCode): number {
-  return catalogue[code].status
-}
-
 export function problem(code: ErrorCode, detail?: string, extensions: Record<string, unknown> = {}): Problem {
   const { status, title } = catalogue[code]
   return {
@@ -65,8 +61,4 @@ export function problem(code: ErrorCode, detail?: string, extensions: Record<str
     code,
     ...extensions,
   }
-}
-
-export function isAppError(error: unknown): error is AppError {
-  return error instanceof AppError
 }

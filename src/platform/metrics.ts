@@ -5,7 +5,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
-export type UpstreamOutcome = 'success' | 'http_error' | 'connection_error' | 'timeout' | 'retried' | 'short_circuited'
+export type UpstreamOutcome = 'success' | 'http_error' | 'connection_error' | 'timeout'
 
 /**
  * A request count for a hot path: one integer increment per request instead of prom-client's

@@ -124,13 +124,13 @@ export class MemoryStore implements RegistryStore {
     const now = this.#clock()
     const evicted: InstanceRecord[] = []
     for (const instance of this.#byId.values()) {
-      if (this.expiresAt(instance) <= now) evicted.push(instance)
+      if (this.#expiresAt(instance) <= now) evicted.push(instance)
     }
     for (const instance of evicted) this.#remove(instance)
     return evicted
   }
 
-  expiresAt(instance: InstanceRecord): number {
+  #expiresAt(instance: InstanceRecord): number {
     return instance.lastHeartbeat + this.#ttlMs
   }
 
@@ -150,7 +150,7 @@ export class MemoryStore implements RegistryStore {
     let validUntil = Number.POSITIVE_INFINITY
     const live: InstanceRecord[] = []
     for (const instance of entry.instances.values()) {
-      const expiry = this.expiresAt(instance)
+      const expiry = this.#expiresAt(instance)
       if (expiry <= now) continue
       live.push(instance)
       validUntil = Math.min(validUntil, expiry)

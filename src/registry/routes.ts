@@ -25,7 +25,7 @@ export interface RegistryRouteOptions {
   responses: DiscoveryResponses
 }
 
-export const MAX_WAIT_MS = 300_000
+const MAX_WAIT_MS = 300_000
 const DEFAULT_WAIT_MS = 30_000
 const KEEPALIVE_MS = 15_000
 

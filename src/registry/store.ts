@@ -50,8 +50,6 @@ export interface RegistryStore {
   services(): ServiceSnapshot[]
   /** Removes instances whose heartbeat is older than the TTL; returns what it removed. */
   evictExpired(): InstanceRecord[]
-  /** When the next instance would expire, for callers that cache a discovery answer. */
-  expiresAt(instance: InstanceRecord): number
   /** Calls `listener` with the service's name after each change to its index; returns unsubscribe. */
   watch(listener: (serviceName: string) => void): () => void
 }
