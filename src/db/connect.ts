@@ -38,7 +38,9 @@ export async function serviceDatabase<T>(
   migrations: Record<string, Migration>,
   options: { dataDir: string; databaseUrl: string | undefined; logger: Logger; tracer: Tracer | undefined },
 ): Promise<{ database: Database<T>; checks: Record<string, () => Promise<true>>; closers: ShutdownStep[] }> {
-  const database = openDatabase<T>({ name, dataDir: options.dataDir, databaseUrl: options.databaseUrl, tracer: options.tracer })
+  const database = openDatabase<T>({ name, dataDir: options.dataDir, databaseUrl: options.databaseUrl, tracer: options.tracer,
+    onConnectionLost: (error) => options.logger.warn({ event: 'database_connection_lost', err_message: error.message }, 'a database connection broke; the pool will open a new one'),
+  })
   await connectWithRetry(database, options.logger, () => migrate(database, name, migrations))
   return {
     database,

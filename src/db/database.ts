@@ -15,6 +15,8 @@ export interface DatabaseOptions {
   databaseUrl: string | undefined
   /** Queries made while serving a traced request become spans of that trace. */
   tracer?: Tracer
+  /** Told when a connection to PostgreSQL breaks (the pool replaces it); for logs. */
+  onConnectionLost?: (error: Error) => void
 }
 
 export interface Database<T> {
@@ -54,8 +56,15 @@ function querySpans(tracer: Tracer | undefined, system: 'postgresql' | 'sqlite')
 export function openDatabase<T>(options: DatabaseOptions): Database<T> {
   if (options.databaseUrl) {
     const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 10, connectionTimeoutMillis: 5000 })
-    // An idle client losing its connection must not crash the process; the pool replaces it.
+    // A connection that breaks must never crash the process. pg emits 'error' on the client: the
+    // pool listens while the client is idle, nobody while a query holds it (that query fails with
+    // the error, and the pool discards the client when it is released). So every client gets a
+    // listener of its own for its whole life.
+    // (The pool re-emits an idle client's error; the client's own listener has reported it.)
     pool.on('error', () => {})
+    pool.on('connect', (client) => {
+      client.on('error', (error: Error) => options.onConnectionLost?.(error))
+    })
     const db = new Kysely<T>({ dialect: new PostgresDialect({ pool }), log: querySpans(options.tracer, 'postgresql') })
     const url = new URL(options.databaseUrl)
     return {

@@ -8,10 +8,13 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
+import { sql } from 'kysely'
 import { migrate, openDatabase, type Database } from '../../src/db/database.ts'
 import { orderMigrations, OrderRepository, type OrderDatabase } from '../../src/services/order/repository.ts'
 import { productMigrations, ProductRepository, type ProductDatabase } from '../../src/services/product/repository.ts'
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.ts'
+import { startTcpProxy } from '../helpers/tcp-proxy.ts'
+import { waitFor } from '../helpers/wait.ts'
 
 const execFileAsync = promisify(execFile)
 
@@ -127,3 +130,40 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
     })
   })
 }
+
+describe('a PostgreSQL connection that breaks', () => {
+  let pgDatabase: TestDatabase
+  let proxy: Awaited<ReturnType<typeof startTcpProxy>>
+  before(async () => {
+    pgDatabase = await createTestDatabase()
+    proxy = await startTcpProxy(5432)
+  })
+  after(async () => {
+    await proxy?.close()
+    await pgDatabase?.drop()
+  })
+
+  // pg emits 'error' on a client whose connection ends; while a caller holds the client between
+  // queries nobody else listens, and an unheard 'error' would kill the process (and this test).
+  it('is reported, not thrown, even while a caller holds it between queries; the pool recovers', async () => {
+    const url = new URL(pgDatabase.url)
+    url.port = String(proxy.port)
+    const lost: Error[] = []
+    const database = openDatabase<Shop>({ name: 'shop', dataDir: tmpdir(), databaseUrl: url.toString(), onConnectionLost: (error) => lost.push(error) })
+    try {
+      await database.ping()
+      await database.db.connection().execute(async (held) => {
+        await sql`select 1`.execute(held)
+        await proxy.cut()
+        await waitFor(() => lost.length > 0, { timeoutMs: 5000, what: 'the broken connection to be reported' })
+        await assert.rejects(sql`select 1`.execute(held))
+      })
+      assert.match(lost[0]!.message, /terminated/i)
+      await assert.rejects(database.ping(), 'unreachable while cut')
+      await proxy.restore()
+      await waitFor(async () => database.ping().then(() => true, () => false), { timeoutMs: 5000, what: 'the pool to reconnect' })
+    } finally {
+      await database.close()
+    }
+  })
+})
