@@ -19,6 +19,8 @@ interface View {
   epoch: string
   /** Kept from before a registry restart, until its warm-up ends. */
   provisional: boolean
+  /** The warm-up the registry had left when it last answered. */
+  warmupMs: number
   updatedAt: number
 }
 
@@ -105,7 +107,7 @@ export class Resolver {
       try {
         const answer = await this.#client.watch(
           serviceName,
-          view ? { index: view.index, epoch: view.epoch, waitMs: this.#waitMs } : undefined,
+          view ? { index: view.index, epoch: view.epoch, waitMs: this.#nextWaitMs(view) } : undefined,
           this.#abort.signal,
         )
         failures = 0
@@ -125,6 +127,16 @@ export class Resolver {
         })
       }
     }
+  }
+
+  /**
+   * A provisional view must hear when the warm-up ends even if nothing else changes. The registry
+   * cuts a blocking query short at the end of its warm-up, but a query that arrives just after it
+   * (the last answer said "1 ms left") would otherwise wait the whole interval: so ask for no
+   * longer than the warm-up the registry reported.
+   */
+  #nextWaitMs(view: View): number {
+    return view.provisional ? Math.min(this.#waitMs, Math.max(1, view.warmupMs)) : this.#waitMs
   }
 
   #apply(serviceName: string, answer: DiscoveryView): void {
@@ -149,7 +161,7 @@ export class Resolver {
     }
     const changed =
       !previous || previous.instances.length !== instances.length || previous.instances.some((instance, k) => instance.url !== instances[k]?.url || instance.status !== instances[k]?.status)
-    this.#views.set(serviceName, { instances, index: answer.index, epoch: answer.epoch, provisional, updatedAt: Date.now() })
+    this.#views.set(serviceName, { instances, index: answer.index, epoch: answer.epoch, provisional, warmupMs: answer.warmupMs, updatedAt: Date.now() })
     if (changed) this.#onChange?.(serviceName, instances)
   }
 

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, afterEach, describe, it } from 'node:test'
 import { backoffDelay, jitter } from '../../src/discovery/backoff.ts'
@@ -135,6 +136,39 @@ describe('resolver', () => {
     registry.store.deregister({ service_name: 'product', url: 'http://10.9.9.9:7' })
     await waitFor(async () => (await resolver.resolve('product')).length === 0, { timeoutMs: 2000, what: 'the removal' })
     assert.deepEqual(changes, [0, 1, 0])
+  })
+
+  it('while its view is provisional, waits no longer than the warm-up the registry reported', async () => {
+    // A scripted registry: the client's view is two instances, then a restarted registry (new
+    // epoch) knows one with 5 ms of warm-up left, then the warm-up has ended with nothing else
+    // changed. The third question must not block for the full watch interval (30 s): it asks to
+    // wait at most the 5 ms the registry reported, and the view becomes final.
+    const instance = (port: number) => ({
+      id: `product-${port}`, service_name: 'product', url: `http://10.9.9.9:${port}`, status: 'up', metadata: {},
+      registered_at: '2026-11-29T00:00:00.000Z', last_heartbeat: '2026-11-29T00:00:00.000Z',
+    })
+    const script = [
+      { epoch: 'first', warmup: 0, instances: [instance(8), instance(9)] },
+      { epoch: 'second', warmup: 5, instances: [instance(8)] },
+      { epoch: 'second', warmup: 0, instances: [instance(8)] },
+    ]
+    const asked: Array<string | null> = []
+    const server = createServer((request, response) => {
+      const query = new URL(request.url ?? '/', 'http://x').searchParams
+      const step = script[asked.length]
+      asked.push(query.get('wait'))
+      if (!step) return void request.socket.on('close', () => response.destroy()) // later questions: block
+      response.writeHead(200, { 'content-type': 'application/json', 'x-registry-index': '1', 'x-registry-epoch': step.epoch, 'x-registry-warmup-ms': String(step.warmup) })
+      response.end(JSON.stringify({ service_name: 'product', instances: step.instances }))
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const client = new RegistryClient({ urls: [`http://127.0.0.1:${(server.address() as AddressInfo).port}`] })
+    const resolver = new Resolver({ client, logger: silentLogger(), waitMs: 30_000 })
+    cleanups.push(async () => new Promise((resolve) => server.close(resolve)), () => client.close(), async () => resolver.close())
+    assert.equal((await resolver.resolve('product')).length, 2)
+    await waitFor(async () => (await resolver.resolve('product')).length === 1, { what: 'the final view' })
+    assert.deepEqual(asked.slice(0, 3), [null, '30000ms', '5ms'])
+    assert.equal(resolver.status().services.product?.provisional, false)
   })
 
   it('keeps its view when a restarted registry knows nobody yet, until the warm-up ends', async () => {
