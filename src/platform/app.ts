@@ -38,8 +38,14 @@ export interface BuildAppOptions {
   /** True once the instance is draining (before the server itself starts closing). */
   draining?: () => boolean
   /** Answers a request before Fastify sees it, returning true; false passes it on (hot paths). */
-  fastPath?: (request: IncomingMessage, response: ServerResponse) => boolean
+  fastPath?: FastPath
 }
+
+/**
+ * Takes a request before Fastify's routing (returning true) or leaves it (false). One that took
+ * it may still hand it to Fastify later through `next`.
+ */
+export type FastPath = (request: IncomingMessage, response: ServerResponse, next: (request: IncomingMessage, response: ServerResponse) => void) => boolean
 
 const quietDefaults = new Set(['/health/live', '/health/ready', '/metrics', '/docs/*', '/openapi.json'])
 
@@ -136,7 +142,7 @@ export function buildApp(options: BuildAppOptions): App {
     ...(fastPath
       ? {
           serverFactory: (handler: (request: IncomingMessage, response: ServerResponse) => void) => {
-            const server = createServer((request, response) => fastPath(request, response) || handler(request, response))
+            const server = createServer((request, response) => fastPath(request, response, handler) || handler(request, response))
             // Fastify applies its server settings only to servers it creates: keep its keep-alive.
             server.keepAliveTimeout = 72_000
             return server

@@ -11,11 +11,11 @@ export type UpstreamOutcome = 'success' | 'http_error' | 'connection_error' | 't
  * A request count for a hot path: one integer increment per request instead of prom-client's
  * label hashing, folded into `http_requests_total` when /metrics is scraped.
  */
-export class HotRequestCount {
-  readonly labels: Readonly<Record<'method' | 'route' | 'status', string | number>>
+export class HotCount<L extends string = 'method' | 'route' | 'status'> {
+  readonly labels: Readonly<Record<L, string | number>>
   #pending = 0
 
-  constructor(labels: Readonly<Record<'method' | 'route' | 'status', string | number>>) {
+  constructor(labels: Readonly<Record<L, string | number>>) {
     this.labels = labels
   }
 
@@ -32,7 +32,7 @@ export class HotRequestCount {
 
 export class Metrics {
   readonly registry = new Registry()
-  readonly #hot: HotRequestCount[] = []
+  readonly #hot: HotCount[] = []
   readonly httpRequests: Counter<'method' | 'route' | 'status'>
   readonly httpDuration: Histogram<'method' | 'route' | 'status'>
   readonly upstreamRequests: Counter<'service' | 'instance' | 'outcome'>
@@ -77,10 +77,34 @@ export class Metrics {
     })
   }
 
-  hotRequestCount(labels: Readonly<Record<'method' | 'route' | 'status', string | number>>): HotRequestCount {
-    const count = new HotRequestCount(labels)
+  /** A count of http_requests_total for one label set, kept in a plain number (hot paths). */
+  hotRequestCount(labels: Readonly<Record<'method' | 'route' | 'status', string | number>>): HotCount {
+    const count = new HotCount(labels)
     this.#hot.push(count)
     return count
+  }
+
+  /**
+   * A counter for hot paths: each label set is counted in a plain number and added to the
+   * prom-client counter at scrape time (its per-increment label hashing costs microseconds).
+   */
+  hotCounter<L extends string>(name: string, help: string, labelNames: readonly L[]): (labels: Readonly<Record<L, string | number>>) => HotCount<L> {
+    const counts: HotCount<L>[] = []
+    new Counter<L>({
+      name,
+      help,
+      labelNames,
+      registers: [this.registry],
+      collect(this: Counter<L>) {
+        // Every label set shows from the first scrape, at 0 until it happens.
+        for (const count of counts) this.inc(count.labels as Partial<Record<L, string | number>>, count.take())
+      },
+    })
+    return (labels) => {
+      const count = new HotCount<L>(labels)
+      counts.push(count)
+      return count
+    }
   }
 
   counter<L extends string>(name: string, help: string, labelNames: readonly L[]): Counter<L> {

@@ -1,7 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Readable } from 'node:stream'
+import { Compile } from 'typebox/compile'
+import type { FastPath } from '../platform/app.ts'
 import type { Metrics } from '../platform/metrics.ts'
 import type { Logger } from '../platform/logger.ts'
-import { snapshotView } from './views.ts'
+import { HeartbeatBody } from './schemas.ts'
+import { snapshotView, toView } from './views.ts'
 import type { RegistryStore, ServiceSnapshot } from './store.ts'
 
 /** The encoded discovery answer of each snapshot: built once per change, reused until the next. */
@@ -39,7 +43,7 @@ export interface FastPathOptions {
  * methods) returns false and goes through Fastify as usual. The answer is the route's, byte for
  * byte, with the same headers; the request is counted and logged like the route's.
  */
-export function discoverFastPath(options: FastPathOptions): (request: IncomingMessage, response: ServerResponse) => boolean {
+export function discoverFastPath(options: FastPathOptions): FastPath {
   const { store, responses, metrics, logger } = options
   const route = '/discover/:service_name'
   // Counted exactly but not timed: the in-process work is a few microseconds, and prom-client's
@@ -64,4 +68,99 @@ export function discoverFastPath(options: FastPathOptions): (request: IncomingMe
     if (logger.isLevelEnabled('info')) logger.info({ method: 'GET', route, url: request.url, status: 200 }, 'request')
     return true
   }
+}
+
+/** The first fast path that takes the request answers it. */
+export function registryFastPath(...paths: FastPath[]): FastPath {
+  return (request, response, next) => paths.some((path) => path(request, response, next))
+}
+
+// A heartbeat body is a few dozen bytes; anything bigger is left to Fastify (and its body limit).
+const HEARTBEAT_MAX_BYTES = 4096
+// secure-json-parse (Fastify's parser) refuses these keys: leave such bodies to it.
+const PROTOTYPE_KEYS = /__proto__|constructor/
+const checkHeartbeat = Compile(HeartbeatBody)
+const replayed = new WeakMap<IncomingMessage, Buffer>()
+
+export interface HeartbeatFastPathOptions {
+  store: RegistryStore
+  metrics: Metrics
+  logger: Logger
+  closing: () => boolean
+  /** Reports a heartbeat of a known instance, as the route does. */
+  onHeartbeat: () => void
+}
+
+/**
+ * `POST /heartbeat` is every instance's steady traffic. A well-formed heartbeat of a known
+ * instance (JSON body up to 4 KiB with a Content-Length, valid against the route's own schema) is
+ * answered here, before Fastify, with the route's answer: 200 and the instance. Anything else
+ * (malformed or oversized bodies, other content types, chunked bodies, unknown instances) goes to
+ * the route with the body it sent, which `replayHeartbeatBody` hands back to Fastify's parser, so
+ * that every error is answered in one place, by the route.
+ */
+export function heartbeatFastPath(options: HeartbeatFastPathOptions): FastPath {
+  const { store, metrics, logger } = options
+  const route = '/heartbeat'
+  const served = metrics.hotRequestCount({ method: 'POST', route, status: 200 })
+  return (request, response, next) => {
+    if (request.method !== 'POST' || request.url !== route) return false
+    const length = Number(request.headers['content-length'])
+    const type = request.headers['content-type']
+    if (!(length > 0 && length <= HEARTBEAT_MAX_BYTES) || request.headers['transfer-encoding'] !== undefined) return false
+    if (type !== 'application/json' && !type?.startsWith('application/json;')) return false
+    const chunks: Buffer[] = []
+    let received = 0
+    request.on('data', (chunk: Buffer) => {
+      chunks.push(chunk)
+      received += chunk.length
+    })
+    request.on('end', () => {
+      const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received)
+      const instance = received === length ? knownInstance(store, body) : undefined
+      if (!instance) {
+        replayed.set(request, body)
+        next(request, response)
+        return
+      }
+      options.onHeartbeat()
+      const answer = Buffer.from(JSON.stringify(toView(instance)))
+      response.writeHead(200, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': answer.length,
+        ...(options.closing() ? { connection: 'close' } : {}),
+      })
+      response.end(answer)
+      served.inc()
+      if (logger.isLevelEnabled('info')) logger.info({ method: 'POST', route, url: route, status: 200 }, 'request')
+    })
+    // A client that goes away mid-body: its socket is gone, there is no one to answer.
+    request.on('error', () => request.destroy())
+    return true
+  }
+}
+
+function knownInstance(store: RegistryStore, body: Buffer) {
+  const text = body.toString('utf8')
+  if (PROTOTYPE_KEYS.test(text)) return undefined
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  return checkHeartbeat.Check(value) ? store.heartbeat(value) : undefined
+}
+
+/**
+ * For the heartbeat route's `preParsing` hook: the body the fast path read before passing the
+ * request on, as the stream Fastify parses (and checks against Content-Length and its limit).
+ */
+export function replayHeartbeatBody(request: IncomingMessage): Readable | undefined {
+  const body = replayed.get(request)
+  if (body === undefined) return undefined
+  replayed.delete(request)
+  const stream = Readable.from([body], { objectMode: false }) as Readable & { receivedEncodedLength?: number }
+  stream.receivedEncodedLength = body.length
+  return stream
 }

@@ -5,7 +5,8 @@ import { DiscoverParams, HeartbeatBody, Instance, InstanceParams, InstanceRef, R
 import { parseWait, type WatchHub } from './watch.ts'
 import type { InstanceRecord, RegistryStore } from './store.ts'
 import { snapshotView, toView } from './views.ts'
-import type { DiscoveryResponses } from './fast-path.ts'
+import { replayHeartbeatBody, type DiscoveryResponses } from './fast-path.ts'
+import type { FastifyReply, FastifyRequest, RequestPayload } from 'fastify'
 
 /** What the routes report, for logs and metrics. */
 export interface RegistryEvents {
@@ -66,7 +67,13 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
       .send(toView(result.instance))
   })
 
-  app.post('/heartbeat', { schema: { tags: ['registry'], summary: 'Heartbeat an instance', body: HeartbeatBody, response: { 200: Instance } } }, async (request) => {
+  const heartbeatRoute = {
+    schema: { tags: ['registry'], summary: 'Heartbeat an instance', body: HeartbeatBody, response: { 200: Instance } },
+    // A heartbeat the fast path passed on arrives with its body already read: parse that.
+    preParsing: (request: FastifyRequest, _reply: FastifyReply, payload: RequestPayload, done: (error: null, payload: RequestPayload) => void) =>
+      done(null, replayHeartbeatBody(request.raw) ?? payload),
+  }
+  app.post('/heartbeat', heartbeatRoute, async (request) => {
     const instance = store.heartbeat(request.body)
     events.heartbeat(instance !== undefined)
     if (!instance) throw notFound(request.body)

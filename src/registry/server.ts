@@ -8,7 +8,7 @@ import { MemoryStore, type Clock } from './memory-store.ts'
 import { randomBytes } from 'node:crypto'
 import { registerRegistryRoutes, type RegistryEvents } from './routes.ts'
 import { changeEvent } from './views.ts'
-import { DiscoveryResponses, discoverFastPath } from './fast-path.ts'
+import { DiscoveryResponses, discoverFastPath, heartbeatFastPath, registryFastPath } from './fast-path.ts'
 import { WatchHub } from './watch.ts'
 import { registerDashboard } from './dashboard/routes.ts'
 import { effectiveStatus, type InstanceRecord, type RegistryStore } from './store.ts'
@@ -36,6 +36,12 @@ export interface RegistryApp {
 
 const fields = (instance: InstanceRecord) => ({ service_name: instance.serviceName, instance_id: instance.id, url: instance.url })
 
+/** Heartbeats are the registry's most frequent request: counted in plain numbers. */
+function heartbeatCounts(metrics: Metrics) {
+  const count = metrics.hotCounter('registry_heartbeats_total', 'Heartbeats, by whether the instance was known', ['outcome'])
+  return { known: count({ outcome: 'ok' }), unknown: count({ outcome: 'unknown_instance' }) }
+}
+
 /** Registry metrics: instances by service and status, and counters of what happened. */
 function registryMetrics(metrics: Metrics, store: RegistryStore, hub: WatchHub) {
   metrics.gauge('registry_watchers', 'Open watches: blocking queries and event streams', ['kind'], (gauge) => {
@@ -51,7 +57,7 @@ function registryMetrics(metrics: Metrics, store: RegistryStore, hub: WatchHub) 
   return {
     registrations: metrics.counter('registry_registrations_total', 'Registrations, new and refreshed', ['service', 'kind']),
     deregistrations: metrics.counter('registry_deregistrations_total', 'Deregistrations', ['service']),
-    heartbeats: metrics.counter('registry_heartbeats_total', 'Heartbeats, by whether the instance was known', ['outcome']),
+    heartbeats: heartbeatCounts(metrics),
     evictions: metrics.counter('registry_evictions_total', 'Instances evicted for missing heartbeats', ['service']),
     healthChecks: metrics.counter('registry_health_checks_total', 'Health check probes, by outcome', ['outcome']),
   }
@@ -76,7 +82,10 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
     logger,
     metrics,
     openapi: { title: 'Service registry', description: 'Register, discover, heartbeat, watch.' },
-    fastPath: discoverFastPath({ store, responses, epoch, warmupRemainingMs, metrics, logger, closing: () => draining }),
+    fastPath: registryFastPath(
+      discoverFastPath({ store, responses, epoch, warmupRemainingMs, metrics, logger, closing: () => draining }),
+      heartbeatFastPath({ store, metrics, logger, closing: () => draining, onHeartbeat: () => counters.heartbeats.known.inc() }),
+    ),
   })
   app.addHook('preClose', async () => {
     draining = true
@@ -96,7 +105,7 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
       counters.deregistrations.inc({ service: instance.serviceName })
       logger.info({ event: 'deregistered', ...fields(instance) }, 'instance deregistered')
     },
-    heartbeat: (known) => counters.heartbeats.inc({ outcome: known ? 'ok' : 'unknown_instance' }),
+    heartbeat: (known) => (known ? counters.heartbeats.known : counters.heartbeats.unknown).inc(),
   }
   // Routes go in a plugin registered after the OpenAPI one, which documents them.
   void app.register(async (scoped) => {

@@ -4,6 +4,7 @@ import { afterEach, describe, it } from 'node:test'
 import { buildRegistryApp, type RegistryApp } from '../../src/registry/server.ts'
 import { parseWait } from '../../src/registry/watch.ts'
 import { silentLogger } from '../helpers/logger.ts'
+import { rawConnect } from '../helpers/raw-http.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 let open: RegistryApp[] = []
@@ -155,5 +156,85 @@ describe('the discovery fast path', () => {
     // Exactly counted: 5 on the fast path, 1 through the route (the HEAD is counted apart).
     const metrics = await (await fetch(`${base}/metrics`)).text()
     assert.match(metrics, /http_requests_total\{method="GET",route="\/discover\/:service_name",status="200",role="registry"\} 6\n/)
+  })
+})
+
+describe('the heartbeat fast path', () => {
+  // A stopped clock: every heartbeat stamps the same time, so answers compare byte for byte.
+  const stopped = () => {
+    const built = buildRegistryApp({ logger: silentLogger(), ttlMs: 60_000, warmupMs: 0, clock: () => Date.parse('2026-11-29T10:00:00.000Z') })
+    open.push(built)
+    return built
+  }
+  const json = { 'content-type': 'application/json' }
+  const heartbeat = (base: string, body: string, headers: Record<string, string> = json) => fetch(`${base}/heartbeat`, { method: 'POST', headers, body })
+
+  it('answers exactly as the route does, and counts every heartbeat once', async () => {
+    const { app, store } = stopped()
+    store.register({ service_name: 'product', url: 'http://10.0.0.1:1', metadata: { zone: 'é-ü' } })
+    await app.listen({ host: '127.0.0.1', port: 0 })
+    const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+    const body = JSON.stringify({ service_name: 'product', url: 'http://10.0.0.1:1' })
+    const fast = await heartbeat(base, body)
+    // A streamed body (no Content-Length) is left to Fastify: the route's own answer.
+    const routed = await fetch(`${base}/heartbeat`, { method: 'POST', headers: json, body: new Blob([body]).stream(), duplex: 'half' } as RequestInit)
+    assert.equal(fast.status, 200)
+    assert.equal(routed.status, 200)
+    assert.equal(await fast.text(), await routed.text())
+    assert.equal(fast.headers.get('content-type'), routed.headers.get('content-type'))
+    assert.match(fast.headers.get('keep-alive') ?? '', /timeout=72/)
+
+    // A body that arrives in pieces is put together.
+    const port = (app.server.address() as AddressInfo).port
+    const connection = await rawConnect(port)
+    await connection.write(`POST /heartbeat HTTP/1.1\r\nhost: x\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${body.length}\r\n\r\n${body.slice(0, 10)}`)
+    await new Promise((resolve) => setImmediate(resolve))
+    await connection.write(body.slice(10))
+    const [pieced] = await connection.responses(1)
+    connection.socket.destroy()
+    assert.equal(pieced?.status, 200)
+    assert.equal(pieced?.body, Buffer.from(await (await heartbeat(base, body)).arrayBuffer()).toString('latin1'))
+
+    assert.equal((await heartbeat(base, JSON.stringify({ service_name: 'product', url: 'http://10.0.0.1:2' }))).status, 404)
+    const metrics = await (await fetch(`${base}/metrics`)).text()
+    assert.match(metrics, /http_requests_total\{method="POST",route="\/heartbeat",status="200",role="registry"\} 4\n/)
+    assert.match(metrics, /http_requests_total\{method="POST",route="\/heartbeat",status="404",role="registry"\} 1\n/)
+    assert.match(metrics, /registry_heartbeats_total\{outcome="ok",role="registry"\} 4\n/)
+    assert.match(metrics, /registry_heartbeats_total\{outcome="unknown_instance",role="registry"\} 1\n/)
+    // Only requests that went through Fastify are timed: the streamed one. The other three
+    // 200s were answered by the fast path.
+    assert.match(metrics, /http_request_duration_seconds_count\{role="registry",method="POST",route="\/heartbeat",status="200"\} 1\n/)
+  })
+
+  it('leaves every bad or unusual heartbeat to the route, body and all, which answers as it always does', async () => {
+    const { app, store } = stopped()
+    const instance = store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
+    assert.equal(instance.kind, 'created')
+    await app.listen({ host: '127.0.0.1', port: 0 })
+    const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
+    const cases: Array<[string, string, Record<string, string>, number, string | undefined]> = [
+      ['unknown instance', JSON.stringify({ instance_id: 'product-000000000000' }), json, 404, 'INSTANCE_NOT_FOUND'],
+      ['malformed JSON', '{"service_name":"product",', json, 400, 'INVALID_JSON'],
+      ['prototype pollution', '{"instance_id":"x","__proto__":{"polluted":1}}', json, 400, 'INVALID_JSON'],
+      ['neither id nor url', JSON.stringify({ service_name: 'product' }), json, 400, 'VALIDATION_FAILED'],
+      ['a JSON array', '[1,2]', json, 400, 'VALIDATION_FAILED'],
+      ['a status nobody reports', JSON.stringify({ service_name: 'product', url: 'http://10.0.0.1:1', status: 'sleeping' }), json, 400, 'VALIDATION_FAILED'],
+      ['another content type', JSON.stringify({ service_name: 'product', url: 'http://10.0.0.1:1' }), { 'content-type': 'text/xml' }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
+      ['over the fast path\'s 4 KiB, under the limit', JSON.stringify({ service_name: 'product', url: 'http://10.0.0.1:1', padding: 'x'.repeat(8000) }), json, 200, undefined],
+      ['over the 1 MiB limit', JSON.stringify({ service_name: 'product', url: 'http://10.0.0.1:1', padding: 'x'.repeat(1_100_000) }), json, 413, 'BODY_TOO_LARGE'],
+    ]
+    for (const [what, body, headers, status, code] of cases) {
+      const response = await heartbeat(base, body, headers)
+      const answer = (await response.json()) as { code?: string; id?: string }
+      assert.equal(response.status, status, what)
+      assert.equal(answer.code, code, what)
+      if (status === 200) assert.equal(answer.id, instance.instance.id, what)
+    }
+    assert.equal(({} as Record<string, unknown>).polluted, undefined)
+    // A heartbeat that reports a status changes membership: watchers hear of it.
+    const index = store.discover('product').index
+    const draining = await heartbeat(base, JSON.stringify({ instance_id: instance.instance.id, status: 'draining' }))
+    assert.equal(((await draining.json()) as { status: string }).status, 'draining')
+    assert.ok(store.discover('product').index > index)
   })
 })
