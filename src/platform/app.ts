@@ -47,7 +47,8 @@ export interface BuildAppOptions {
  */
 export type FastPath = (request: IncomingMessage, response: ServerResponse, next: (request: IncomingMessage, response: ServerResponse) => void) => boolean
 
-const quietDefaults = new Set(['/health/live', '/health/ready', '/metrics', '/docs/*', '/openapi.json'])
+/** Routes whose request lines are debug by default: probes, scrapes and documentation. */
+export const QUIET_ROUTES: ReadonlySet<string> = new Set(['/health/live', '/health/ready', '/metrics', '/docs/*', '/openapi.json'])
 
 // Fastify maps these framework errors to 4xx itself; we only translate them into our catalogue.
 const frameworkCodes: Record<string, ErrorCode> = {
@@ -131,7 +132,7 @@ export function buildApp(options: BuildAppOptions): App {
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: BODY_LIMIT_BYTES,
-    logController: new RequestLog(options.quietRoutes ?? quietDefaults),
+    logController: new RequestLog(options.quietRoutes ?? QUIET_ROUTES),
     // Keep-alive sockets with no request in flight are closed at shutdown; busy ones drain.
     forceCloseConnections: 'idle',
     // While closing, requests that still arrive on open connections are served (callers with a

@@ -6,7 +6,7 @@ import type { Metrics } from '../platform/metrics.ts'
 import type { Logger } from '../platform/logger.ts'
 import { HeartbeatBody } from './schemas.ts'
 import { snapshotView, toView } from './views.ts'
-import type { RegistryStore, ServiceSnapshot } from './store.ts'
+import type { InstanceRecord, RegistryStore, ServiceSnapshot } from './store.ts'
 
 /** The encoded discovery answer of each snapshot: built once per change, reused until the next. */
 export class DiscoveryResponses {
@@ -88,7 +88,7 @@ export interface HeartbeatFastPathOptions {
   logger: Logger
   closing: () => boolean
   /** Reports a heartbeat of a known instance, as the route does. */
-  onHeartbeat: () => void
+  onHeartbeat: (instance: InstanceRecord) => void
 }
 
 /**
@@ -123,7 +123,7 @@ export function heartbeatFastPath(options: HeartbeatFastPathOptions): FastPath {
         next(request, response)
         return
       }
-      options.onHeartbeat()
+      options.onHeartbeat(instance)
       const answer = Buffer.from(JSON.stringify(toView(instance)))
       response.writeHead(200, {
         'content-type': 'application/json; charset=utf-8',
@@ -132,7 +132,7 @@ export function heartbeatFastPath(options: HeartbeatFastPathOptions): FastPath {
       })
       response.end(answer)
       served.inc()
-      if (logger.isLevelEnabled('info')) logger.info({ method: 'POST', route, url: route, status: 200 }, 'request')
+      if (logger.isLevelEnabled('debug')) logger.debug({ method: 'POST', route, url: route, status: 200 }, 'request')
     })
     // A client that goes away mid-body: its socket is gone, there is no one to answer.
     request.on('error', () => request.destroy())

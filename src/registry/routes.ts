@@ -12,7 +12,8 @@ import type { FastifyReply, FastifyRequest, RequestPayload } from 'fastify'
 export interface RegistryEvents {
   registered(instance: InstanceRecord, created: boolean): void
   deregistered(instance: InstanceRecord): void
-  heartbeat(known: boolean): void
+  /** A heartbeat, of a known instance (as it is now) or of an unknown one (undefined). */
+  heartbeat(instance: InstanceRecord | undefined): void
 }
 
 export interface RegistryRouteOptions {
@@ -75,7 +76,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
   }
   app.post('/heartbeat', heartbeatRoute, async (request) => {
     const instance = store.heartbeat(request.body)
-    events.heartbeat(instance !== undefined)
+    events.heartbeat(instance)
     if (!instance) throw notFound(request.body)
     return toView(instance)
   })

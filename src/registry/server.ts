@@ -1,5 +1,5 @@
 import type { RegistryConfig } from '../config/index.ts'
-import { buildApp, type App } from '../platform/app.ts'
+import { buildApp, QUIET_ROUTES, type App } from '../platform/app.ts'
 import { registerHealthRoutes } from '../platform/health.ts'
 import type { Logger } from '../platform/logger.ts'
 import { Metrics } from '../platform/metrics.ts'
@@ -82,9 +82,12 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
     logger,
     metrics,
     openapi: { title: 'Service registry', description: 'Register, discover, heartbeat, watch.' },
+    // Every instance heartbeats every few seconds: those request lines are debug. What a
+    // heartbeat changes (a status, a revival) and every registration and eviction are info.
+    quietRoutes: new Set([...QUIET_ROUTES, '/heartbeat']),
     fastPath: registryFastPath(
       discoverFastPath({ store, responses, epoch, warmupRemainingMs, metrics, logger, closing: () => draining }),
-      heartbeatFastPath({ store, metrics, logger, closing: () => draining, onHeartbeat: () => counters.heartbeats.known.inc() }),
+      heartbeatFastPath({ store, metrics, logger, closing: () => draining, onHeartbeat: (instance) => events.heartbeat(instance) }),
     ),
   })
   app.addHook('preClose', async () => {
@@ -105,7 +108,14 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
       counters.deregistrations.inc({ service: instance.serviceName })
       logger.info({ event: 'deregistered', ...fields(instance) }, 'instance deregistered')
     },
-    heartbeat: (known) => (known ? counters.heartbeats.known : counters.heartbeats.unknown).inc(),
+    heartbeat: (instance) => {
+      if (!instance) return counters.heartbeats.unknown.inc()
+      counters.heartbeats.known.inc()
+      // Heartbeat request lines are debug; a status other than up is worth a line of its own.
+      if (instance.reportedStatus !== 'up') {
+        logger.info({ event: 'status_reported', ...fields(instance), status: instance.reportedStatus }, `instance reports ${instance.reportedStatus}`)
+      }
+    },
   }
   // Routes go in a plugin registered after the OpenAPI one, which documents them.
   void app.register(async (scoped) => {

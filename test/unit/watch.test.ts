@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict'
 import type { AddressInfo } from 'node:net'
+import { Writable } from 'node:stream'
 import { afterEach, describe, it } from 'node:test'
 import { buildRegistryApp, type RegistryApp } from '../../src/registry/server.ts'
 import { parseWait } from '../../src/registry/watch.ts'
+import { createLogger } from '../../src/platform/logger.ts'
 import { silentLogger } from '../helpers/logger.ts'
 import { rawConnect } from '../helpers/raw-http.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -236,5 +238,33 @@ describe('the heartbeat fast path', () => {
     const draining = await heartbeat(base, JSON.stringify({ instance_id: instance.instance.id, status: 'draining' }))
     assert.equal(((await draining.json()) as { status: string }).status, 'draining')
     assert.ok(store.discover('product').index > index)
+  })
+})
+
+describe('registry request lines', () => {
+  it('keep routine heartbeats at debug, and give a reported status other than up a line of its own', async () => {
+    const lines: Array<Record<string, unknown>> = []
+    const destination = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>)
+        done()
+      },
+    })
+    const built = buildRegistryApp({ logger: createLogger({ level: 'info', destination }), ttlMs: 60_000, warmupMs: 0 })
+    open.push(built)
+    await built.app.listen({ host: '127.0.0.1', port: 0 })
+    const base = `http://127.0.0.1:${(built.app.server.address() as AddressInfo).port}`
+    const post = (path: string, body: unknown) => fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    const instance = { service_name: 'product', url: 'http://10.0.0.1:1' }
+    assert.equal((await post('/register', instance)).status, 201)
+    for (let i = 0; i < 3; i++) assert.equal((await post('/heartbeat', { ...instance, status: 'up' })).status, 200)
+    assert.equal((await post('/heartbeat', { ...instance, status: 'draining' })).status, 200)
+    await waitFor(() => lines.find((line) => line.event === 'status_reported'), { what: 'the status line' })
+    assert.deepEqual(lines.filter((line) => line.route === '/heartbeat'), [], 'no heartbeat request lines at info')
+    assert.equal(lines.filter((line) => line.route === '/register').length, 1)
+    assert.equal(lines.filter((line) => line.event === 'registered').length, 1)
+    const status = lines.find((line) => line.event === 'status_reported')
+    assert.equal(status?.status, 'draining')
+    assert.equal(status?.url, instance.url)
   })
 })
