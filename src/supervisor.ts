@@ -67,6 +67,9 @@ export async function runAll(config: AllConfig, env: Env): Promise<void> {
     child.startedAt = Date.now()
     createInterface({ input: proc.stdout! }).on('line', (line) => write(process.stdout, child.label, line))
     createInterface({ input: proc.stderr! }).on('line', (line) => write(process.stderr, child.label, line))
+    // Spawning or signalling failed (not expected for our own executable): say so; 'exit' follows
+    // when there was a process, and restarts it.
+    proc.on('error', (error) => log(`${child.label}: ${error.message}`))
     proc.on('exit', (code, signal) => {
       child.process = undefined
       if (stopping) return
