@@ -34,6 +34,8 @@ export class Registration {
   #timer: NodeJS.Timeout | undefined
   #registryDown = false
   #hasRegistered = false
+  /** A registration request on its way: it may land after `stop()` began. */
+  #inFlight: Promise<unknown> | undefined
   readonly #waiters = new Set<(registered: boolean) => void>()
 
   constructor(options: RegistrationOptions) {
@@ -86,10 +88,14 @@ export class Registration {
 
   /** Stops heartbeating, reports `draining`, and deregisters; never throws. */
   async stop(): Promise<void> {
-    const wasRegistered = this.#state.kind === 'registered'
+    let registered = this.#state.kind === 'registered'
+    const inFlight = this.#inFlight
     this.#setState({ kind: 'stopped' })
     clearTimeout(this.#timer)
-    if (!wasRegistered) return
+    // A registration already sent may still be accepted (at start-up, or re-registering after a
+    // 404): wait for its answer, or the instance would stay registered until its TTL ran out.
+    if (!registered && inFlight) registered = await inFlight.then(() => true, () => false)
+    if (!registered) return
     const { client, serviceName, url, logger } = this.#options
     try {
       // Say "draining" first (watchers drop the instance at once and dashboards show why), then leave.
@@ -106,13 +112,15 @@ export class Registration {
     while (this.#state.kind === 'registering') {
       const attempt = this.#state.attempt
       try {
-        const instance = await client.register({
+        const request = client.register({
           service_name: serviceName,
           url,
           status: this.#status(),
           ...(metadata ? { metadata } : {}),
           ...(healthUrl ? { health_url: healthUrl } : {}),
         })
+        this.#inFlight = request
+        const instance = await request.finally(() => (this.#inFlight = undefined))
         if (this.#state.kind !== 'registering') return
         this.#setState({ kind: 'registered', instance })
         this.#hasRegistered = true

@@ -41,6 +41,37 @@ describe('backoff', () => {
 
 
 describe('registration', () => {
+  it('deregisters on stop even when stop comes while its registration is on the way', async () => {
+    const registry = buildRegistryApp({ logger: silentLogger(), ttlMs: 60_000 })
+    // Hold /register until the test lets it through, and note when it has been answered.
+    let release: () => void = () => {}
+    const gate = new Promise<void>((resolve) => (release = resolve))
+    let held = 0
+    let answered = 0
+    registry.app.addHook('preHandler', async (request) => {
+      if (request.url === '/register') {
+        held++
+        await gate
+      }
+    })
+    registry.app.addHook('onResponse', async (request) => {
+      if (request.url === '/register') answered++
+    })
+    await registry.app.listen({ host: '127.0.0.1', port: 0 })
+    cleanups.push(() => registry.app.close())
+    const client = new RegistryClient({ urls: [`http://127.0.0.1:${(registry.app.server.address() as AddressInfo).port}`] })
+    cleanups.push(() => client.close())
+    const registration = new Registration({ client, serviceName: 'product', url: 'http://10.9.9.9:3', heartbeatIntervalMs: 60_000, logger: silentLogger() })
+    registration.start()
+    await waitFor(() => held === 1, { what: 'the registration to reach the registry' })
+    const stopping = registration.stop()
+    release()
+    await stopping
+    await waitFor(() => answered === 1, { what: 'the registration to be answered' })
+    assert.deepEqual(registry.store.members('product').instances, [], 'nothing left registered')
+    assert.equal(registration.state.kind, 'stopped')
+  })
+
   it('registers, heartbeats, registers again after the registry forgot it, and deregisters on stop', async () => {
     const registry = await startRegistry()
     cleanups.push(() => registry.app.close())
