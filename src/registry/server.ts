@@ -82,8 +82,8 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
     logger,
     metrics,
     openapi: { title: 'Service registry', description: 'Register, discover, heartbeat, watch.' },
-    // Every instance heartbeats every few seconds: those request lines are debug. What a
-    // heartbeat changes (a status, a revival) and every registration and eviction are info.
+    // Every instance heartbeats every few seconds: those request lines are debug. A reported
+    // status other than up, and every registration, deregistration and eviction, are info.
     quietRoutes: new Set([...QUIET_ROUTES, '/heartbeat']),
     fastPath: registryFastPath(
       discoverFastPath({ store, responses, epoch, warmupRemainingMs, metrics, logger, closing: () => draining }),
