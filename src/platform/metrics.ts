@@ -30,6 +30,25 @@ export class HotCount<L extends string = 'method' | 'route' | 'status'> {
   }
 }
 
+/**
+ * A prom-client counter that, at scrape time, adds what hot paths counted in plain numbers (a
+ * label set shows once it has been counted, as with prom-client's own increments).
+ */
+function foldingCounter<L extends string>(registry: Registry, name: string, help: string, labelNames: readonly L[], counts: readonly HotCount<L>[]): Counter<L> {
+  return new Counter<L>({
+    name,
+    help,
+    labelNames,
+    registers: [registry],
+    collect(this: Counter<L>) {
+      for (const count of counts) {
+        const n = count.take()
+        if (n > 0) this.inc(count.labels as Partial<Record<L, string | number>>, n)
+      }
+    },
+  })
+}
+
 export class Metrics {
   readonly registry = new Registry()
   readonly #hot: HotCount[] = []
@@ -41,20 +60,7 @@ export class Metrics {
   constructor(role: string) {
     this.registry.setDefaultLabels({ role })
     collectDefaultMetrics({ register: this.registry })
-    const hot = this.#hot
-    this.httpRequests = new Counter({
-      name: 'http_requests_total',
-      help: 'HTTP requests served, by method, route template and status',
-      labelNames: ['method', 'route', 'status'],
-      registers: [this.registry],
-      // Requests answered on a hot path are tallied in plain numbers and added here, at scrape time.
-      collect(this: Counter<'method' | 'route' | 'status'>) {
-        for (const count of hot) {
-          const n = count.take()
-          if (n > 0) this.inc(count.labels, n)
-        }
-      },
-    })
+    this.httpRequests = foldingCounter(this.registry, 'http_requests_total', 'HTTP requests served, by method, route template and status', ['method', 'route', 'status'], this.#hot)
     this.httpDuration = new Histogram({
       name: 'http_request_duration_seconds',
       help: 'Time to serve an HTTP request, by method, route template and status',
@@ -90,16 +96,7 @@ export class Metrics {
    */
   hotCounter<L extends string>(name: string, help: string, labelNames: readonly L[]): (labels: Readonly<Record<L, string | number>>) => HotCount<L> {
     const counts: HotCount<L>[] = []
-    new Counter<L>({
-      name,
-      help,
-      labelNames,
-      registers: [this.registry],
-      collect(this: Counter<L>) {
-        // Every label set shows from the first scrape, at 0 until it happens.
-        for (const count of counts) this.inc(count.labels as Partial<Record<L, string | number>>, count.take())
-      },
-    })
+    foldingCounter(this.registry, name, help, labelNames, counts)
     return (labels) => {
       const count = new HotCount<L>(labels)
       counts.push(count)

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
 import { afterEach, describe, it } from 'node:test'
-import { buildRegistryApp, type RegistryApp } from '../../src/registry/server.ts'
+import { buildRegistryApp, type RegistryApp, type RegistryAppOptions } from '../../src/registry/server.ts'
 import { parseWait } from '../../src/registry/watch.ts'
 import { createLogger } from '../../src/platform/logger.ts'
 import { silentLogger } from '../helpers/logger.ts'
@@ -15,8 +15,8 @@ afterEach(async () => {
   open = []
 })
 
-function registry(warmupMs = 0): RegistryApp {
-  const built = buildRegistryApp({ logger: silentLogger(), ttlMs: 60_000, warmupMs })
+function registry(options: Partial<RegistryAppOptions> = {}): RegistryApp {
+  const built = buildRegistryApp({ logger: silentLogger(), ttlMs: 60_000, warmupMs: 0, ...options })
   open.push(built)
   return built
 }
@@ -93,7 +93,7 @@ describe('blocking queries', () => {
   })
 
   it('report the warm-up left after a start', async () => {
-    const { app } = registry(5000)
+    const { app } = registry({ warmupMs: 5000 })
     const response = await app.inject({ method: 'GET', url: '/discover/product' })
     assert.ok(Number(response.headers['x-registry-warmup-ms']) > 4000)
   })
@@ -163,11 +163,7 @@ describe('the discovery fast path', () => {
 
 describe('the heartbeat fast path', () => {
   // A stopped clock: every heartbeat stamps the same time, so answers compare byte for byte.
-  const stopped = () => {
-    const built = buildRegistryApp({ logger: silentLogger(), ttlMs: 60_000, warmupMs: 0, clock: () => Date.parse('2026-11-29T10:00:00.000Z') })
-    open.push(built)
-    return built
-  }
+  const stopped = () => registry({ clock: () => Date.parse('2026-11-29T10:00:00.000Z') })
   const json = { 'content-type': 'application/json' }
   const heartbeat = (base: string, body: string, headers: Record<string, string> = json) => fetch(`${base}/heartbeat`, { method: 'POST', headers, body })
 
@@ -250,8 +246,7 @@ describe('registry request lines', () => {
         done()
       },
     })
-    const built = buildRegistryApp({ logger: createLogger({ level: 'info', destination }), ttlMs: 60_000, warmupMs: 0 })
-    open.push(built)
+    const built = registry({ logger: createLogger({ level: 'info', destination }) })
     await built.app.listen({ host: '127.0.0.1', port: 0 })
     const base = `http://127.0.0.1:${(built.app.server.address() as AddressInfo).port}`
     const post = (path: string, body: unknown) => fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
