@@ -1,11 +1,10 @@
 import { type Env, type Role, loadAllConfig, loadGatewayConfig, loadRegistryConfig, loadServiceConfig } from './config/index.ts'
-import { startGateway } from './gateway/main.ts'
-import { createLogger } from './platform/logger.ts'
-import { telemetryFromEnv } from './platform/telemetry.ts'
-import { handleSignals } from './platform/shutdown.ts'
-import { startRegistry } from './registry/server.ts'
-import { startOrderService } from './services/order/main.ts'
-import { startProductService } from './services/product/main.ts'
+import { buildGateway } from './gateway/main.ts'
+import { telemetryFromEnv } from './http/telemetry.ts'
+import { createLogger, type Logger, type LoggerOptions } from './lib/logger.ts'
+import { buildRegistry } from './registry/server.ts'
+import { buildOrderService } from './services/order/main.ts'
+import { buildProductService } from './services/product/main.ts'
 import { runAll } from './supervisor.ts'
 
 /** LOG_FORMAT, or pretty on a terminal and JSON lines everywhere else. */
@@ -13,32 +12,37 @@ function formatFor(format: 'json' | 'pretty' | undefined): 'json' | 'pretty' {
   return format ?? (process.stdout.isTTY ? 'pretty' : 'json')
 }
 
+/** The role's logger, and a signal that fires when its stdout is closed (the role then stops). */
+function output(role: Role, config: { logLevel: LoggerOptions['level']; logFormat: 'json' | 'pretty' | undefined }): { logger: Logger; stop: AbortSignal } {
+  const closed = new AbortController()
+  const logger = createLogger({ level: config.logLevel, format: formatFor(config.logFormat), base: { role }, onOutputClosed: () => closed.abort() })
+  return { logger, stop: closed.signal }
+}
+
+/** Every role runs the same way: build it (nothing listens yet), then start it. */
 export async function runRole(role: Role, env: Env): Promise<void> {
   switch (role) {
     case 'registry': {
       const config = loadRegistryConfig(env)
-      const logger = createLogger({ level: config.logLevel, format: formatFor(config.logFormat), base: { role } })
-      const registry = await startRegistry(config, logger)
-      handleSignals({
-        logger,
-        timeoutMs: config.shutdownTimeoutSeconds * 1000,
-        steps: () => [{ name: 'close server', run: registry.close }],
-      })
-      if (process.send) process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'))
+      await buildRegistry(config, output(role, config)).start()
       return
     }
-    case 'product':
+    case 'product': {
+      const config = loadServiceConfig(env, role)
+      const service = await buildProductService(config, { ...output(role, config), telemetry: telemetryFromEnv(env) })
+      await service.start()
+      return
+    }
     case 'order': {
       const config = loadServiceConfig(env, role)
-      const logger = createLogger({ level: config.logLevel, format: formatFor(config.logFormat), base: { role } })
-      const telemetry = telemetryFromEnv(env)
-      await (role === 'product' ? startProductService(config, logger, telemetry) : startOrderService(config, logger, telemetry))
+      const service = await buildOrderService(config, { ...output(role, config), telemetry: telemetryFromEnv(env) })
+      await service.start()
       return
     }
     case 'gateway': {
       const config = loadGatewayConfig(env)
-      const logger = createLogger({ level: config.logLevel, format: formatFor(config.logFormat), base: { role } })
-      await startGateway(config, logger, telemetryFromEnv(env))
+      const service = await buildGateway(config, { ...output(role, config), telemetry: telemetryFromEnv(env) })
+      await service.start()
       return
     }
     case 'all': {

@@ -1,8 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { backoffDelay } from './discovery/backoff.ts'
+import { backoffDelay } from './lib/backoff.ts'
+import { errorCode } from './lib/errors.ts'
 import type { AllConfig, Env } from './config/index.ts'
 
 // cli.ts beside this file when run from the sources, cli.js when run from the build (dist/).
@@ -24,8 +26,11 @@ interface Child {
   restartTimer?: NodeJS.Timeout
 }
 
+// Set when our stdout or stderr is closed under us (`npm start | head`): nothing more is written there.
+const closedStreams = new Set<NodeJS.WriteStream>()
+
 function write(stream: NodeJS.WriteStream, label: string, line: string): void {
-  stream.write(`[${label}] ${line}\n`)
+  if (!closedStreams.has(stream)) stream.write(`[${label}] ${line}\n`)
 }
 
 /**
@@ -119,6 +124,22 @@ export async function runAll(config: AllConfig, env: Env): Promise<void> {
     process.exit(code)
   }
 
+  // Whoever reads our output went away (`npm start | head -n 3`): stop everything, as for Ctrl-C.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error) => {
+      if (errorCode(error) !== 'EPIPE') throw error
+      closedStreams.add(stream)
+      void stopAll(0)
+    })
+  }
+  // A bug of ours must not leave the children running without a supervisor.
+  for (const event of ['uncaughtException', 'unhandledRejection'] as const) {
+    process.on(event, (error: unknown) => {
+      write(process.stderr, 'all', `supervisor failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`)
+      void stopAll(1)
+    })
+  }
+
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.on(signal, () => {
       if (stopping) {
@@ -154,7 +175,7 @@ async function waitReady(url: string, timeoutMs: number, cancelled: () => boolea
     } catch {
       // not up yet
     }
-    await new Promise((resolve) => setTimeout(resolve, 100))
+    await sleep(100)
   }
   return false
 }

@@ -1,4 +1,5 @@
 import { DatabaseSync } from 'node:sqlite'
+import { sqliteErrcode } from './errors.ts'
 import { CompiledQuery, SqliteAdapter, SqliteDialect, SqliteDriver, type DatabaseConnection, type DialectAdapter, type Driver, type SqliteDatabase } from 'kysely'
 
 /** node:sqlite's DatabaseSync in the shape Kysely's SQLite dialect expects (better-sqlite3's). */
@@ -67,7 +68,7 @@ function enableWal(db: DatabaseSync): void {
       db.exec('PRAGMA journal_mode = WAL')
       return
     } catch (error) {
-      const busy = ((error as { errcode?: number }).errcode ?? 0) & 0xff
+      const busy = (sqliteErrcode(error) ?? 0) & 0xff
       if (busy !== SQLITE_BUSY || Date.now() > deadline) throw error
       // Start-up only, and node:sqlite is synchronous anyway: a short blocking pause is fine.
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20)

@@ -1,7 +1,9 @@
-import type { Logger } from '../platform/logger.ts'
-import type { ReportedStatus } from '../registry/schemas.ts'
-import { backoffDelay, jitter, type BackoffOptions, DEFAULT_BACKOFF } from './backoff.ts'
-import { describe, type RegistryClient, type RegistryInstance } from './registry-client.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { Logger } from './logger.ts'
+import { backoffDelay, jitter, type BackoffOptions, DEFAULT_BACKOFF } from '../lib/backoff.ts'
+import type { ReportedStatus } from '../protocol/registry.ts'
+import { describe } from '../lib/errors.ts'
+import { type RegistryClient, type RegistryInstance } from './registry-client.ts'
 
 export type RegistrationState =
   | { kind: 'idle' }
@@ -37,6 +39,7 @@ export class Registration {
   /** A registration request on its way: it may land after `stop()` began. */
   #inFlight: Promise<unknown> | undefined
   readonly #waiters = new Set<(registered: boolean) => void>()
+  readonly #stopped = new AbortController()
 
   constructor(options: RegistrationOptions) {
     this.#options = options
@@ -91,6 +94,7 @@ export class Registration {
     let registered = this.#state.kind === 'registered'
     const inFlight = this.#inFlight
     this.#setState({ kind: 'stopped' })
+    this.#stopped.abort()
     clearTimeout(this.#timer)
     // A registration already sent may still be accepted (at start-up, or re-registering after a
     // 404): wait for its answer, or the instance would stay registered until its TTL ran out.
@@ -137,10 +141,7 @@ export class Registration {
         // One warning when the outage starts, then debug lines, so a long outage does not flood the log.
         const level = attempt === 0 ? 'warn' : 'debug'
         logger[level]({ event: 'register_failed', attempt: attempt + 1, retry_in_ms: delay, err_message: describe(error) }, 'registry unreachable; will retry')
-        await new Promise<void>((resolve) => {
-          this.#timer = setTimeout(resolve, delay)
-          this.#timer.unref()
-        })
+        await sleep(delay, undefined, { signal: this.#stopped.signal, ref: false }).catch(() => {})
         if (this.#state.kind === 'registering') this.#state = { kind: 'registering', attempt: attempt + 1 }
       }
     }

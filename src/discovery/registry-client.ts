@@ -1,13 +1,11 @@
 import type { Tracer } from '@opentelemetry/api'
 import { Agent } from 'undici'
+import { describe } from '../lib/errors.ts'
 import { endSpan, startClientSpan } from './tracing.ts'
 import { Compile } from 'typebox/compile'
-import { Type, type Static } from 'typebox'
-import { Instance, type HeartbeatBody, type InstanceRef, type RegisterBody } from '../registry/schemas.ts'
+import { DiscoverResponse, Instance, REGISTRY_HEADERS, type HeartbeatBody, type InstanceRef, type InstanceView, type RegisterBody } from '../protocol/registry.ts'
 
-export type RegistryInstance = Static<typeof Instance>
-
-const DiscoverResponse = Type.Object({ service_name: Type.String(), instances: Type.Array(Instance) })
+export type RegistryInstance = InstanceView
 const checkInstance = Compile(Instance)
 const checkDiscover = Compile(DiscoverResponse)
 
@@ -112,9 +110,9 @@ export class RegistryClient {
     if (outcome.status !== 'ok') throw new RegistryUnavailableError(this.currentUrl, 'GET /discover answered 404')
     return {
       instances: outcome.value.instances,
-      index: Number(header(outcome.headers, 'x-registry-index')) || 0,
-      epoch: header(outcome.headers, 'x-registry-epoch'),
-      warmupMs: Number(header(outcome.headers, 'x-registry-warmup-ms')) || 0,
+      index: Number(header(outcome.headers, REGISTRY_HEADERS.index)) || 0,
+      epoch: header(outcome.headers, REGISTRY_HEADERS.epoch),
+      warmupMs: Number(header(outcome.headers, REGISTRY_HEADERS.warmup)) || 0,
       registry: this.currentUrl,
     }
   }
@@ -211,12 +209,4 @@ export class RegistryClient {
     if (!check(value)) throw new RegistryUnavailableError(base, `${method} ${path} answered with an unexpected body`)
     return { status: 'ok', value, headers: response.headers }
   }
-}
-
-export function describe(error: unknown): string {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code
-    return typeof code === 'string' ? `${code}: ${error.message}` : error.message
-  }
-  return String(error)
 }

@@ -1,10 +1,14 @@
-import type { Logger } from '../platform/logger.ts'
-import { backoffDelay } from './backoff.ts'
-import { describe, RegistryUnavailableError, type DiscoveryView, type RegistryClient, type RegistryInstance } from './registry-client.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { backoffDelay, type BackoffOptions } from '../lib/backoff.ts'
+import { silentLogger, type Logger } from './logger.ts'
+import { describe } from '../lib/errors.ts'
+import { RegistryUnavailableError, type DiscoveryView, type RegistryClient, type RegistryInstance } from './registry-client.ts'
 
 export interface ResolverOptions {
   client: RegistryClient
-  logger: Logger
+  logger?: Logger
+  /** Between failed watches while the registry is unreachable. */
+  backoff?: BackoffOptions
   /** Longest a watch waits on the registry before it asks again. */
   waitMs?: number
   /** How long the first `resolve` of a service waits for the registry. */
@@ -42,6 +46,7 @@ export class Resolver {
   readonly #waitMs: number
   readonly #firstAnswerMs: number
   readonly #onChange: ResolverOptions['onChange']
+  readonly #backoff: BackoffOptions
   readonly #views = new Map<string, View>()
   readonly #first = new Map<string, Promise<void>>()
   readonly #abort = new AbortController()
@@ -49,7 +54,8 @@ export class Resolver {
 
   constructor(options: ResolverOptions) {
     this.#client = options.client
-    this.#logger = options.logger
+    this.#logger = options.logger ?? silentLogger
+    this.#backoff = options.backoff ?? { initialMs: 100, maxMs: 5000 }
     this.#waitMs = options.waitMs ?? 30_000
     this.#firstAnswerMs = options.firstAnswerMs ?? 3000
     this.#onChange = options.onChange
@@ -118,13 +124,8 @@ export class Resolver {
         if (this.#abort.signal.aborted) return
         firstDone()
         this.#reachable(false, serviceName, error)
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, backoffDelay(failures++, { initialMs: 100, maxMs: 5000 }))
-          this.#abort.signal.addEventListener('abort', () => {
-            clearTimeout(timer)
-            resolve()
-          }, { once: true })
-        })
+        // Abortable, and the abort listener goes with the timer (one per failed round would pile up).
+        await sleep(backoffDelay(failures++, this.#backoff), undefined, { signal: this.#abort.signal }).catch(() => {})
       }
     }
   }

@@ -1,11 +1,13 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Tracer } from '@opentelemetry/api'
 import { Agent } from 'undici'
-import type { Logger } from '../platform/logger.ts'
-import { noopUpstreamObserver, type UpstreamObserver, type UpstreamOutcome } from '../platform/metrics.ts'
+import { describe, errorCodes } from '../lib/errors.ts'
+import type { Logger } from './logger.ts'
+import { noopUpstreamObserver, type UpstreamObserver, type UpstreamOutcome } from './observer.ts'
 import { roundRobin, type Balancer } from './balancer.ts'
-import { backoffDelay } from './backoff.ts'
+import { backoffDelay } from '../lib/backoff.ts'
 import { BrokenCircuitError, InstanceBreakers, type BreakerState } from './breakers.ts'
-import { describe, type RegistryInstance } from './registry-client.ts'
+import type { RegistryInstance } from './registry-client.ts'
 import type { Resolver } from './resolver.ts'
 import { RetryBudget } from './retry-budget.ts'
 import { endSpan, startClientSpan } from './tracing.ts'
@@ -65,18 +67,6 @@ const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
  * gateway, unavailable (draining, overloaded), timeout. The retry budget bounds what this costs.
  */
 const RETRYABLE_STATUSES = new Set([500, 502, 503, 504])
-
-/** Every error code along the cause chain (a proxy's error wraps the socket's). */
-function errorCodes(error: unknown): string[] {
-  const codes: string[] = []
-  let current: unknown = error
-  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
-    const code = (current as { code?: unknown }).code
-    if (typeof code === 'string') codes.push(code)
-    current = current.cause
-  }
-  return codes
-}
 
 const isTimeout = (error: unknown) => errorCodes(error).some((code) => TIMEOUT_CODES.has(code))
 const isRetryable = (error: unknown) => errorCodes(error).some((code) => RETRYABLE_CODES.has(code))
@@ -162,7 +152,7 @@ export class ServiceClient {
           this.#logger.warn({ event: 'retry_budget_exhausted', service }, 'retry budget spent; not retrying')
           break
         }
-        await new Promise((resolve) => setTimeout(resolve, backoffDelay(attempt - 1, { initialMs: 20, maxMs: 200 })))
+        await sleep(backoffDelay(attempt - 1, { initialMs: 20, maxMs: 200 }))
       }
       const untried = instances.filter((instance) => !tried.has(instance.id))
       // A retry goes to another instance; when every one has been tried, stop.

@@ -1,23 +1,26 @@
-import type { GatewayConfig } from '../config/index.ts'
-import type { Logger } from '../platform/logger.ts'
-import { createService, type RunningService } from '../platform/service.ts'
-import { upstreamClient } from '../platform/upstream.ts'
-import type { Telemetry } from '../platform/telemetry.ts'
+import type { Telemetry } from '../http/telemetry.ts'
+import type { Logger } from '../lib/logger.ts'
+import { buildService, type Service, type ServiceOptions } from '../runtime/service.ts'
+import { upstreamClient, type UpstreamOptions } from '../runtime/upstream.ts'
 import { combineOpenApi } from './openapi.ts'
 import { registerGatewayRoutes } from './routes.ts'
+import type { Route } from './routing.ts'
 
-export async function startGateway(config: GatewayConfig, logger: Logger, telemetry: Telemetry): Promise<RunningService> {
-  return createService({
+export type GatewayOptions = ServiceOptions & UpstreamOptions & { routes: Route[] }
+
+/** The gateway, built: its routing table in place, ready for `inject()`. */
+export async function buildGateway(options: GatewayOptions, runtime: { logger: Logger; telemetry: Telemetry; stop?: AbortSignal }): Promise<Service> {
+  const { logger, telemetry } = runtime
+  return buildService({
     name: 'gateway',
     description: 'One entry point in front of the services.',
-    config,
-    logger,
-    telemetry,
+    options,
+    ...runtime,
     setup: async ({ app, registryClient, metrics }) => {
-      const upstream = upstreamClient(config, { registryClient, logger, metrics, telemetry })
-      await registerGatewayRoutes(app, { routes: config.routes, client: upstream.client, timeoutMs: config.upstreamTimeoutSeconds * 1000, tracer: telemetry.tracer })
-      logger.info({ event: 'routes', routes: config.routes }, 'gateway routing table')
-      return { openapi: combineOpenApi(config.routes, upstream.client), ...upstream.parts }
+      const upstream = upstreamClient(options, { registryClient, logger, metrics, telemetry })
+      await registerGatewayRoutes(app, { routes: options.routes, client: upstream.client, timeoutMs: options.upstreamTimeoutSeconds * 1000, tracer: telemetry.tracer })
+      logger.info({ event: 'routes', routes: options.routes }, 'gateway routing table')
+      return { openapi: combineOpenApi(options.routes, upstream.client), ...upstream.parts }
     },
   })
 }

@@ -5,22 +5,15 @@ import type { Tracer } from '@opentelemetry/api'
 import type { RegistryInstance } from '../discovery/registry-client.ts'
 import { UpstreamError, type ServiceClient } from '../discovery/service-client.ts'
 import { endSpan, startClientSpan } from '../discovery/tracing.ts'
-import { sendProblem, type App } from '../platform/app.ts'
-import { problem, type ErrorCode } from '../platform/errors.ts'
+import { sendProblem, type App } from '../http/app.ts'
+import { upstreamError, upstreamFailure } from '../runtime/upstream.ts'
 import type { Route } from './routing.ts'
 
-export interface GatewayOptions {
+export interface GatewayRouteOptions {
   routes: readonly Route[]
   client: ServiceClient
   timeoutMs: number
   tracer: Tracer | undefined
-}
-
-const FAILURE_CODES: Record<UpstreamError['failure'], ErrorCode> = {
-  no_instances: 'NO_HEALTHY_INSTANCE',
-  unavailable: 'UPSTREAM_UNAVAILABLE',
-  timeout: 'UPSTREAM_TIMEOUT',
-  bad_response: 'UPSTREAM_FAILED',
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
@@ -54,7 +47,7 @@ function forwardedFor(request: FastifyRequest): string {
  * breakers, timeouts, retries of idempotent requests on connection failures). Proxying itself,
  * streaming both ways and dropping hop-by-hop headers, is @fastify/reply-from's.
  */
-export async function registerGatewayRoutes(app: App, options: GatewayOptions): Promise<void> {
+export async function registerGatewayRoutes(app: App, options: GatewayRouteOptions): Promise<void> {
   await app.register(replyFrom, {
     undici: { connections: 128, pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs },
     disableRequestLogging: true,
@@ -101,8 +94,8 @@ export async function registerGatewayRoutes(app: App, options: GatewayOptions): 
       await options.client.dispatch(service, { idempotent: retryable(request), retryOnStatus: false }, attempt)
     } catch (error) {
       if (reply.sent) return reply
-      if (error instanceof UpstreamError) return sendProblem(reply, { ...problem(FAILURE_CODES[error.failure], error.message), instance: request.url })
-      return sendProblem(reply, { ...problem('UPSTREAM_FAILED', 'The upstream service failed'), instance: request.url })
+      const failure = error instanceof UpstreamError ? upstreamFailure(error) : upstreamError('UPSTREAM_FAILED', 'The upstream service failed')
+      return sendProblem(reply, failure.toProblem(request.url))
     }
     return reply
   }

@@ -1,10 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import { Compile } from 'typebox/compile'
-import type { FastPath } from '../platform/app.ts'
-import type { Metrics } from '../platform/metrics.ts'
-import type { Logger } from '../platform/logger.ts'
-import { HeartbeatBody } from './schemas.ts'
+import type { FastPath } from '../http/app.ts'
+import type { Metrics } from '../http/metrics.ts'
+import type { Logger } from '../lib/logger.ts'
+import { HeartbeatBody, REGISTRY_HEADERS } from '../protocol/registry.ts'
 import { snapshotView, toView } from './views.ts'
 import type { InstanceRecord, RegistryStore, ServiceSnapshot } from './store.ts'
 
@@ -58,9 +58,9 @@ export function discoverFastPath(options: FastPathOptions): FastPath {
     response.writeHead(200, {
       'content-type': 'application/json; charset=utf-8',
       'content-length': body.length,
-      'x-registry-index': String(snapshot.index),
-      'x-registry-epoch': options.epoch,
-      'x-registry-warmup-ms': String(options.warmupRemainingMs()),
+      [REGISTRY_HEADERS.index]: String(snapshot.index),
+      [REGISTRY_HEADERS.epoch]: options.epoch,
+      [REGISTRY_HEADERS.warmup]: String(options.warmupRemainingMs()),
       ...(options.closing() ? { connection: 'close' } : {}),
     })
     response.end(body)

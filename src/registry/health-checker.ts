@@ -1,5 +1,6 @@
 import { Agent } from 'undici'
-import type { Logger } from '../platform/logger.ts'
+import { errorCode } from '../lib/errors.ts'
+import type { Logger } from '../lib/logger.ts'
 import type { RegistryStore } from './store.ts'
 
 export interface HealthCheckerOptions {
@@ -66,7 +67,7 @@ export class HealthChecker {
       await response.body.dump()
       return response.statusCode >= 200 && response.statusCode < 300 ? undefined : `answered ${response.statusCode}`
     } catch (error) {
-      return error instanceof Error ? ((error as { code?: string }).code ?? error.message) : String(error)
+      return errorCode(error) ?? (error instanceof Error ? error.message : String(error))
     }
   }
 

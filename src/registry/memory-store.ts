@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto'
-import type { HeartbeatBody, InstanceRef, RegisterBody } from './schemas.ts'
+import { instanceIdFor, type HeartbeatBody, type InstanceRef, type RegisterBody } from '../protocol/registry.ts'
 import { effectiveStatus, type InstanceRecord, type RegisterResult, type RegistryStore, type ServiceSnapshot } from './store.ts'
 
 export type Clock = () => number
@@ -11,12 +10,6 @@ interface ServiceEntry {
   readonly instances: Map<string, InstanceRecord>
   /** Views reused until a change or until their first instance expires. */
   cached?: { discover: ServiceSnapshot; members: ServiceSnapshot; validUntil: number }
-}
-
-/** A stable id for `(service_name, url)`, so the same instance keeps its id across registry restarts. */
-export function instanceIdFor(serviceName: string, url: string): string {
-  const digest = createHash('sha256').update(`${serviceName}\n${url}`).digest('hex')
-  return `${serviceName}-${digest.slice(0, 12)}`
 }
 
 const keyOf = (serviceName: string, url: string) => `${serviceName}\n${url}`

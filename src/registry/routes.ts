@@ -1,8 +1,8 @@
 import { Type } from 'typebox'
-import type { App } from '../platform/app.ts'
-import { AppError } from '../platform/errors.ts'
-import { DiscoverParams, HeartbeatBody, Instance, InstanceParams, InstanceRef, RegisterBody, ServiceName as ServiceNameSchema } from './schemas.ts'
-import { parseWait, type WatchHub } from './watch.ts'
+import type { App } from '../http/app.ts'
+import { registryError } from './errors.ts'
+import { DiscoverParams, HeartbeatBody, Instance, InstanceParams, InstanceRef, parseWait, REGISTRY_HEADERS, RegisterBody, ServiceName as ServiceNameSchema } from '../protocol/registry.ts'
+import type { WatchHub } from './watch.ts'
 import type { InstanceRecord, RegistryStore } from './store.ts'
 import { snapshotView, toView } from './views.ts'
 import { replayHeartbeatBody, type DiscoveryResponses } from './fast-path.ts'
@@ -46,7 +46,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
   const { store, events } = options
 
   const notFound = (ref: InstanceRef) =>
-    new AppError(
+    registryError(
       'INSTANCE_NOT_FOUND',
       'instance_id' in ref
         ? `No instance with id ${ref.instance_id} is registered`
@@ -56,10 +56,10 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
   app.post('/register', { schema: { tags: ['registry'], summary: 'Register an instance (or refresh it)', body: RegisterBody, response: { 200: Instance, 201: Instance } } }, async (request, reply) => {
     const result = store.register(request.body)
     if (result.kind === 'full') {
-      throw new AppError('REGISTRY_FULL', `The registry already holds ${result.limit} instances (REGISTRY_MAX_INSTANCES)`)
+      throw registryError('REGISTRY_FULL', `The registry already holds ${result.limit} instances (REGISTRY_MAX_INSTANCES)`)
     }
     if (result.kind === 'conflict') {
-      throw new AppError('INSTANCE_ID_CONFLICT', `Instance id ${result.existing.id} belongs to ${result.existing.serviceName} at ${result.existing.url}`)
+      throw registryError('INSTANCE_ID_CONFLICT', `Instance id ${result.existing.id} belongs to ${result.existing.serviceName} at ${result.existing.url}`)
     }
     events.registered(result.instance, result.kind === 'created')
     return reply
@@ -104,17 +104,25 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
       const warmup = options.warmupRemainingMs()
       // While warming up, answer when it ends too, so that clients learn the registry is whole.
       const waitMs = Math.min(wait === undefined ? DEFAULT_WAIT_MS : (parseWait(wait) ?? DEFAULT_WAIT_MS), MAX_WAIT_MS, warmup > 0 ? warmup : MAX_WAIT_MS)
+      // A client that goes away ends its wait. The listener is on the connection, which outlives the
+      // request when kept alive: remove it, or every blocking query on the connection leaves one.
       const gone = new AbortController()
-      request.raw.socket.once('close', () => gone.abort())
-      await options.hub.waitForChange(name, waitMs, gone.signal)
+      const onClose = () => gone.abort()
+      const socket = request.raw.socket
+      socket.once('close', onClose)
+      try {
+        await options.hub.waitForChange(name, waitMs, gone.signal)
+      } finally {
+        socket.removeListener('close', onClose)
+      }
       snapshot = store.discover(name)
     }
     const body = options.responses.body(snapshot)
     const warmup = options.warmupRemainingMs()
     return reply
-      .header('x-registry-index', String(snapshot.index))
-      .header('x-registry-epoch', options.epoch)
-      .header('x-registry-warmup-ms', String(warmup))
+      .header(REGISTRY_HEADERS.index, String(snapshot.index))
+      .header(REGISTRY_HEADERS.epoch, options.epoch)
+      .header(REGISTRY_HEADERS.warmup, String(warmup))
       .type('application/json; charset=utf-8')
       .send(body)
   })
@@ -129,7 +137,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache',
       connection: 'keep-alive',
-      'x-registry-epoch': options.epoch,
+      [REGISTRY_HEADERS.epoch]: options.epoch,
     })
     const snapshots = service === undefined ? store.services() : [store.members(service)]
     // Ask EventSource clients to reconnect after 1 s (not the browser's default 3 s).

@@ -1,8 +1,7 @@
-import type { RegistryConfig } from '../config/index.ts'
-import { buildApp, QUIET_ROUTES, type App } from '../platform/app.ts'
-import { registerHealthRoutes } from '../platform/health.ts'
-import type { Logger } from '../platform/logger.ts'
-import { Metrics } from '../platform/metrics.ts'
+import { buildApp, QUIET_ROUTES, type App } from '../http/app.ts'
+import { registerHealthRoutes } from '../http/health.ts'
+import type { Logger } from '../lib/logger.ts'
+import { Metrics } from '../http/metrics.ts'
 import { HealthChecker } from './health-checker.ts'
 import { MemoryStore, type Clock } from './memory-store.ts'
 import { randomBytes } from 'node:crypto'
@@ -10,6 +9,7 @@ import { registerRegistryRoutes, type RegistryEvents } from './routes.ts'
 import { changeEvent } from './views.ts'
 import { DiscoveryResponses, discoverFastPath, heartbeatFastPath, registryFastPath } from './fast-path.ts'
 import { WatchHub } from './watch.ts'
+import { startRole } from '../runtime/role.ts'
 import { registerDashboard } from './dashboard/routes.ts'
 import { effectiveStatus, type InstanceRecord, type RegistryStore } from './store.ts'
 
@@ -142,30 +142,60 @@ export function sweepIntervalMs(ttlMs: number): number {
   return Math.min(5000, Math.max(50, ttlMs / 4))
 }
 
-export async function startRegistry(config: RegistryConfig, logger: Logger): Promise<{ app: App; url: string; close: () => Promise<void> }> {
-  const ttlMs = config.ttlSeconds * 1000
-  const registry = buildRegistryApp({ logger, ttlMs, warmupMs: config.warmupSeconds * 1000, maxInstances: config.maxInstances })
-  const timer = setInterval(registry.sweep, sweepIntervalMs(ttlMs))
-  timer.unref()
-  const checker = new HealthChecker({
-    store: registry.store,
-    logger,
-    intervalMs: config.healthCheckIntervalSeconds * 1000,
-    timeoutMs: config.healthCheckTimeoutSeconds * 1000,
-    failuresToDown: config.healthCheckFailures,
-    onResult: (outcome) => registry.counters.healthChecks.inc({ outcome }),
-  })
-  checker.start()
-  registry.app.addHook('onClose', async () => {
-    clearInterval(timer)
-    await checker.stop()
-  })
-  await registry.app.listen({ host: config.host, port: config.port })
-  const address = registry.app.server.address()
-  const port = typeof address === 'object' && address ? address.port : config.port
-  logger.info(
-    { event: 'listening', port, ttl_seconds: config.ttlSeconds, epoch: registry.epoch, warmup_seconds: config.warmupSeconds },
-    `registry listening on ${config.host}:${port}`,
-  )
-  return { app: registry.app, url: `http://127.0.0.1:${port}`, close: () => registry.app.close() }
+/** What the registry needs to know to run (the configuration has more). */
+export interface RegistryOptions {
+  host: string
+  port: number
+  ttlSeconds: number
+  warmupSeconds: number
+  maxInstances: number
+  healthCheckIntervalSeconds: number
+  healthCheckTimeoutSeconds: number
+  healthCheckFailures: number
+  shutdownTimeoutSeconds: number
+}
+
+/** The registry, built and ready for `inject()`; `start` listens, sweeps and health-checks. */
+export interface Registry extends RegistryApp {
+  start: () => Promise<{ url: string; port: number; shutdown: (reason: string) => Promise<void> }>
+}
+
+export function buildRegistry(options: RegistryOptions, runtime: { logger: Logger; stop?: AbortSignal }): Registry {
+  const { logger } = runtime
+  const ttlMs = options.ttlSeconds * 1000
+  const registry = buildRegistryApp({ logger, ttlMs, warmupMs: options.warmupSeconds * 1000, maxInstances: options.maxInstances })
+  const start = async () => {
+    const checker = new HealthChecker({
+      store: registry.store,
+      logger,
+      intervalMs: options.healthCheckIntervalSeconds * 1000,
+      timeoutMs: options.healthCheckTimeoutSeconds * 1000,
+      failuresToDown: options.healthCheckFailures,
+      onResult: (outcome) => registry.counters.healthChecks.inc({ outcome }),
+    })
+    let sweeper: NodeJS.Timeout | undefined
+    const running = await startRole({
+      app: registry.app,
+      logger,
+      host: options.host,
+      port: options.port,
+      shutdownTimeoutMs: options.shutdownTimeoutSeconds * 1000,
+      ...(runtime.stop ? { stop: runtime.stop } : {}),
+      listening: (port) => {
+        sweeper = setInterval(registry.sweep, sweepIntervalMs(ttlMs))
+        sweeper.unref()
+        checker.start()
+        logger.info(
+          { event: 'listening', port, ttl_seconds: options.ttlSeconds, epoch: registry.epoch, warmup_seconds: options.warmupSeconds },
+          `registry listening on ${options.host}:${port}`,
+        )
+      },
+      shutdownSteps: () => [
+        { name: 'close server', run: () => registry.app.close() },
+        { name: 'stop sweeping and health checks', run: () => (clearInterval(sweeper), checker.stop()) },
+      ],
+    })
+    return { url: `http://127.0.0.1:${running.port}`, port: running.port, shutdown: running.shutdown }
+  }
+  return { ...registry, start }
 }

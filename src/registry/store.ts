@@ -1,4 +1,4 @@
-import type { HeartbeatBody, InstanceRef, InstanceStatus, RegisterBody, ReportedStatus } from './schemas.ts'
+import type { HeartbeatBody, InstanceRef, InstanceStatus, RegisterBody, ReportedStatus } from '../protocol/registry.ts'
 
 /** An instance as the store keeps it; times are epoch milliseconds. */
 export interface InstanceRecord {

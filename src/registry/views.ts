@@ -1,4 +1,4 @@
-import type { InstanceView } from './schemas.ts'
+import type { InstanceView } from '../protocol/registry.ts'
 import { effectiveStatus, type InstanceRecord, type ServiceSnapshot } from './store.ts'
 
 // The wire form of what the store keeps.

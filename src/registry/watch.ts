@@ -82,13 +82,3 @@ export class WatchHub {
     if (this.#streams.size > 0) this.#onChange(serviceName, this.#streams)
   }
 }
-
-const DURATION = /^(\d{1,6})(ms|s|m)$/
-
-/** Parses a wait such as `500ms`, `30s` or `5m` into milliseconds; undefined if malformed. */
-export function parseWait(text: string): number | undefined {
-  const match = DURATION.exec(text)
-  if (!match) return undefined
-  const n = Number(match[1])
-  return match[2] === 'ms' ? n : match[2] === 's' ? n * 1000 : n * 60_000
-}

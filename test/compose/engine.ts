@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { waitFor } from '../helpers/wait.ts'
 
-export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url))
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url))
 export const COMPOSE_DIR = fileURLToPath(new URL('./', import.meta.url))
 /** runc instead of crun, and ulimits root may set here; every podman command reads it. */
 export const CONTAINERS_CONF = join(COMPOSE_DIR, 'containers.conf')

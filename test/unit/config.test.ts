@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { ConfigError, DEFAULTS, loadAllConfig, loadGatewayConfig, loadRegistryConfig, loadServiceConfig } from '../../src/config/index.ts'
-import { advertisedUrl } from '../../src/platform/address.ts'
+import { advertisedUrl } from '../../src/runtime/address.ts'
 
 function configError(fn: () => unknown): ConfigError {
   try {

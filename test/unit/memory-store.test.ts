@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { instanceIdFor, MemoryStore } from '../../src/registry/memory-store.ts'
+import { instanceIdFor } from '../../src/protocol/registry.ts'
+import { MemoryStore } from '../../src/registry/memory-store.ts'
 
 function setup(ttlMs = 30_000) {
   let now = 1_700_000_000_000

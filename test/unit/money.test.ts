@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { fromCents, MAX_PRICE_CENTS, multiplyCents, toCents } from '../../src/services/money.ts'
+import { fromCents, MAX_PRICE_CENTS, multiplyCents, toCents } from '../../src/contracts/money.ts'
 
 describe('money', () => {
   it('parses numbers and strings with at most two decimals into cents', () => {

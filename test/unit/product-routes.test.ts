@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { migrate, openDatabase, type Database } from '../../src/db/database.ts'
-import { buildApp, type App } from '../../src/platform/app.ts'
+import { buildApp, type App } from '../../src/http/app.ts'
+import { classifyDatabaseError } from '../../src/runtime/database.ts'
 import { productMigrations, ProductRepository, type ProductDatabase } from '../../src/services/product/repository.ts'
 import { registerProductRoutes } from '../../src/services/product/routes.ts'
 import { silentLogger } from '../helpers/logger.ts'
@@ -99,7 +100,7 @@ describe('product routes', () => {
 
 describe('product service OpenAPI document', () => {
   it('is generated from the schemas that validate the requests', async () => {
-    const { buildApp: build } = await import('../../src/platform/app.ts')
+    const { buildApp: build } = await import('../../src/http/app.ts')
     const dir = mkdtempSync(join(tmpdir(), 'msa-openapi-'))
     const database = openDatabase<ProductDatabase>({ name: 'product', dataDir: dir, databaseUrl: undefined })
     const app = build({ logger: silentLogger(), openapi: { title: 'product service', description: 'test' } })
@@ -129,10 +130,10 @@ describe('product service OpenAPI document', () => {
 
 describe('product routes without a database', () => {
   it('answer 503 DATABASE_UNAVAILABLE, and readiness names the failing check', async () => {
-    const { registerHealthRoutes } = await import('../../src/platform/health.ts')
+    const { registerHealthRoutes } = await import('../../src/http/health.ts')
     // Nothing listens on port 1: every query is refused.
     const database = openDatabase<ProductDatabase>({ name: 'product', dataDir: tmpdir(), databaseUrl: 'postgres://postgres@127.0.0.1:1/none' })
-    const app = buildApp({ logger: silentLogger() })
+    const app = buildApp({ logger: silentLogger(), classifyError: classifyDatabaseError })
     registerProductRoutes(app, new ProductRepository(database.db))
     registerHealthRoutes(app, { checks: { database: async () => (await database.ping(), true) }, isDraining: () => false })
     try {

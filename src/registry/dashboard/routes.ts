@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyReply } from 'fastify'
-import type { App } from '../../platform/app.ts'
+import type { App } from '../../http/app.ts'
 
 // The registry dashboard: a page at `/` and `/ui` and its files under `/ui/`. Plain HTML, CSS and
 // JavaScript read from this folder at start-up (no build step, nothing from the network); the

@@ -1,26 +1,31 @@
-import type { ServiceConfig } from '../../config/index.ts'
-import { serviceDatabase } from '../../db/connect.ts'
-import type { Logger } from '../../platform/logger.ts'
-import type { Telemetry } from '../../platform/telemetry.ts'
-import { createService, type RunningService } from '../../platform/service.ts'
-import { upstreamClient } from '../../platform/upstream.ts'
+import type { Telemetry } from '../../http/telemetry.ts'
+import type { Logger } from '../../lib/logger.ts'
+import { serviceDatabase, type DatabaseOptions } from '../../runtime/database.ts'
+import { buildService, type Service, type ServiceOptions } from '../../runtime/service.ts'
+import { upstreamClient, type UpstreamOptions } from '../../runtime/upstream.ts'
 import { ProductClient } from './product-client.ts'
 import { orderMigrations, OrderRepository, type OrderDatabase } from './repository.ts'
 import { registerOrderRoutes } from './routes.ts'
 
-export async function startOrderService(config: ServiceConfig, logger: Logger, telemetry: Telemetry): Promise<RunningService> {
-  const { database, checks, closers } = await serviceDatabase<OrderDatabase>('order', orderMigrations, { ...config, logger, tracer: telemetry.tracer })
-  return createService({
+export type OrderServiceOptions = ServiceOptions & DatabaseOptions & UpstreamOptions
+
+/** The order service, built: its database reached and migrated, its routes ready for `inject()`. */
+export async function buildOrderService(
+  options: OrderServiceOptions,
+  runtime: { logger: Logger; telemetry: Telemetry; stop?: AbortSignal },
+): Promise<Service> {
+  const { logger, telemetry } = runtime
+  const { database, closers, ...resources } = await serviceDatabase<OrderDatabase>('order', orderMigrations, { ...options, logger, tracer: telemetry.tracer })
+  return buildService({
     name: 'order',
     description: 'Orders priced from the product service.',
-    config,
-    logger,
-    telemetry,
+    options,
+    ...runtime,
     setup: ({ app, registryClient, metrics }) => {
-      const upstream = upstreamClient(config, { registryClient, logger, metrics, telemetry })
+      const upstream = upstreamClient(options, { registryClient, logger, metrics, telemetry })
       registerOrderRoutes(app, new OrderRepository(database.db), new ProductClient(upstream.client))
       return {
-        checks,
+        ...resources,
         details: upstream.parts.details,
         closers: [...upstream.parts.closers, ...closers],
       }

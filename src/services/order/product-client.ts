@@ -1,9 +1,10 @@
 import { Compile } from 'typebox/compile'
 import type { ServiceClient } from '../../discovery/service-client.ts'
 import { UpstreamError } from '../../discovery/service-client.ts'
-import { AppError } from '../../platform/errors.ts'
-import { toCents } from '../money.ts'
-import { Product } from '../product/schema.ts'
+import { upstreamError, upstreamFailure } from '../../runtime/upstream.ts'
+import { orderError } from './errors.ts'
+import { toCents } from '../../contracts/money.ts'
+import { Product } from '../../contracts/product.ts'
 
 const checkProduct = Compile(Product)
 
@@ -31,29 +32,18 @@ export class ProductClient {
     try {
       response = await this.#client.request(this.#serviceName, { method: 'GET', path: `/products/${encodeURIComponent(productId)}` })
     } catch (error) {
-      if (error instanceof UpstreamError) {
-        switch (error.failure) {
-          case 'no_instances':
-            throw new AppError('NO_HEALTHY_INSTANCE', `No healthy ${this.#serviceName} instance is available`)
-          case 'timeout':
-            throw new AppError('UPSTREAM_TIMEOUT', `The ${this.#serviceName} service did not answer in time`)
-          case 'unavailable':
-            throw new AppError('UPSTREAM_UNAVAILABLE', `The ${this.#serviceName} service could not be reached`)
-          case 'bad_response':
-            throw new AppError('UPSTREAM_FAILED', `The ${this.#serviceName} service answered with an invalid body`)
-        }
-      }
+      if (error instanceof UpstreamError) throw upstreamFailure(error)
       throw error
     }
-    if (response.status === 404) throw new AppError('UNKNOWN_PRODUCT', `No product with id ${productId}`)
-    if (response.status === 503) throw new AppError('UPSTREAM_UNAVAILABLE', `The ${this.#serviceName} service is unavailable (503)`)
+    if (response.status === 404) throw orderError('UNKNOWN_PRODUCT', `No product with id ${productId}`)
+    if (response.status === 503) throw upstreamError('UPSTREAM_UNAVAILABLE', `The ${this.#serviceName} service is unavailable (503)`)
     if (response.status !== 200) {
-      throw new AppError('UPSTREAM_FAILED', `The ${this.#serviceName} service answered ${response.status}`)
+      throw upstreamError('UPSTREAM_FAILED', `The ${this.#serviceName} service answered ${response.status}`)
     }
     const body = response.body
     const priceCents = checkProduct.Check(body) ? toCents(body.price) : undefined
     if (!checkProduct.Check(body) || priceCents === undefined) {
-      throw new AppError('UPSTREAM_FAILED', `The ${this.#serviceName} service answered with an unexpected product body`)
+      throw upstreamError('UPSTREAM_FAILED', `The ${this.#serviceName} service answered with an unexpected product body`)
     }
     return { id: body.id, name: body.name, priceCents }
   }

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import type { Kysely } from 'kysely'
 import type { Migration } from 'kysely/migration'
-import { toPage, type Position } from '../pagination.ts'
+import { isUniqueViolation } from '../../db/errors.ts'
+import { toPage, type Position } from '../../http/pagination.ts'
 
 export interface OrdersTable {
   id: string
@@ -30,11 +31,6 @@ export type IdempotentResult =
   | { kind: 'replayed'; order: OrderRecord }
   | { kind: 'mismatch' }
 
-/** PostgreSQL's unique_violation, SQLite's UNIQUE/PRIMARY KEY constraint failures. */
-function isUniqueViolation(error: unknown): boolean {
-  const { code, errcode } = (error ?? {}) as { code?: unknown; errcode?: unknown }
-  return code === '23505' || errcode === 2067 || errcode === 1555 || (error instanceof Error && /UNIQUE constraint failed/.test(error.message))
-}
 
 export interface OrderRecord {
   id: string

@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto'
 import { Type } from 'typebox'
-import type { App } from '../../platform/app.ts'
-import { AppError } from '../../platform/errors.ts'
-import { fromCents, multiplyCents } from '../money.ts'
-import { listPage, PageQuery } from '../pagination.ts'
+import type { App } from '../../http/app.ts'
+import { orderError } from './errors.ts'
+import { fromCents, multiplyCents } from '../../contracts/money.ts'
+import { listPage, PageQuery } from '../../http/pagination.ts'
 import type { ProductClient } from './product-client.ts'
 import type { OrderRecord, OrderRepository } from './repository.ts'
 import { CreateOrderBody, Order, OrderParams } from './schema.ts'
@@ -31,7 +31,7 @@ const OrderHeaders = Type.Object({
 const hashRequest = (productId: string, quantity: number) =>
   createHash('sha256').update(JSON.stringify({ product_id: productId, quantity })).digest('hex')
 
-const keyReused = () => new AppError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used for a different order request')
+const keyReused = () => orderError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used for a different order request')
 
 export function registerOrderRoutes(app: App, repository: OrderRepository, products: ProductClient): void {
   app.get('/orders', { schema: { tags: ['orders'], summary: 'List orders, oldest first, a page at a time', querystring: PageQuery, response: { 200: OrderList } } }, async (request) =>
@@ -40,7 +40,7 @@ export function registerOrderRoutes(app: App, repository: OrderRepository, produ
 
   app.get('/orders/:id', { schema: { tags: ['orders'], summary: 'Get an order', params: OrderParams, response: { 200: Order } } }, async (request) => {
     const record = await repository.get(request.params.id)
-    if (!record) throw new AppError('ORDER_NOT_FOUND', `No order with id ${request.params.id}`)
+    if (!record) throw orderError('ORDER_NOT_FOUND', `No order with id ${request.params.id}`)
     return toOrder(record)
   })
 

@@ -1,6 +1,6 @@
 import { Type, type Static } from 'typebox'
-import { MAX_QUANTITY } from '../money.ts'
-import { ProductId } from '../product/schema.ts'
+import { MAX_QUANTITY } from '../../contracts/money.ts'
+import { ProductId } from '../../contracts/product.ts'
 
 export const OrderId = Type.String({ format: 'uuid', description: 'Order id (UUID)' })
 

@@ -1,22 +1,27 @@
-import type { ServiceConfig } from '../../config/index.ts'
-import { serviceDatabase } from '../../db/connect.ts'
-import type { Logger } from '../../platform/logger.ts'
-import { createService, type RunningService } from '../../platform/service.ts'
-import type { Telemetry } from '../../platform/telemetry.ts'
+import type { Telemetry } from '../../http/telemetry.ts'
+import type { Logger } from '../../lib/logger.ts'
+import { serviceDatabase, type DatabaseOptions } from '../../runtime/database.ts'
+import { buildService, type Service, type ServiceOptions } from '../../runtime/service.ts'
 import { productMigrations, ProductRepository, type ProductDatabase } from './repository.ts'
 import { registerProductRoutes } from './routes.ts'
 
-export async function startProductService(config: ServiceConfig, logger: Logger, telemetry: Telemetry): Promise<RunningService> {
-  const { database, checks, closers } = await serviceDatabase<ProductDatabase>('product', productMigrations, { ...config, logger, tracer: telemetry.tracer })
-  return createService({
+export type ProductServiceOptions = ServiceOptions & DatabaseOptions
+
+/** The product service, built: its database reached and migrated, its routes ready for `inject()`. */
+export async function buildProductService(
+  options: ProductServiceOptions,
+  runtime: { logger: Logger; telemetry: Telemetry; stop?: AbortSignal },
+): Promise<Service> {
+  const { logger, telemetry } = runtime
+  const { database, ...resources } = await serviceDatabase<ProductDatabase>('product', productMigrations, { ...options, logger, tracer: telemetry.tracer })
+  return buildService({
     name: 'product',
     description: 'Products: create, read, list.',
-    config,
-    logger,
-    telemetry,
+    options,
+    ...runtime,
     setup: ({ app }) => {
       registerProductRoutes(app, new ProductRepository(database.db))
-      return { checks, closers }
+      return resources
     },
   })
 }

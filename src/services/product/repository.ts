@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Kysely } from 'kysely'
 import type { Migration } from 'kysely/migration'
-import { toPage, type Position } from '../pagination.ts'
+import { toPage, type Position } from '../../http/pagination.ts'
 
 export interface ProductsTable {
   id: string

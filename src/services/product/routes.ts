@@ -1,10 +1,12 @@
 import { Type } from 'typebox'
-import type { App } from '../../platform/app.ts'
-import { AppError } from '../../platform/errors.ts'
-import { fromCents, toCents } from '../money.ts'
-import { listPage, PageQuery } from '../pagination.ts'
+import type { App } from '../../http/app.ts'
+import { httpError } from '../../http/errors.ts'
+import { productError } from './errors.ts'
+import { fromCents, toCents } from '../../contracts/money.ts'
+import { listPage, PageQuery } from '../../http/pagination.ts'
 import type { ProductRecord, ProductRepository } from './repository.ts'
-import { CreateProductBody, Product, ProductParams } from './schema.ts'
+import { Product } from '../../contracts/product.ts'
+import { CreateProductBody, ProductParams } from './schema.ts'
 
 export const ProductList = Type.Object({ items: Type.Array(Product), next_cursor: Type.Union([Type.String(), Type.Null()]) })
 
@@ -25,7 +27,7 @@ export function registerProductRoutes(app: App, repository: ProductRepository): 
 
   app.get('/products/:id', { schema: { tags: ['products'], summary: 'Get a product', params: ProductParams, response: { 200: Product } } }, async (request) => {
     const record = await repository.get(request.params.id)
-    if (!record) throw new AppError('PRODUCT_NOT_FOUND', `No product with id ${request.params.id}`)
+    if (!record) throw productError('PRODUCT_NOT_FOUND', `No product with id ${request.params.id}`)
     return toProduct(record)
   })
 
@@ -33,7 +35,7 @@ export function registerProductRoutes(app: App, repository: ProductRepository): 
     const { name, description, price } = request.body
     const priceCents = toCents(price)
     // The schema already refused anything else; this keeps the types honest.
-    if (priceCents === undefined) throw new AppError('VALIDATION_FAILED', 'body/price: is not a valid amount')
+    if (priceCents === undefined) throw httpError('VALIDATION_FAILED', 'body/price: is not a valid amount')
     const record = await repository.create({ name, description: description ?? null, priceCents })
     return reply.code(201).header('location', `/products/${record.id}`).send(toProduct(record))
   })

@@ -1,7 +1,6 @@
 import { Type, type Static } from 'typebox'
-import { Amount } from '../money.ts'
-
-export const ProductId = Type.String({ format: 'uuid', description: 'Product id (UUID)' })
+import { Amount } from '../../contracts/money.ts'
+import { ProductId } from '../../contracts/product.ts'
 
 export const CreateProductBody = Type.Object(
   {
@@ -12,15 +11,6 @@ export const CreateProductBody = Type.Object(
   { additionalProperties: false },
 )
 
-export const Product = Type.Object({
-  id: ProductId,
-  name: Type.String(),
-  description: Type.Union([Type.String(), Type.Null()]),
-  price: Type.Number({ description: 'Decimal amount with at most 2 decimal places' }),
-  created_at: Type.String({ format: 'date-time' }),
-})
-
 export const ProductParams = Type.Object({ id: ProductId })
 
 export type CreateProductBody = Static<typeof CreateProductBody>
-export type Product = Static<typeof Product>

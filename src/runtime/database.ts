@@ -1,9 +1,28 @@
-import type { Logger } from '../platform/logger.ts'
-import { backoffDelay } from '../discovery/backoff.ts'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Tracer } from '@opentelemetry/api'
 import type { Migration } from 'kysely/migration'
-import type { ShutdownStep } from '../platform/shutdown.ts'
-import { migrate, openDatabase, type Database } from './database.ts'
+import { migrate, openDatabase, type Database } from '../db/database.ts'
+import { isDatabaseUnavailable } from '../db/errors.ts'
+import { type AppError, defineErrors } from '../http/errors.ts'
+import { backoffDelay } from '../lib/backoff.ts'
+import { describe } from '../lib/errors.ts'
+import type { Logger } from '../lib/logger.ts'
+import type { ShutdownStep } from './shutdown.ts'
+
+/** Where a service keeps its data: a SQLite file under `dataDir`, or PostgreSQL at `databaseUrl`. */
+export interface DatabaseOptions {
+  dataDir: string
+  databaseUrl: string | undefined
+}
+
+const databaseError = defineErrors({
+  DATABASE_UNAVAILABLE: { status: 503, title: 'Database unavailable' },
+})
+
+/** A database that cannot serve right now is a 503 the caller may retry, not a 500. */
+export function classifyDatabaseError(error: Error): AppError | undefined {
+  return isDatabaseUnavailable(error) ? databaseError('DATABASE_UNAVAILABLE', 'The database cannot be reached; try again shortly') : undefined
+}
 
 /**
  * Connects and migrates, retrying with backoff while the database is unreachable (in Compose it
@@ -18,13 +37,13 @@ export async function connectWithRetry<T>(database: Database<T>, logger: Logger,
       logger.info({ event: 'database_ready', dialect: database.dialect, location: database.location, migrations_applied: applied }, 'database ready')
       return
     } catch (error) {
-      const message = error instanceof Error ? error.message : String(error)
+      const message = describe(error)
       if (Date.now() - started > maxWaitMs) {
         throw new Error(`database ${database.location} not usable after ${Math.round(maxWaitMs / 1000)} s: ${message}`, { cause: error })
       }
       const delay = backoffDelay(attempt, { initialMs: 250, maxMs: 5000 })
       logger.warn({ event: 'database_unavailable', location: database.location, attempt: attempt + 1, retry_in_ms: delay, err_message: message }, 'database not ready; retrying')
-      await new Promise((resolve) => setTimeout(resolve, delay))
+      await sleep(delay)
     }
   }
 }
@@ -36,8 +55,13 @@ export async function connectWithRetry<T>(database: Database<T>, logger: Logger,
 export async function serviceDatabase<T>(
   name: string,
   migrations: Record<string, Migration>,
-  options: { dataDir: string; databaseUrl: string | undefined; logger: Logger; tracer: Tracer | undefined },
-): Promise<{ database: Database<T>; checks: Record<string, () => Promise<true>>; closers: ShutdownStep[] }> {
+  options: DatabaseOptions & { logger: Logger; tracer: Tracer | undefined },
+): Promise<{
+  database: Database<T>
+  checks: Record<string, () => Promise<true>>
+  classifyError: (error: Error) => AppError | undefined
+  closers: ShutdownStep[]
+}> {
   const database = openDatabase<T>({ name, dataDir: options.dataDir, databaseUrl: options.databaseUrl, tracer: options.tracer,
     onConnectionLost: (error) => options.logger.warn({ event: 'database_connection_lost', err_message: error.message }, 'a database connection broke; the pool will open a new one'),
   })
@@ -45,6 +69,7 @@ export async function serviceDatabase<T>(
   return {
     database,
     checks: { database: async () => (await database.ping(), true) },
+    classifyError: classifyDatabaseError,
     closers: [{ name: 'close database', run: () => database.close() }],
   }
 }

@@ -1,10 +1,41 @@
+import { createHash } from 'node:crypto'
 import { Type, type Static } from 'typebox'
 
-// The wire contract of the registry. Types are derived from these schemas, which also validate
-// every request, so a handler only ever sees well-formed input.
+// The registry's wire contract, shared by the server (which validates every request against these
+// schemas) and the discovery client (which validates every answer). Types are derived from the
+// schemas, so neither side ever handles unchecked JSON.
+
+/** A service name: lowercase letters, digits, ".", "_" and "-", at most 64 characters. */
+export const SERVICE_NAME_PATTERN = '^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$'
+
+/** Headers of a discovery answer: what a watcher sends back to block until the next change. */
+export const REGISTRY_HEADERS = {
+  /** The service's index; `?index=` with it blocks until the service changes. */
+  index: 'x-registry-index',
+  /** Identifies the registry process; a new epoch means a restarted (or another) registry. */
+  epoch: 'x-registry-epoch',
+  /** Milliseconds of warm-up left after a start, while instances are still re-registering. */
+  warmup: 'x-registry-warmup-ms',
+} as const
+
+/** A stable id for `(service_name, url)`, so the same instance keeps its id across registry restarts. */
+export function instanceIdFor(serviceName: string, url: string): string {
+  const digest = createHash('sha256').update(`${serviceName}\n${url}`).digest('hex')
+  return `${serviceName}-${digest.slice(0, 12)}`
+}
+
+const DURATION = /^(\d{1,6})(ms|s|m)$/
+
+/** Parses a blocking query's wait such as `500ms`, `30s` or `5m` into milliseconds; undefined if malformed. */
+export function parseWait(text: string): number | undefined {
+  const match = DURATION.exec(text)
+  if (!match) return undefined
+  const n = Number(match[1])
+  return match[2] === 'ms' ? n : match[2] === 's' ? n * 1000 : n * 60_000
+}
 
 export const ServiceName = Type.String({
-  pattern: '^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$',
+  pattern: SERVICE_NAME_PATTERN,
   description: 'A short lowercase name such as "product": letters, digits, ".", "_" and "-", at most 64 characters',
 })
 
@@ -60,6 +91,9 @@ export const HeartbeatBody = Type.Union([
   Type.Object({ service_name: ServiceName, url: InstanceUrl, status: Type.Optional(ReportedStatus) }),
 ])
 
+/** `GET /discover/{service_name}`: the live instances. */
+export const DiscoverResponse = Type.Object({ service_name: Type.String(), instances: Type.Array(Instance) })
+
 export const DiscoverParams = Type.Object({ service_name: ServiceName })
 export const InstanceParams = Type.Object({ id: InstanceId })
 
@@ -67,5 +101,6 @@ export type InstanceStatus = Static<typeof InstanceStatus>
 export type ReportedStatus = Static<typeof ReportedStatus>
 export type HeartbeatBody = Static<typeof HeartbeatBody>
 export type InstanceView = Static<typeof Instance>
+export type DiscoverResponse = Static<typeof DiscoverResponse>
 export type RegisterBody = Static<typeof RegisterBody>
 export type InstanceRef = Static<typeof InstanceRef>

@@ -1,6 +1,7 @@
 import { context, diag, DiagLogLevel, propagation, trace, type Tracer } from '@opentelemetry/api'
-import type { Env } from '../config/index.ts'
-import type { Logger } from './logger.ts'
+/** The process environment, or any map of the same shape (tests). */
+type Env = Readonly<Record<string, string | undefined>>
+import type { Logger } from '../lib/logger.ts'
 
 /**
  * Tracing handed to the platform. The default is a no-op: nothing is loaded, recorded or sent,

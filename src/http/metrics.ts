@@ -5,8 +5,6 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
-export type UpstreamOutcome = 'success' | 'http_error' | 'connection_error' | 'timeout'
-
 /**
  * A request count for a hot path: one integer increment per request instead of prom-client's
  * label hashing, folded into `http_requests_total` when /metrics is scraped.
@@ -119,27 +117,3 @@ export class Metrics {
   }
 }
 
-/** Where the service client reports its calls; the default reports nowhere. */
-export interface UpstreamObserver {
-  observe(service: string, instance: string, outcome: UpstreamOutcome, seconds: number): void
-}
-
-export const noopUpstreamObserver: UpstreamObserver = { observe: () => {} }
-
-export function upstreamObserver(metrics: Metrics): UpstreamObserver {
-  return {
-    observe(service, instance, outcome, seconds) {
-      metrics.upstreamRequests.inc({ service, instance, outcome })
-      metrics.upstreamDuration.observe({ service, outcome }, seconds)
-    },
-  }
-}
-
-/** Circuit breaker state per upstream instance: 0 closed, 1 half-open, 2 open. */
-export function breakerMetrics(metrics: Metrics, client: { breakerStates(): Array<{ service: string; instance: string; state: 'closed' | 'open' | 'half_open' }> }): void {
-  const value = { closed: 0, half_open: 1, open: 2 } as const
-  metrics.gauge('upstream_breaker_state', 'Circuit breaker per upstream instance: 0 closed, 1 half-open, 2 open', ['service', 'instance'], (gauge) => {
-    gauge.reset()
-    for (const { service, instance, state } of client.breakerStates()) gauge.set({ service, instance }, value[state])
-  })
-}

@@ -1,5 +1,5 @@
 import { Type } from 'typebox'
-import { AppError } from '../platform/errors.ts'
+import { httpError } from './errors.ts'
 
 export const DEFAULT_PAGE_SIZE = 20
 export const MAX_PAGE_SIZE = 100
@@ -31,7 +31,7 @@ export function decodeCursor(cursor: string): Position {
   } catch {
     // fall through
   }
-  throw new AppError('VALIDATION_FAILED', 'querystring/cursor: is not a cursor this service issued', {
+  throw httpError('VALIDATION_FAILED', 'querystring/cursor: is not a cursor this service issued', {
     errors: [{ path: 'querystring/cursor', message: 'is not a cursor this service issued' }],
   })
 }

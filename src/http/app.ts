@@ -1,16 +1,15 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchemaCompiler } from 'fastify'
+import Fastify, { LogController, type FastifyServerOptions, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchemaCompiler } from 'fastify'
 import { Ajv } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import type { TSchema } from 'typebox'
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { Logger } from './logger.ts'
+import type { Logger } from '../lib/logger.ts'
 import type { Metrics } from './metrics.ts'
 import { instrument } from './observability.ts'
 import { noopTelemetry, type Telemetry } from './telemetry.ts'
 import { plainJson, registerOpenApi, type OpenApiInfo } from './openapi.ts'
-import { isDatabaseUnavailable } from '../db/errors.ts'
-import { AppError, problem, PROBLEM_CONTENT_TYPE, type ErrorCode, type Problem } from './errors.ts'
+import { AppError, problem, PROBLEM_CONTENT_TYPE, type HttpErrorCode, type Problem } from './errors.ts'
 
 // ajv-formats is CommonJS: its default export arrives wrapped under ESM.
 const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ?? addFormatsModule) as unknown as (ajv: Ajv) => Ajv
@@ -39,6 +38,11 @@ export interface BuildAppOptions {
   draining?: () => boolean
   /** Answers a request before Fastify sees it, returning true; false passes it on (hot paths). */
   fastPath?: FastPath
+  /**
+   * Recognises errors from below the HTTP layer that deserve an answer of their own rather than
+   * a 500 (a database that cannot be reached: 503). Such errors are logged like a 500.
+   */
+  classifyError?: (error: Error) => AppError | undefined
 }
 
 /**
@@ -51,7 +55,7 @@ export type FastPath = (request: IncomingMessage, response: ServerResponse, next
 export const QUIET_ROUTES: ReadonlySet<string> = new Set(['/health/live', '/health/ready', '/metrics', '/docs/*', '/openapi.json'])
 
 // Fastify maps these framework errors to 4xx itself; we only translate them into our catalogue.
-const frameworkCodes: Record<string, ErrorCode> = {
+const frameworkCodes: Record<string, HttpErrorCode> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'BODY_TOO_LARGE',
   FST_ERR_CTP_INVALID_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
   FST_ERR_CTP_INVALID_JSON_BODY: 'INVALID_JSON',
@@ -92,10 +96,8 @@ export function sendProblem(reply: FastifyReply, body: Problem): FastifyReply {
   return reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(body)
 }
 
-export function toProblem(error: FastifyError | Error, request: FastifyRequest): Problem {
-  if (error instanceof AppError) {
-    return { ...problem(error.code, error.message, error.extensions), instance: request.url }
-  }
+export function toProblem(error: FastifyError | Error, request: FastifyRequest, classify?: (error: Error) => AppError | undefined): Problem {
+  if (error instanceof AppError) return error.toProblem(request.url)
   const fastifyError = error as FastifyError
   if (fastifyError.validation) {
     const errors = fastifyError.validation.map((issue) => ({
@@ -113,9 +115,8 @@ export function toProblem(error: FastifyError | Error, request: FastifyRequest):
     // A client error we have no code for (Fastify added a new one): keep its status.
     return { ...problem('VALIDATION_FAILED', error.message), status, instance: request.url }
   }
-  if (isDatabaseUnavailable(error)) {
-    return { ...problem('DATABASE_UNAVAILABLE', 'The database cannot be reached; try again shortly'), instance: request.url }
-  }
+  const classified = classify?.(error)
+  if (classified) return classified.toProblem(request.url)
   return { ...problem('INTERNAL', 'The server failed to handle the request'), instance: request.url }
 }
 
@@ -126,6 +127,17 @@ const ajv = new Ajv({ coerceTypes: 'array', useDefaults: true, removeAdditional:
 addFormats(ajv)
 const validatorCompiler: FastifySchemaCompiler<TSchema> = (route) =>
   route.httpPart === 'body' ? TypeBoxValidatorCompiler(route) : (ajv.compile(plainJson(route.schema) as object) as ReturnType<FastifySchemaCompiler<TSchema>>)
+
+// A body over the limit is refused (413) before it is read, and Fastify closes the connection. A
+// client still sending its body then meets a reset and never reads the 413 (undici reports
+// EPIPE). For a body of moderate declared size, keep the connection instead: Node reads and
+// discards the rest of the body, and the client reads its answer. Larger ones are closed on.
+const LINGER_LIMIT_BYTES = 8 * BODY_LIMIT_BYTES
+
+function lingers(request: IncomingMessage): boolean {
+  const length = Number(request.headers['content-length'])
+  return Number.isSafeInteger(length) && length <= LINGER_LIMIT_BYTES && request.headers['transfer-encoding'] === undefined
+}
 
 export function buildApp(options: BuildAppOptions): App {
   const { fastPath } = options
@@ -142,10 +154,14 @@ export function buildApp(options: BuildAppOptions): App {
     requestIdHeader: 'x-request-id',
     ...(fastPath
       ? {
-          serverFactory: (handler: (request: IncomingMessage, response: ServerResponse) => void) => {
+          serverFactory: (handler: (request: IncomingMessage, response: ServerResponse) => void, settings: FastifyServerOptions) => {
             const server = createServer((request, response) => fastPath(request, response, handler) || handler(request, response))
-            // Fastify applies its server settings only to servers it creates: keep its keep-alive.
-            server.keepAliveTimeout = 72_000
+            // Fastify applies its server settings only to servers it creates: apply them here, so
+            // the fast path's connections have the same keep-alive, timeouts and limits.
+            server.keepAliveTimeout = settings.keepAliveTimeout ?? 72_000
+            if (settings.requestTimeout !== undefined) server.requestTimeout = settings.requestTimeout
+            if (settings.maxRequestsPerSocket) server.maxRequestsPerSocket = settings.maxRequestsPerSocket
+            server.setTimeout(settings.connectionTimeout ?? 0)
             return server
           },
         }
@@ -163,8 +179,9 @@ export function buildApp(options: BuildAppOptions): App {
   app.addHook('preClose', async () => {
     closing = true
   })
-  app.addHook('onSend', (_request, reply, payload, done) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     if (closing || options.draining?.()) reply.header('connection', 'close')
+    else if (reply.statusCode === 413 && lingers(request.raw)) reply.removeHeader('connection')
     done(null, payload)
   })
   instrument(app as unknown as FastifyInstance, { telemetry: options.telemetry ?? noopTelemetry, metrics: options.metrics })
@@ -175,9 +192,9 @@ export function buildApp(options: BuildAppOptions): App {
   if (options.openapi) registerOpenApi(app as unknown as FastifyInstance, options.openapi)
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    const body = toProblem(error, request)
+    const body = toProblem(error, request, options.classifyError)
     // Upstream failures are logged where they happen (the service client); these are ours.
-    if (body.code === 'INTERNAL' || body.code === 'DATABASE_UNAVAILABLE') {
+    if (body.code === 'INTERNAL' || (!(error instanceof AppError) && body.status >= 500)) {
       request.log.error({ err: error, code: body.code }, 'request failed')
     }
     return sendProblem(reply, body)

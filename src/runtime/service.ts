@@ -1,0 +1,157 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { RegistryClient } from '../discovery/registry-client.ts'
+import { Registration } from '../discovery/registration.ts'
+import { buildApp, type App } from '../http/app.ts'
+import type { AppError } from '../http/errors.ts'
+import { registerHealthRoutes, type ReadinessCheck } from '../http/health.ts'
+import { Metrics } from '../http/metrics.ts'
+import type { Telemetry } from '../http/telemetry.ts'
+import type { Logger } from '../lib/logger.ts'
+import { instanceIdFor } from '../protocol/registry.ts'
+import { advertisedUrl } from './address.ts'
+import { startRole } from './role.ts'
+import type { ShutdownStep } from './shutdown.ts'
+
+/** What the runtime needs to know to run a service (the configuration has more). */
+export interface ServiceOptions {
+  host: string
+  port: number
+  registryUrls: string[]
+  /** Advertised URL; undefined means derive it from the bound address once listening. */
+  serviceUrl: string | undefined
+  heartbeatIntervalSeconds: number
+  /** After deregistering, keep serving this long so that watchers and in-flight calls catch up. */
+  drainSeconds: number
+  shutdownTimeoutSeconds: number
+}
+
+export interface ServiceContext {
+  app: App
+  logger: Logger
+  registryClient: RegistryClient
+  metrics: Metrics
+  telemetry: Telemetry
+}
+
+export interface ServiceDefinition {
+  name: string
+  /** One line for the OpenAPI document. */
+  description: string
+  options: ServiceOptions
+  logger: Logger
+  telemetry: Telemetry
+  /** Aborted when the process should stop by itself (its stdout was closed). */
+  stop?: AbortSignal
+  /** Adds the service's routes; may return readiness checks and things to close at shutdown. */
+  setup: (context: ServiceContext) => Promise<ServiceParts> | ServiceParts
+}
+
+export interface ServiceParts {
+  /** Builds the served OpenAPI document from this service's own (the gateway merges others'). */
+  openapi?: (own: Record<string, unknown>) => Promise<Record<string, unknown>>
+  checks?: Record<string, ReadinessCheck>
+  details?: () => Record<string, unknown>
+  /** Errors of the service's resources that deserve their own answer (a database outage: 503). */
+  classifyError?: (error: Error) => AppError | undefined
+  /** Closed after the server has drained, in order. */
+  closers?: ShutdownStep[]
+}
+
+/** A service built and ready for `inject()`, not yet listening or registered. */
+export interface Service {
+  app: App
+  registryClient: RegistryClient
+  metrics: Metrics
+  /** Listens, registers (with heartbeats) and installs the shutdown path. */
+  start: () => Promise<RunningService>
+}
+
+export interface RunningService {
+  app: App
+  url: string
+  registration: Registration
+  shutdown: (reason: string) => Promise<void>
+}
+
+/**
+ * Everything a service shares: problem+json errors, health routes, metrics, tracing,
+ * registration with heartbeats, and graceful shutdown (deregister first, then stop accepting,
+ * drain in-flight requests, close resources, exit). A new service is its routes plus this.
+ */
+export async function buildService(definition: ServiceDefinition): Promise<Service> {
+  const { options, logger, name, telemetry } = definition
+  const metrics = new Metrics(name)
+  let parts: ServiceParts = {}
+  let draining = false
+  let registration: Registration | undefined
+  const app = buildApp({
+    logger,
+    metrics,
+    telemetry,
+    draining: () => draining,
+    classifyError: (error) => parts.classifyError?.(error),
+    openapi: {
+      title: `${name} service`,
+      description: definition.description,
+      combine: async (own) => (parts.openapi ? parts.openapi(own) : own),
+    },
+  })
+  const registryClient = new RegistryClient({ urls: options.registryUrls, tracer: telemetry.tracer })
+  // Routes go in a plugin registered after the OpenAPI one, which documents them.
+  await app.register(async (scoped) => {
+    const routes = scoped as unknown as App
+    parts = await definition.setup({ app: routes, logger, registryClient, metrics, telemetry })
+    registerHealthRoutes(routes, {
+      checks: {
+        ...parts.checks,
+        // Ready once the registry has accepted us; a later registry outage does not make us unready.
+        registry: () => registration?.hasRegistered === true || 'not registered with the registry yet',
+      },
+      isDraining: () => draining,
+      ...(parts.details ? { details: parts.details } : {}),
+    })
+  })
+
+  const start = async (): Promise<RunningService> => {
+    let url = ''
+    const running = await startRole({
+      app,
+      logger,
+      host: options.host,
+      port: options.port,
+      shutdownTimeoutMs: options.shutdownTimeoutSeconds * 1000,
+      ...(definition.stop ? { stop: definition.stop } : {}),
+      listening: async (port) => {
+        url = options.serviceUrl ?? advertisedUrl(options.host, port)
+        const instanceId = instanceIdFor(name, url)
+        // Fastify's own logger is a child made before the id was known: bind it there too.
+        logger.setBindings({ instance_id: instanceId })
+        app.log.setBindings({ instance_id: instanceId })
+        await telemetry.start({ serviceName: name, instanceId, logger })
+        registration = new Registration({
+          client: registryClient,
+          serviceName: name,
+          url,
+          healthUrl: `${url}/health/ready`,
+          status: () => (draining ? 'draining' : 'up'),
+          heartbeatIntervalMs: options.heartbeatIntervalSeconds * 1000,
+          logger,
+        })
+        registration.start()
+        logger.info({ event: 'listening', port, url, registry: options.registryUrls }, `${name} listening on ${options.host}:${port}, advertised as ${url}`)
+      },
+      shutdownSteps: () => [
+        // Leave discovery first: the registry tells every watcher at once, so callers stop choosing
+        // this instance. Keep serving a moment for requests already on their way, then close.
+        { name: 'deregister', run: () => { draining = true; return registration?.stop() } },
+        { name: 'let watchers catch up', run: () => sleep(options.drainSeconds * 1000) },
+        { name: 'drain server', run: () => app.close() },
+        ...(parts.closers ?? []),
+        { name: 'close registry client', run: () => registryClient.close() },
+        { name: 'flush traces', run: () => telemetry.shutdown() },
+      ],
+    })
+    return { app, url, registration: registration!, shutdown: running.shutdown }
+  }
+  return { app, registryClient, metrics, start }
+}
