@@ -1,8 +1,12 @@
 import { createRequire } from 'node:module'
 import { pino, type Logger, type LevelWithSilent } from 'pino'
+import SonicBoomModule, { type SonicBoom } from 'sonic-boom'
 import { errorCode } from './errors.ts'
 
 export type { Logger }
+
+// CommonJS: the class is the module itself (the typings also name an export that does not exist).
+const SonicBoomClass = SonicBoomModule as unknown as typeof SonicBoom
 
 export interface LoggerOptions {
   level: LevelWithSilent
@@ -29,12 +33,7 @@ export function createLogger(options: LoggerOptions): Logger {
     formatters: { level: (label: string) => ({ level: label }) },
   }
   if (options.destination) return pino(settings, options.destination)
-  // pino's own stdout stream: asynchronous, flushed at exit, and on EPIPE it drops every later
-  // write instead of retrying. We only listen for that moment, to stop.
-  const stdout = pino.destination({ dest: 1, sync: false })
-  stdout.on('error', (error: unknown) => {
-    if (errorCode(error) === 'EPIPE') options.onOutputClosed?.()
-  })
+  const stdout = stdoutStream(options.onOutputClosed)
   if (options.format === 'pretty') {
     // In this thread, not as a pino transport: a transport's worker writes through the main
     // thread, which deadlocks when the main thread waits for it at exit with stdout gone. Loaded
@@ -43,4 +42,39 @@ export function createLogger(options: LoggerOptions): Logger {
     return pino(settings, pretty.build({ destination: stdout, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }))
   }
   return pino(settings, stdout)
+}
+
+/**
+ * Standard output, written asynchronously. When its reader goes away (EPIPE), every later line is
+ * dropped and each `onClosed` is told once. Flushed at exit, and a flush that cannot write gives
+ * up: sonic-boom 4 (pino's own) retried a broken pipe forever in `flushSync`, so a process whose
+ * supervisor was killed hung at exit, deaf to SIGTERM. Version 5 throws instead. There is one
+ * fd 1 per process, so one stream for every logger made here.
+ */
+let stdout: { stream: SonicBoom; onClosed: Set<() => void> } | undefined
+
+function stdoutStream(onClosed: (() => void) | undefined): SonicBoom {
+  if (!stdout) {
+    const stream = new SonicBoomClass({ fd: 1, sync: false })
+    const listeners = new Set<() => void>()
+    let closed = false
+    stream.on('error', (error: unknown) => {
+      if (closed) return
+      if (errorCode(error) !== 'EPIPE') return // a log line is never worth a crash
+      closed = true
+      stream.write = () => true
+      for (const listener of listeners) listener()
+    })
+    process.once('exit', () => {
+      if (closed) return
+      try {
+        stream.flushSync()
+      } catch {
+        // nowhere left to write
+      }
+    })
+    stdout = { stream, onClosed: listeners }
+  }
+  if (onClosed) stdout.onClosed.add(onClosed)
+  return stdout.stream
 }

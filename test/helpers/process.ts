@@ -32,13 +32,17 @@ export interface StartOptions {
   /** Resolve once this many ms pass without waiting for the `listening` line (for failing starts). */
   waitForListening?: boolean
   timeoutMs?: number
+  /** Runs this script with the role as its argument instead of the CLI (test harnesses). */
+  script?: string
+  /** Gives the process a stdin pipe (`child.stdin`) instead of none. */
+  stdin?: boolean
 }
 
 /** Starts `microservices-advanced <role>` as a real process; PORT defaults to 0 (any free port). */
 export async function startRole(role: string, options: StartOptions = {}): Promise<RunningProcess> {
-  const child = spawn(process.execPath, [CLI, role], {
+  const child = spawn(process.execPath, [options.script ?? CLI, role], {
     env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...options.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   })
   running.add(child)
   const logs: LogLine[] = []
