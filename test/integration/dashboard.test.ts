@@ -154,6 +154,21 @@ describe('registry dashboard in Chromium', () => {
     const etag = script.headers.get('etag') ?? ''
     assert.notEqual(etag, '')
     assert.equal((await http('GET', `${registry.url}/ui/dashboard.js`, undefined, { 'if-none-match': etag })).status, 304)
+
+    // The entry module's imports resolve under /ui/ and are served like it.
+    const imports = [...script.text.matchAll(/^import .* from '\.\/([\w.-]+\.js)'$/gm)].map((m) => m[1]!)
+    assert.ok(imports.includes('format.js'), `the entry module imports the others: ${imports.join(', ')}`)
+    for (const name of imports) {
+      const module = await http('GET', `${registry.url}/ui/${name}`)
+      assert.equal(module.status, 200, name)
+      assert.match(module.headers.get('content-type') ?? '', /^text\/javascript/, name)
+      assert.match(module.headers.get('content-security-policy') ?? '', /trusted-types 'none'/, name)
+      assert.notEqual(module.headers.get('etag') ?? '', '', name)
+    }
+    // Only the page's own files: not the server's code, its config, or anything outside the folder.
+    for (const path of ['/ui/routes.ts', '/ui/routes.js', '/ui/tsconfig.json', '/ui/index.html', '/ui/..%2Froutes.ts', '/ui/%2E%2E/routes.ts']) {
+      assert.equal((await http('GET', `${registry.url}${path}`)).status, 404, path)
+    }
   })
 
   it('shows every running instance with its status, URL and metadata', async () => {

@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { readdirSync, readFileSync } from 'node:fs'
+import { basename, extname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { FastifyReply } from 'fastify'
 import type { App } from '../../http/app.ts'
 
 // The registry dashboard: a page at `/` and `/ui` and its files under `/ui/`. Plain HTML, CSS and
-// JavaScript read from this folder at start-up (no build step, nothing from the network); the
-// page follows the registry's change stream `GET /events` itself.
+// JavaScript modules read from this folder at start-up (no build step, nothing from the network;
+// the modules import each other by relative URL, so they resolve under `/ui/`); the page follows
+// the registry's change stream `GET /events` itself.
 
 export interface DashboardOptions {
   /** The registry's TTL, shown on the page and used to count down each instance's expiry. */
@@ -40,11 +41,21 @@ const SECURITY_HEADERS = {
   'cross-origin-resource-policy': 'same-origin',
 }
 
-const ASSETS = {
-  'dashboard.js': 'text/javascript; charset=utf-8',
-  'dashboard.css': 'text/css; charset=utf-8',
-  'favicon.svg': 'image/svg+xml',
-} as const
+// What the page may load from this folder, by extension: its modules, styles and icon. The rest
+// (index.html, served at `/` and `/ui`; this module; tsconfig.json) is not served.
+const CONTENT_TYPES: Readonly<Record<string, string>> = {
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.svg': 'image/svg+xml',
+}
+
+// A plain file name becomes a route: nothing the router would read as a parameter or wildcard,
+// and no dot file.
+const SERVABLE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/
+
+// Compiled into dist/, this module is routes.js beside the page's modules: server code, which the
+// page does not load.
+const THIS_FILE = basename(fileURLToPath(import.meta.url))
 
 interface Asset {
   body: Buffer
@@ -52,12 +63,16 @@ interface Asset {
   etag: string
 }
 
+// The files are read once, here: only what the folder held at start-up is ever served, each at a
+// route of its own (so no name from a request reaches the file system).
 function readAssets(dir: string): { page: string; assets: Map<string, Asset> } {
   const page = readFileSync(join(dir, 'index.html'), 'utf8')
   const assets = new Map<string, Asset>()
-  for (const [name, type] of Object.entries(ASSETS)) {
-    const body = readFileSync(join(dir, name))
-    assets.set(name, { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` })
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const type = CONTENT_TYPES[extname(entry.name)]
+    if (type === undefined || !entry.isFile() || !SERVABLE_NAME.test(entry.name) || entry.name === THIS_FILE) continue
+    const body = readFileSync(join(dir, entry.name))
+    assets.set(entry.name, { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` })
   }
   return { page, assets }
 }

@@ -1,0 +1,72 @@
+// @ts-check
+// Instances as the registry sends them, validated: a malformed one is skipped, never shown
+// half-built.
+import { now } from './clock.js'
+
+export const STATUSES = /** @type {const} */ (['up', 'starting', 'draining', 'down'])
+
+/** @typedef {typeof STATUSES[number]} Status */
+
+/** @type {Readonly<Record<Status, string>>} */
+export const STATUS_LABELS = { up: 'Up', starting: 'Starting', draining: 'Draining', down: 'Down' }
+
+/** @param {unknown} value @returns {value is Status} */
+export function isStatus(value) {
+  return /** @type {readonly unknown[]} */ (STATUSES).includes(value)
+}
+
+/**
+ * @typedef {object} Instance
+ * @property {string} id
+ * @property {string} service
+ * @property {string} url
+ * @property {Status} status
+ * @property {[string, string][]} metadata sorted by key
+ * @property {string | undefined} healthUrl
+ * @property {number} registeredAt
+ * @property {number} lastHeartbeat
+ * @property {string} haystack lowercase text the search box matches
+ * @property {string} signature what a row shows, apart from times
+ */
+
+/** @param {string} a @param {string} b */
+const byCodeUnits = (a, b) => (a < b ? -1 : a > b ? 1 : 0)
+
+/** @param {unknown} value @returns {Instance | undefined} */
+export function toInstance(value) {
+  if (typeof value !== 'object' || value === null) return undefined
+  const raw = /** @type {Record<string, unknown>} */ (value)
+  const { id, service_name: service, url, status } = raw
+  if (typeof id !== 'string' || typeof service !== 'string' || typeof url !== 'string') return undefined
+  const registeredAt = Date.parse(String(raw.registered_at))
+  const lastHeartbeat = Date.parse(String(raw.last_heartbeat))
+  /** @type {[string, string][]} */
+  const metadata = []
+  if (typeof raw.metadata === 'object' && raw.metadata !== null) {
+    for (const [key, v] of Object.entries(raw.metadata)) metadata.push([key, String(v)])
+    metadata.sort((a, b) => byCodeUnits(a[0], b[0]))
+  }
+  const healthUrl = typeof raw.health_url === 'string' ? raw.health_url : undefined
+  /** @type {Instance} */
+  const instance = {
+    id,
+    service,
+    url,
+    // A status this page does not know yet is shown as the one that needs attention.
+    status: isStatus(status) ? status : 'down',
+    metadata,
+    healthUrl,
+    registeredAt: Number.isFinite(registeredAt) ? registeredAt : now(),
+    lastHeartbeat: Number.isFinite(lastHeartbeat) ? lastHeartbeat : now(),
+    haystack: [id, url, healthUrl ?? '', ...metadata.flat()].join('\n').toLowerCase(),
+    signature: '',
+  }
+  instance.signature = JSON.stringify([instance.status, url, metadata, healthUrl ?? '', instance.registeredAt])
+  return instance
+}
+
+/** A service's instances in URL order; anything malformed is left out. @param {unknown} list */
+export function toInstances(list) {
+  if (!Array.isArray(list)) return []
+  return list.map(toInstance).filter((i) => i !== undefined).sort((a, b) => byCodeUnits(a.url, b.url))
+}
