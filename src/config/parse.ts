@@ -64,7 +64,7 @@ export function oneOf<T extends string>(env: Env, name: string, fallback: T, all
   return found
 }
 
-export function httpUrl(env: Env, name: string, value: string): string {
+export function httpUrl(name: string, value: string): string {
   let url: URL
   try {
     url = new URL(value)
@@ -79,7 +79,7 @@ export function httpUrl(env: Env, name: string, value: string): string {
 
 export function optionalHttpUrl(env: Env, name: string): string | undefined {
   const value = raw(env, name)
-  return value === undefined ? undefined : httpUrl(env, name, value)
+  return value === undefined ? undefined : httpUrl(name, value)
 }
 
 export function httpUrlList(env: Env, name: string, fallback: string): string[] {
@@ -88,7 +88,7 @@ export function httpUrlList(env: Env, name: string, fallback: string): string[] 
   if (parts.length === 0) throw new ConfigError(name, value, 'one or more comma-separated http(s) URLs')
   return parts.map((p) => {
     try {
-      return httpUrl(env, name, p)
+      return httpUrl(name, p)
     } catch {
       throw new ConfigError(name, value, 'one or more comma-separated absolute http(s) URLs')
     }

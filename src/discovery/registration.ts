@@ -1,9 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Logger } from './logger.ts'
+import { silentLogger, type Logger } from './logger.ts'
 import { backoffDelay, jitter, type BackoffOptions, DEFAULT_BACKOFF } from '../lib/backoff.ts'
 import type { ReportedStatus } from '../protocol/registry.ts'
 import { describe } from '../lib/errors.ts'
-import { type RegistryClient, type RegistryInstance } from './registry-client.ts'
+import type { RegistryClient, RegistryInstance } from './registry-client.ts'
 
 export type RegistrationState =
   | { kind: 'idle' }
@@ -21,7 +21,8 @@ export interface RegistrationOptions {
   /** What the instance says of itself; sent with every registration and heartbeat. */
   status?: () => ReportedStatus
   heartbeatIntervalMs: number
-  logger: Logger
+  /** Registrations, heartbeat failures and deregistration are logged here; silent by default. */
+  logger?: Logger
   backoff?: BackoffOptions
 }
 
@@ -31,7 +32,7 @@ export interface RegistrationOptions {
  * answered 404 (the registry restarted or evicted us), and deregisters on stop.
  */
 export class Registration {
-  readonly #options: RegistrationOptions
+  readonly #options: RegistrationOptions & { logger: Logger }
   #state: RegistrationState = { kind: 'idle' }
   #timer: NodeJS.Timeout | undefined
   #registryDown = false
@@ -42,7 +43,7 @@ export class Registration {
   readonly #stopped = new AbortController()
 
   constructor(options: RegistrationOptions) {
-    this.#options = options
+    this.#options = { ...options, logger: options.logger ?? silentLogger }
   }
 
   get state(): RegistrationState {

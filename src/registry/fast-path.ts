@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage, } from 'node:http'
 import { Readable } from 'node:stream'
 import { Compile } from 'typebox/compile'
 import type { FastPath } from '../http/app.ts'

@@ -68,7 +68,12 @@ export async function serviceDatabase<T>(
   await connectWithRetry(database, options.logger, () => migrate(database, name, migrations))
   return {
     database,
-    checks: { database: async () => (await database.ping(), true) },
+    checks: {
+      database: async () => {
+        await database.ping()
+        return true
+      },
+    },
     classifyError: classifyDatabaseError,
     closers: [{ name: 'close database', run: () => database.close() }],
   }

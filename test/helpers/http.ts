@@ -6,6 +6,7 @@ export interface JsonResponse<T = unknown> {
 }
 
 /** A small JSON HTTP helper for tests: never throws on a status, only on a network failure. */
+// biome-ignore lint/suspicious/noExplicitAny: tests read answers loosely; their assertions check them
 export async function http<T = any>(
   method: string,
   url: string,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { after, afterEach, describe, it } from 'node:test'
+import { afterEach, describe, it } from 'node:test'
 import { backoffDelay, jitter } from '../../src/lib/backoff.ts'
 import { RegistryClient } from '../../src/discovery/registry-client.ts'
 import { Registration } from '../../src/discovery/registration.ts'

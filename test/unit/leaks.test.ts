@@ -93,7 +93,7 @@ describe('listener leaks', () => {
   it('a resolver whose watches fail round after round leaves no abort listener behind', async () => {
     // A registry that answers the first discovery, then fails every watch after it.
     let requests = 0
-    const server = createServer((req, res) => {
+    const server = createServer((_req, res) => {
       requests++
       if (requests === 1) {
         res.writeHead(200, { 'content-type': 'application/json', 'x-registry-index': '1', 'x-registry-epoch': 'e1', 'x-registry-warmup-ms': '0' })

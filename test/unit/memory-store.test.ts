@@ -5,7 +5,10 @@ import { MemoryStore } from '../../src/registry/memory-store.ts'
 
 function setup(ttlMs = 30_000) {
   let now = 1_700_000_000_000
-  const clock = { now: () => now, advance: (ms: number) => void (now += ms) }
+  const clock = { now: () => now, advance: (ms: number) => {
+      now += ms
+    },
+  }
   const store = new MemoryStore({ ttlMs, clock: clock.now })
   return { store, clock }
 }

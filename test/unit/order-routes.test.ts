@@ -41,7 +41,7 @@ describe('order routes against a product service', () => {
   let resolver: Resolver
 
   before(async () => {
-    productServer = createServer((request, response) => {
+    productServer = createServer((_request, response) => {
       if (behaviour === 'hang') return // never answers: the client's timeout must fire
       const send = (status: number, body: string, type = 'application/json') => {
         response.writeHead(status, { 'content-type': type })

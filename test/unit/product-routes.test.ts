@@ -135,7 +135,11 @@ describe('product routes without a database', () => {
     const database = openDatabase<ProductDatabase>({ name: 'product', dataDir: tmpdir(), databaseUrl: 'postgres://postgres@127.0.0.1:1/none' })
     const app = buildApp({ logger: silentLogger(), classifyError: classifyDatabaseError })
     registerProductRoutes(app, new ProductRepository(database.db))
-    registerHealthRoutes(app, { checks: { database: async () => (await database.ping(), true) }, isDraining: () => false })
+    const database_ = async () => {
+      await database.ping()
+      return true as const
+    }
+    registerHealthRoutes(app, { checks: { database: database_ }, isDraining: () => false })
     try {
       const list = await app.inject({ method: 'GET', url: '/products' })
       assert.equal(list.statusCode, 503)

@@ -6,7 +6,10 @@ import { silentLogger } from '../helpers/logger.ts'
 function registry(ttlMs = 30_000) {
   let now = 1_700_000_000_000
   const built = buildRegistryApp({ logger: silentLogger(), ttlMs, clock: () => now })
-  return { ...built, advance: (ms: number) => void (now += ms) }
+  return { ...built, advance: (ms: number) => {
+      now += ms
+    },
+  }
 }
 
 const json = (body: unknown) => ({ headers: { 'content-type': 'application/json' }, payload: JSON.stringify(body) })
