@@ -145,8 +145,12 @@ async function main(): Promise<void> {
     propagation,
     gateway: gatewayRows,
   }
-  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`)
-  log(`written:  ${file.pathname}`)
+  const text = `${JSON.stringify(report, null, 2)}\n`
+  writeFileSync(file, text)
+  // Every run is kept beside the latest, so that figures can be compared across changes.
+  const history = new URL(`${String(date).replace(/[:.]/g, '-')}.json`, RESULTS_DIR)
+  writeFileSync(history, text)
+  log(`written:  ${file.pathname} and ${history.pathname}`)
 }
 
 installCleanup((message) => process.stderr.write(`${message}\n`))
