@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Tracer } from '@opentelemetry/api'
-import { Agent } from 'undici'
+import { Agent, type Dispatcher } from 'undici'
 import { describe, errorCodes } from '../lib/errors.ts'
 import type { Logger } from './logger.ts'
 import { noopUpstreamObserver, type UpstreamObserver, type UpstreamOutcome } from './observer.ts'
@@ -50,7 +50,7 @@ export interface ServiceClientOptions {
   maxAttempts?: number
   breaker?: { consecutiveFailures: number; halfOpenAfterMs: number }
   retryBudget?: { ratio: number; minPerSecond: number }
-  agent?: Agent
+  agent?: Dispatcher
   /** Traces each call and propagates the trace to the callee when given. */
   tracer?: Tracer
   observer?: UpstreamObserver
@@ -89,7 +89,7 @@ export class ServiceClient {
   readonly #balancer: Balancer
   readonly #timeoutMs: number
   readonly #maxAttempts: number
-  readonly #agent: Agent
+  readonly #agent: Dispatcher
   readonly #ownsAgent: boolean
   readonly #logger: Logger
   readonly #tracer: Tracer | undefined
@@ -145,15 +145,18 @@ export class ServiceClient {
 
     const tried = new Set<string>()
     let rechoices = 0
+    let rechoosing = false
     let last: { error: unknown } | { response: R } | undefined
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
-      if (attempt > 0) {
+      // A re-choice repeats its attempt: the retry (budget, backoff) was already paid for.
+      if (attempt > 0 && !rechoosing) {
         if (!this.#budget.tryRetry()) {
           this.#logger.warn({ event: 'retry_budget_exhausted', service }, 'retry budget spent; not retrying')
           break
         }
         await sleep(backoffDelay(attempt - 1, { initialMs: 20, maxMs: 200 }))
       }
+      rechoosing = false
       const untried = instances.filter((instance) => !tried.has(instance.id))
       // A retry goes to another instance; when every one has been tried, stop.
       if (attempt > 0 && untried.length === 0) break
@@ -174,6 +177,7 @@ export class ServiceClient {
         if (error instanceof BrokenCircuitError && rechoices++ < instances.length) {
           // Its breaker opened (or began probing) since we chose it: choose again, for free.
           attempt--
+          rechoosing = true
           continue
         }
         last = { error }

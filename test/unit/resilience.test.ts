@@ -6,7 +6,11 @@ import { RetryBudget } from '../../src/discovery/retry-budget.ts'
 import { isIdempotent } from '../../src/discovery/service-client.ts'
 
 const instance = (id: string, metadata: Record<string, string> = {}): Candidate => ({ id, metadata })
-const count = (picks: Array<Candidate | undefined>) => picks.reduce<Record<string, number>>((acc, p) => ({ ...acc, [p!.id]: (acc[p!.id] ?? 0) + 1 }), {})
+const count = (picks: Array<Candidate | undefined>) => {
+  const counts: Record<string, number> = {}
+  for (const pick of picks) counts[pick!.id] = (counts[pick!.id] ?? 0) + 1
+  return counts
+}
 
 /** A seeded generator, so that random strategies are tested deterministically. */
 function seeded(seed: number): () => number {
@@ -58,10 +62,11 @@ describe('balancers', () => {
 })
 
 describe('circuit breakers per instance', () => {
-  it('open after consecutive failures, refuse traffic, then close after a successful probe', async () => {
-    let now = 0
+  it('open after consecutive failures, refuse traffic, then close after a successful probe', async (t) => {
+    // cockatiel times the half-open delay with Date.now: mock Date, and give the breakers that clock too.
+    t.mock.timers.enable({ apis: ['Date'], now: 0 })
     const changes: string[] = []
-    const breakers = new InstanceBreakers({ consecutiveFailures: 3, halfOpenAfterMs: 1000, clock: () => now, onStateChange: (id, s) => changes.push(`${id}:${s}`) })
+    const breakers = new InstanceBreakers({ consecutiveFailures: 3, halfOpenAfterMs: 1000, clock: () => Date.now(), onStateChange: (id, s) => changes.push(`${id}:${s}`) })
     const fail = () => breakers.execute('p1', async () => ({ status: 500 }), (r) => r.status >= 500)
     const ok = () => breakers.execute('p1', async () => ({ status: 200 }), (r) => r.status >= 500)
     await fail()
@@ -76,6 +81,15 @@ describe('circuit breakers per instance', () => {
     assert.equal(breakers.available('p1'), false)
     await assert.rejects(ok(), BrokenCircuitError)
     assert.equal(breakers.available('other'), true, 'breakers are per instance')
+    assert.deepEqual(changes, ['p1:open'])
+    t.mock.timers.tick(999)
+    assert.equal(breakers.available('p1'), false)
+    await assert.rejects(ok(), BrokenCircuitError)
+    t.mock.timers.tick(1)
+    assert.equal(breakers.available('p1'), true)
+    await ok() // the probe
+    assert.equal(breakers.state('p1'), 'closed')
+    assert.deepEqual(changes, ['p1:open', 'p1:half_open', 'p1:closed'])
   })
 
   it('count thrown errors (refused connections, timeouts) as failures', async () => {
