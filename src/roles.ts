@@ -1,6 +1,6 @@
 import { type Env, type Role, loadAllConfig, loadGatewayConfig, loadRegistryConfig, loadServiceConfig } from './config/index.ts'
 import { buildGateway } from './gateway/main.ts'
-import { telemetryFromEnv } from './http/telemetry.ts'
+import { telemetryFromEnv, traceLogFields, type Telemetry } from './http/telemetry.ts'
 import { createLogger, type Logger, type LoggerOptions } from './lib/logger.ts'
 import { buildRegistry } from './registry/server.ts'
 import { buildOrderService } from './services/order/main.ts'
@@ -12,11 +12,24 @@ function formatFor(format: 'json' | 'pretty' | undefined): 'json' | 'pretty' {
   return format ?? (process.stdout.isTTY ? 'pretty' : 'json')
 }
 
-/** The role's logger, and a signal that fires when its stdout is closed (the role then stops). */
-function output(role: Role, config: { logLevel: LoggerOptions['level']; logFormat: 'json' | 'pretty' | undefined }): { logger: Logger; stop: AbortSignal } {
+/**
+ * The role's logger, and a signal that fires when its stdout is closed (the role then stops).
+ * Traced, every line written while serving a request carries the request's trace and span ids.
+ */
+function output(
+  role: Role,
+  config: { logLevel: LoggerOptions['level']; logFormat: 'json' | 'pretty' | undefined },
+  telemetry: Telemetry,
+): { logger: Logger; stop: AbortSignal; telemetry: Telemetry } {
   const closed = new AbortController()
-  const logger = createLogger({ level: config.logLevel, format: formatFor(config.logFormat), base: { role }, onOutputClosed: () => closed.abort() })
-  return { logger, stop: closed.signal }
+  const logger = createLogger({
+    level: config.logLevel,
+    format: formatFor(config.logFormat),
+    base: { role },
+    onOutputClosed: () => closed.abort(),
+    ...(telemetry.enabled ? { mixin: traceLogFields } : {}),
+  })
+  return { logger, stop: closed.signal, telemetry }
 }
 
 /** Every role runs the same way: build it (nothing listens yet), then start it. */
@@ -24,24 +37,24 @@ export async function runRole(role: Role, env: Env): Promise<void> {
   switch (role) {
     case 'registry': {
       const config = loadRegistryConfig(env)
-      await buildRegistry(config, output(role, config)).start()
+      await buildRegistry(config, output(role, config, telemetryFromEnv(env))).start()
       return
     }
     case 'product': {
       const config = loadServiceConfig(env, role)
-      const service = await buildProductService(config, { ...output(role, config), telemetry: telemetryFromEnv(env) })
+      const service = await buildProductService(config, output(role, config, telemetryFromEnv(env)))
       await service.start()
       return
     }
     case 'order': {
       const config = loadServiceConfig(env, role)
-      const service = await buildOrderService(config, { ...output(role, config), telemetry: telemetryFromEnv(env) })
+      const service = await buildOrderService(config, output(role, config, telemetryFromEnv(env)))
       await service.start()
       return
     }
     case 'gateway': {
       const config = loadGatewayConfig(env)
-      const service = await buildGateway(config, { ...output(role, config), telemetry: telemetryFromEnv(env) })
+      const service = await buildGateway(config, output(role, config, telemetryFromEnv(env)))
       await service.start()
       return
     }

@@ -1,7 +1,5 @@
-import type { Tracer } from '@opentelemetry/api'
-import { Agent } from 'undici'
+import { Agent, type Dispatcher } from 'undici'
 import { describe } from '../lib/errors.ts'
-import { endSpan, startClientSpan } from './tracing.ts'
 import { Compile } from 'typebox/compile'
 import { DiscoverResponse, Instance, REGISTRY_HEADERS, type HeartbeatBody, type InstanceRef, type InstanceView, type RegisterBody } from '../protocol/registry.ts'
 
@@ -24,8 +22,6 @@ export interface RegistryClientOptions {
   urls: readonly string[]
   timeoutMs?: number
   agent?: Agent
-  /** Calls made while serving a traced request become spans of that trace. */
-  tracer?: Tracer
 }
 
 type Outcome<T> = { status: 'ok'; value: T; headers: Record<string, string | string[] | undefined> } | { status: 'not_found' }
@@ -62,11 +58,9 @@ export class RegistryClient {
   readonly #timeoutMs: number
   readonly #agent: Agent
   readonly #ownsAgent: boolean
-  readonly #tracer: Tracer | undefined
   #current = 0
 
   constructor(options: RegistryClientOptions) {
-    this.#tracer = options.tracer
     if (options.urls.length === 0) throw new RangeError('RegistryClient needs at least one registry URL')
     this.#urls = options.urls
     this.#timeoutMs = options.timeoutMs ?? 2000
@@ -165,13 +159,7 @@ export class RegistryClient {
     signal?: AbortSignal,
   ): Promise<Outcome<T>> {
     const url = new URL(base)
-    const { span, headers: traceHeaders } = startClientSpan(
-      this.#tracer,
-      `${method} ${path.replace(/^\/discover\/.*/, '/discover/{service_name}')}`,
-      { 'http.request.method': method, 'server.address': base, 'peer.service': 'registry' },
-      { onlyWithParent: true },
-    )
-    let response
+    let response: Dispatcher.ResponseData
     try {
       response = await this.#agent.request({
         origin: url.origin,
@@ -180,7 +168,6 @@ export class RegistryClient {
         headers: {
           accept: 'application/json',
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-          ...traceHeaders,
         },
         body: body === undefined ? undefined : JSON.stringify(body),
         headersTimeout: timeoutMs,
@@ -188,10 +175,8 @@ export class RegistryClient {
         ...(signal ? { signal } : {}),
       })
     } catch (error) {
-      endSpan(span, { error })
       throw new RegistryUnavailableError(base, `${method} ${path} failed: ${describe(error)}`, { cause: error })
     }
-    endSpan(span, { status: response.statusCode })
     if (response.statusCode === 404) {
       await response.body.dump()
       return { status: 'not_found' }

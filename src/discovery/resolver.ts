@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { context, ROOT_CONTEXT } from '@opentelemetry/api'
 import { backoffDelay, type BackoffOptions } from '../lib/backoff.ts'
 import { silentLogger, type Logger } from './logger.ts'
 import { describe } from '../lib/errors.ts'
@@ -102,7 +103,9 @@ export class Resolver {
         clearTimeout(limit)
         settled()
       }
-      void this.#watch(serviceName, done)
+      // The loop outlives the request that asked first: run it outside that request's trace (its
+      // long polls would otherwise be spans of a trace that ended long ago).
+      context.with(ROOT_CONTEXT, () => void this.#watch(serviceName, done))
     })
   }
 

@@ -1,5 +1,4 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { Tracer } from '@opentelemetry/api'
 import { Agent, type Dispatcher } from 'undici'
 import { describe, errorCodes } from '../lib/errors.ts'
 import type { Logger } from './logger.ts'
@@ -10,7 +9,6 @@ import { BrokenCircuitError, InstanceBreakers, type BreakerState } from './break
 import type { RegistryInstance } from './registry-client.ts'
 import type { Resolver } from './resolver.ts'
 import { RetryBudget } from './retry-budget.ts'
-import { endSpan, startClientSpan } from './tracing.ts'
 
 export type UpstreamFailure = 'no_instances' | 'unavailable' | 'timeout' | 'bad_response'
 
@@ -51,8 +49,6 @@ export interface ServiceClientOptions {
   breaker?: { consecutiveFailures: number; halfOpenAfterMs: number }
   retryBudget?: { ratio: number; minPerSecond: number }
   agent?: Dispatcher
-  /** Traces each call and propagates the trace to the callee when given. */
-  tracer?: Tracer
   observer?: UpstreamObserver
 }
 
@@ -92,7 +88,6 @@ export class ServiceClient {
   readonly #agent: Dispatcher
   readonly #ownsAgent: boolean
   readonly #logger: Logger
-  readonly #tracer: Tracer | undefined
   readonly #observer: UpstreamObserver
   readonly #breakers = new Map<string, InstanceBreakers>()
   readonly #breakerOptions: { consecutiveFailures: number; halfOpenAfterMs: number }
@@ -105,7 +100,6 @@ export class ServiceClient {
     this.#timeoutMs = options.timeoutMs ?? 5000
     this.#maxAttempts = options.maxAttempts ?? 3
     this.#logger = options.logger
-    this.#tracer = options.tracer
     this.#observer = options.observer ?? noopUpstreamObserver
     this.#breakerOptions = options.breaker ?? { consecutiveFailures: 5, halfOpenAfterMs: 5000 }
     this.#budget = new RetryBudget({ ratio: 0.2, minPerSecond: 5, windowMs: 10_000, ...options.retryBudget })
@@ -239,24 +233,6 @@ export class ServiceClient {
   }
 
   async #send(instance: RegistryInstance, request: UpstreamRequest): Promise<UpstreamResponse> {
-    const { span, headers: traceHeaders } = startClientSpan(this.#tracer, request.method, {
-      'http.request.method': request.method,
-      'server.address': instance.url,
-      'url.full': `${instance.url}${request.path}`,
-      'peer.service': instance.service_name,
-      'service.instance.id': instance.id,
-    })
-    try {
-      const response = await this.#exchange(instance, request, traceHeaders)
-      endSpan(span, { status: response.status })
-      return response
-    } catch (error) {
-      endSpan(span, { error })
-      throw error
-    }
-  }
-
-  async #exchange(instance: RegistryInstance, request: UpstreamRequest, traceHeaders: Record<string, string>): Promise<UpstreamResponse> {
     const base = new URL(instance.url)
     const hasBody = request.body !== undefined
     // One bound on the whole attempt, answer body included.
@@ -266,7 +242,7 @@ export class ServiceClient {
         origin: base.origin,
         path: `${base.pathname.replace(/\/$/, '')}${request.path}`,
         method: request.method,
-        headers: { accept: 'application/json', ...(hasBody ? { 'content-type': 'application/json' } : {}), ...request.headers, ...traceHeaders },
+        headers: { accept: 'application/json', ...(hasBody ? { 'content-type': 'application/json' } : {}), ...request.headers },
         body: hasBody ? JSON.stringify(request.body) : undefined,
         headersTimeout: this.#timeoutMs,
         bodyTimeout: this.#timeoutMs,

@@ -10,15 +10,15 @@ export type GatewayOptions = ServiceOptions & UpstreamOptions & { routes: Route[
 
 /** The gateway, built: its routing table in place, ready for `inject()`. */
 export async function buildGateway(options: GatewayOptions, runtime: { logger: Logger; telemetry: Telemetry; stop?: AbortSignal }): Promise<Service> {
-  const { logger, telemetry } = runtime
+  const { logger } = runtime
   return buildService({
     name: 'gateway',
     description: 'One entry point in front of the services.',
     options,
     ...runtime,
     setup: async ({ app, registryClient, metrics }) => {
-      const upstream = upstreamClient(options, { registryClient, logger, metrics, telemetry })
-      await registerGatewayRoutes(app, { routes: options.routes, client: upstream.client, timeoutMs: options.upstreamTimeoutSeconds * 1000, tracer: telemetry.tracer })
+      const upstream = upstreamClient(options, { registryClient, logger, metrics })
+      await registerGatewayRoutes(app, { routes: options.routes, client: upstream.client, timeoutMs: options.upstreamTimeoutSeconds * 1000 })
       logger.info({ event: 'routes', routes: options.routes }, 'gateway routing table')
       return { openapi: combineOpenApi(options.routes, upstream.client), ...upstream.parts }
     },

@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import replyFrom from '@fastify/reply-from'
-import type { Tracer } from '@opentelemetry/api'
+import { propagation } from '@opentelemetry/api'
 import type { RegistryInstance } from '../discovery/registry-client.ts'
 import { UpstreamError, type ServiceClient } from '../discovery/service-client.ts'
-import { endSpan, startClientSpan } from '../discovery/tracing.ts'
 import { sendProblem, type App } from '../http/app.ts'
 import { upstreamError, upstreamFailure } from '../runtime/upstream.ts'
 import type { Route } from './routing.ts'
@@ -13,7 +12,6 @@ export interface GatewayRouteOptions {
   routes: readonly Route[]
   client: ServiceClient
   timeoutMs: number
-  tracer: Tracer | undefined
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
@@ -35,6 +33,19 @@ function withoutHopByHop<T extends Record<string, unknown>>(headers: T): T {
   return copy
 }
 
+/**
+ * The caller's trace headers, when the gateway traces: undici's instrumentation adds the gateway's
+ * own (continuing the caller's trace), and a second traceparent would make the callee pick the
+ * caller's and skip the gateway. Untraced (no propagator), the caller's pass through unchanged.
+ */
+function withoutPropagated<T extends Record<string, unknown>>(headers: T): T {
+  const fields = propagation.fields()
+  if (fields.length === 0) return headers
+  const copy = { ...headers }
+  for (const name of fields) delete copy[name]
+  return copy
+}
+
 function forwardedFor(request: FastifyRequest): string {
   const previous = request.headers['x-forwarded-for']
   const chain = Array.isArray(previous) ? previous.join(', ') : previous
@@ -53,39 +64,34 @@ export async function registerGatewayRoutes(app: App, options: GatewayRouteOptio
     disableRequestLogging: true,
   })
 
+  // The request id is the one the gateway forwards and answers with, and the one its own log lines
+  // carry: a caller's X-Request-Id, or a new UUID (unique across processes, unlike Fastify's counter).
+  app.setGenReqId(() => randomUUID())
+
   // Bodies are not parsed: they stream through to the instance as they arrive.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
 
   const proxy = (service: string) => async (request: FastifyRequest, reply: FastifyReply) => {
-    const requestId = typeof request.headers['x-request-id'] === 'string' ? request.headers['x-request-id'] : randomUUID()
+    const requestId = request.id
     reply.header('x-request-id', requestId)
     const attempt = (instance: RegistryInstance) =>
       new Promise<{ status: number }>((resolve, reject) => {
-        const { span, headers: traceHeaders } = startClientSpan(options.tracer, request.method, {
-          'http.request.method': request.method,
-          'server.address': instance.url,
-          'peer.service': instance.service_name,
-          'service.instance.id': instance.id,
-        })
         reply.from(`${instance.url.replace(/\/$/, '')}${request.url}`, {
           // Retries are ours: to another instance, not the same one again.
           retryDelay: () => null,
           rewriteRequestHeaders: (_req, headers) => ({
-            ...withoutHopByHop(headers),
+            ...withoutPropagated(withoutHopByHop(headers)),
             'x-forwarded-for': forwardedFor(request),
             'x-forwarded-proto': request.protocol,
             'x-forwarded-host': request.headers.host ?? '',
             'x-request-id': requestId,
-            ...traceHeaders,
           }),
           onResponse: (_req, res, response) => {
-            endSpan(span, { status: response.statusCode })
             resolve({ status: response.statusCode })
             void res.send(response.stream)
           },
           onError: (_res, { error }) => {
-            endSpan(span, { error })
             reject(error)
           },
         })

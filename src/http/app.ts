@@ -6,7 +6,8 @@ import type { TSchema } from 'typebox'
 import { TypeBoxValidatorCompiler, type TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Logger } from '../lib/logger.ts'
 import type { Metrics } from './metrics.ts'
-import { instrument } from './observability.ts'
+import { FastPathGuard, type FastPath } from './fast-path.ts'
+import { instrument, requestTraceFields } from './observability.ts'
 import { noopTelemetry, type Telemetry } from './telemetry.ts'
 import { plainJson, registerOpenApi, type OpenApiInfo } from './openapi.ts'
 import { AppError, problem, PROBLEM_CONTENT_TYPE, type HttpErrorCode, type Problem } from './errors.ts'
@@ -36,7 +37,10 @@ export interface BuildAppOptions {
   quietRoutes?: ReadonlySet<string>
   /** True once the instance is draining (before the server itself starts closing). */
   draining?: () => boolean
-  /** Answers a request before Fastify sees it, returning true; false passes it on (hot paths). */
+  /**
+   * Answers some routes before Fastify (hot paths), while every hook that would run for them is
+   * one it honours; otherwise the routes serve (see fast-path.ts).
+   */
   fastPath?: FastPath
   /**
    * Recognises errors from below the HTTP layer that deserve an answer of their own rather than
@@ -45,11 +49,12 @@ export interface BuildAppOptions {
   classifyError?: (error: Error) => AppError | undefined
 }
 
-/**
- * Takes a request before Fastify's routing (returning true) or leaves it (false). One that took
- * it may still hand it to Fastify later through `next`.
- */
-export type FastPath = (request: IncomingMessage, response: ServerResponse, next: (request: IncomingMessage, response: ServerResponse) => void) => boolean
+const guards = new WeakMap<object, FastPathGuard>()
+
+/** Whether the app's fast path serves, and which hooks turned it off (none given: undefined). */
+export function fastPathOf(app: App): Pick<FastPathGuard, 'enabled' | 'unhonoured'> | undefined {
+  return guards.get(app)
+}
 
 /** Routes whose request lines are debug by default: probes, scrapes and documentation. */
 export const QUIET_ROUTES: ReadonlySet<string> = new Set(['/health/live', '/health/ready', '/metrics', '/docs/*', '/openapi.json'])
@@ -85,7 +90,7 @@ class RequestLog extends LogController {
       url: request.url,
       status: reply.statusCode,
       duration_ms: Math.round(reply.elapsedTime * 100) / 100,
-      ...(request.otel ? { trace_id: request.otel.span.spanContext().traceId } : {}),
+      ...requestTraceFields(request),
       ...(error ? { err: error } : {}),
     }
     request.log[level](line, error ? 'request errored' : 'request')
@@ -141,6 +146,7 @@ function lingers(request: IncomingMessage): boolean {
 
 export function buildApp(options: BuildAppOptions): App {
   const { fastPath } = options
+  let guard: FastPathGuard | undefined
   const app = Fastify({
     loggerInstance: options.logger,
     bodyLimit: BODY_LIMIT_BYTES,
@@ -155,7 +161,7 @@ export function buildApp(options: BuildAppOptions): App {
     ...(fastPath
       ? {
           serverFactory: (handler: (request: IncomingMessage, response: ServerResponse) => void, settings: FastifyServerOptions) => {
-            const server = createServer((request, response) => fastPath(request, response, handler) || handler(request, response))
+            const server = createServer((request, response) => (guard ? guard.serve(request, response, handler, options.logger) : handler(request, response)))
             // Fastify applies its server settings only to servers it creates: apply them here, so
             // the fast path's connections have the same keep-alive, timeouts and limits.
             server.keepAliveTimeout = settings.keepAliveTimeout ?? 72_000
@@ -170,6 +176,11 @@ export function buildApp(options: BuildAppOptions): App {
       void sendProblem(reply, toProblem(error, request))
     },
   }).withTypeProvider<TypeBoxTypeProvider>()
+  // Before any hook is added, so that it sees every one.
+  if (fastPath) {
+    guard = new FastPathGuard(app as unknown as FastifyInstance, fastPath, options.logger)
+    guards.set(app, guard)
+  }
 
   app.setValidatorCompiler(validatorCompiler)
 
@@ -179,7 +190,7 @@ export function buildApp(options: BuildAppOptions): App {
   app.addHook('preClose', async () => {
     closing = true
   })
-  app.addHook('onSend', (request, reply, payload, done) => {
+  app.addHook('onSend', function closeWhenDraining(request, reply, payload, done) {
     if (closing || options.draining?.()) reply.header('connection', 'close')
     else if (reply.statusCode === 413 && lingers(request.raw)) reply.removeHeader('connection')
     done(null, payload)

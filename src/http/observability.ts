@@ -1,67 +1,77 @@
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Context, type Span } from '@opentelemetry/api'
-import type { FastifyInstance } from 'fastify'
+import { createRequire } from 'node:module'
+import { context, isSpanContextValid, trace } from '@opentelemetry/api'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Metrics } from './metrics.ts'
 import type { Telemetry } from './telemetry.ts'
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** The request's server span and the context to run its work in (tracing enabled only). */
-    otel: { span: Span; context: Context } | null
-  }
-}
-
 /**
- * Per-request telemetry: a server span that continues the caller's W3C trace, made current for
- * the handler so that upstream calls and database queries become its children; and the request
- * count and duration by route template.
+ * Per-request telemetry: the request count and duration by route template; and, only when tracing
+ * is enabled (otherwise nothing is loaded and no hook added), a server span per request from
+ * @fastify/otel that continues the caller's W3C trace, made current for the handler so that its
+ * upstream calls and database queries become its children.
  */
 export function instrument(app: FastifyInstance, options: { telemetry: Telemetry; metrics: Metrics | undefined }): void {
   const { telemetry, metrics } = options
-  app.decorateRequest('otel', null)
+  if (telemetry.enabled) traceRequests(app)
 
-  const tracer = telemetry.tracer
-  if (tracer) {
-    app.addHook('onRequest', (request, _reply, done) => {
-      const parent = propagation.extract(ROOT_CONTEXT, request.headers)
-      const route = request.routeOptions.url
-      const span = tracer.startSpan(
-        route ? `${request.method} ${route}` : request.method,
-        {
-          kind: SpanKind.SERVER,
-          attributes: {
-            'http.request.method': request.method,
-            'url.path': request.url.split('?')[0] ?? request.url,
-            ...(route ? { 'http.route': route } : {}),
-          },
-        },
-        parent,
-      )
-      const ctx = trace.setSpan(parent, span)
-      request.otel = { span, context: ctx }
-      context.with(ctx, done)
-    })
-    // The body arrives on the socket's own async context: re-enter the span's before the handler.
-    app.addHook('preHandler', (request, _reply, done) => {
-      if (request.otel) context.with(request.otel.context, done)
-      else done()
-    })
-    app.addHook('onError', (request, _reply, error, done) => {
-      request.otel?.span.recordException(error)
-      done()
-    })
-  }
-
-  app.addHook('onResponse', (request, reply, done) => {
+  app.addHook('onResponse', function countRequest(request, reply, done) {
     const route = request.routeOptions.url ?? 'unmatched'
     const status = reply.statusCode
     metrics?.httpRequests.inc({ method: request.method, route, status })
     metrics?.httpDuration.observe({ method: request.method, route, status }, reply.elapsedTime / 1000)
-    const span = request.otel?.span
-    if (span) {
-      span.setAttribute('http.response.status_code', status)
-      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR })
-      span.end()
-    }
     done()
   })
+}
+
+function traceRequests(app: FastifyInstance): void {
+  // Synchronous, like the app factory; CommonJS, so require is the plain way to load it lazily.
+  const { FastifyOtelInstrumentation } = createRequire(import.meta.url)('@fastify/otel') as typeof import('@fastify/otel')
+  const instrumentation = new FastifyOtelInstrumentation({
+    // One span per request: spans per hook and handler would stand between the request's span and
+    // the calls it makes, and tell nothing more.
+    instrumentHooks: false,
+    instrumentHandler: false,
+    requestHook: (span, request) => {
+      const route = request.routeOptions.url
+      span.updateName(route ? `${request.method} ${route}` : request.method)
+      // The semantic conventions keep the query out of url.path (the plugin puts the raw URL there).
+      const query = request.url.indexOf('?')
+      if (query >= 0) span.setAttributes({ 'url.path': request.url.slice(0, query), 'url.query': request.url.slice(query + 1) })
+    },
+  })
+  // The plugin is CommonJS and so loads the API's CommonJS copy, whose proxy provider never hears
+  // of the SDK that telemetry starts later through this (ESM) copy: hand it ours, which will.
+  instrumentation.setTracerProvider(trace.getTracerProvider())
+  // Applied now rather than through app.register, which avvio runs only after the routes declared
+  // directly on the app: the plugin's onRoute hook, which ends each route's span, would miss them.
+  // (The plugin is fastify-plugin style, so applying it to the root is what registering does.)
+  instrumentation.plugin()(app, {}, (error) => {
+    if (error) throw error
+  })
+  // A body arrives on the socket's own async context, not the request span's: re-enter it before
+  // the handler (the handler-span option would do it too, at the cost of a span per request).
+  app.addHook('preHandler', (request, _reply, done) => {
+    const ctx = request.opentelemetry().context
+    if (ctx) context.with(ctx, done)
+    else done()
+  })
+}
+
+/**
+ * The trace and span ids of the request's server span (tracing enabled), for its request log line:
+ * that line is written once the response is done, outside the request's context.
+ */
+export function requestTraceFields(request: FastifyRequest): { trace_id: string; span_id: string } | undefined {
+  // Typed as always there (the plugin's declaration), but only decorated when tracing is enabled.
+  if (typeof request.opentelemetry !== 'function') return undefined
+  try {
+    const ctx = request.opentelemetry().context
+    const spanContext = ctx ? trace.getSpan(ctx)?.spanContext() : undefined
+    // Invalid (all zeros) while the SDK has not started yet: no ids rather than false ones.
+    if (!spanContext || !isSpanContextValid(spanContext)) return undefined
+    return { trace_id: spanContext.traceId, span_id: spanContext.spanId }
+  } catch {
+    // A request Fastify refused before routing has no route options to ask: it has no span either.
+    return undefined
+  }
 }

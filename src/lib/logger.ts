@@ -21,6 +21,8 @@ export interface LoggerOptions {
    * is gone). Later lines are dropped; a process that cannot report anything should stop.
    */
   onOutputClosed?: () => void
+  /** Fields added to every line when it is written (e.g. the ids of the trace being served). */
+  mixin?: () => Record<string, unknown>
 }
 
 // JSON lines on stdout; one object per event, never multi-line text, so that log shippers and
@@ -31,6 +33,7 @@ export function createLogger(options: LoggerOptions): Logger {
     base: { pid: process.pid, ...options.base },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label: string) => ({ level: label }) },
+    ...(options.mixin ? { mixin: options.mixin } : {}),
   }
   if (options.destination) return pino(settings, options.destination)
   const stdout = stdoutStream(options.onOutputClosed)

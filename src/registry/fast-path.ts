@@ -1,7 +1,7 @@
 import type { IncomingMessage, } from 'node:http'
 import { Readable } from 'node:stream'
 import { Compile } from 'typebox/compile'
-import type { FastPath } from '../http/app.ts'
+import type { FastPath, FastPathHandler } from '../http/fast-path.ts'
 import type { Metrics } from '../http/metrics.ts'
 import type { Logger } from '../lib/logger.ts'
 import { HeartbeatBody, REGISTRY_HEADERS } from '../protocol/registry.ts'
@@ -43,7 +43,7 @@ export interface FastPathOptions {
  * methods) returns false and goes through Fastify as usual. The answer is the route's, byte for
  * byte, with the same headers; the request is counted and logged like the route's.
  */
-export function discoverFastPath(options: FastPathOptions): FastPath {
+export function discoverFastPath(options: FastPathOptions): FastPathHandler {
   const { store, responses, metrics, logger } = options
   const route = '/discover/:service_name'
   // Counted exactly but not timed: the in-process work is a few microseconds, and prom-client's
@@ -70,9 +70,31 @@ export function discoverFastPath(options: FastPathOptions): FastPath {
   }
 }
 
-/** The first fast path that takes the request answers it. */
-export function registryFastPath(...paths: FastPath[]): FastPath {
-  return (request, response, next) => paths.some((path) => path(request, response, next))
+/**
+ * The hooks whose effect the fast paths reproduce, by `hook:functionName`. Any other hook that
+ * would run for their routes turns them off (the app factory checks when it is ready), so a new
+ * auth check, rate limit or tracing can never be skipped by them, only make them slower. To keep
+ * them fast under a new hook, reproduce its effect here and name it.
+ */
+export const HONOURED_HOOKS: ReadonlySet<string> = new Set([
+  // `Connection: close` while draining: both answer with it (`closing`).
+  'onSend:closeWhenDraining',
+  // http_requests_total: both count in plain numbers folded in at scrape time.
+  'onResponse:countRequest',
+  // The heartbeat route's own hook: it parses the body the fast path read and passed on.
+  'preParsing:replayFastPathBody',
+])
+
+/** Both fast paths, for the app factory: the first that takes a request answers it. */
+export function registryFastPath(discover: FastPathHandler, heartbeat: FastPathHandler): FastPath {
+  return {
+    handle: (request, response, next) => discover(request, response, next) || heartbeat(request, response, next),
+    routes: [
+      { method: 'GET', url: '/discover/:service_name' },
+      { method: 'POST', url: '/heartbeat' },
+    ],
+    honours: HONOURED_HOOKS,
+  }
 }
 
 // A heartbeat body is a few dozen bytes; anything bigger is left to Fastify (and its body limit).
@@ -99,7 +121,7 @@ export interface HeartbeatFastPathOptions {
  * the route with the body it sent, which `replayHeartbeatBody` hands back to Fastify's parser, so
  * that every error is answered in one place, by the route.
  */
-export function heartbeatFastPath(options: HeartbeatFastPathOptions): FastPath {
+export function heartbeatFastPath(options: HeartbeatFastPathOptions): FastPathHandler {
   const { store, metrics, logger } = options
   const route = '/heartbeat'
   const served = metrics.hotRequestCount({ method: 'POST', route, status: 200 })
@@ -117,22 +139,34 @@ export function heartbeatFastPath(options: HeartbeatFastPathOptions): FastPath {
     })
     request.on('end', () => {
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received)
-      const instance = received === length ? knownInstance(store, body) : undefined
-      if (!instance) {
+      try {
+        const instance = received === length ? knownInstance(store, body) : undefined
+        if (!instance) {
+          replayed.set(request, body)
+          next(request, response)
+          return
+        }
+        options.onHeartbeat(instance)
+        const answer = Buffer.from(JSON.stringify(toView(instance)))
+        response.writeHead(200, {
+          'content-type': 'application/json; charset=utf-8',
+          'content-length': answer.length,
+          ...(options.closing() ? { connection: 'close' } : {}),
+        })
+        response.end(answer)
+        served.inc()
+        if (logger.isLevelEnabled('debug')) logger.debug({ method: 'POST', route, url: route, status: 200 }, 'request')
+      } catch (error) {
+        // A bug here must cost a slower answer, never a lost one: the route answers instead (a
+        // heartbeat applied twice is the same heartbeat).
+        logger.error({ event: 'fast_path_failed', route, err: error }, 'fast path failed; the route answers')
+        if (response.headersSent) {
+          response.destroy()
+          return
+        }
         replayed.set(request, body)
         next(request, response)
-        return
       }
-      options.onHeartbeat(instance)
-      const answer = Buffer.from(JSON.stringify(toView(instance)))
-      response.writeHead(200, {
-        'content-type': 'application/json; charset=utf-8',
-        'content-length': answer.length,
-        ...(options.closing() ? { connection: 'close' } : {}),
-      })
-      response.end(answer)
-      served.inc()
-      if (logger.isLevelEnabled('debug')) logger.debug({ method: 'POST', route, url: route, status: 200 }, 'request')
     })
     // A client that goes away mid-body: its socket is gone, there is no one to answer.
     request.on('error', () => request.destroy())

@@ -71,8 +71,9 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
   const heartbeatRoute = {
     schema: { tags: ['registry'], summary: 'Heartbeat an instance', body: HeartbeatBody, response: { 200: Instance } },
     // A heartbeat the fast path passed on arrives with its body already read: parse that.
-    preParsing: (request: FastifyRequest, _reply: FastifyReply, payload: RequestPayload, done: (error: null, payload: RequestPayload) => void) =>
-      done(null, replayHeartbeatBody(request.raw) ?? payload),
+    preParsing: function replayFastPathBody(request: FastifyRequest, _reply: FastifyReply, payload: RequestPayload, done: (error: null, payload: RequestPayload) => void) {
+      done(null, replayHeartbeatBody(request.raw) ?? payload)
+    },
   }
   app.post('/heartbeat', heartbeatRoute, async (request) => {
     const instance = store.heartbeat(request.body)

@@ -2,6 +2,7 @@ import { buildApp, QUIET_ROUTES, type App } from '../http/app.ts'
 import { registerHealthRoutes } from '../http/health.ts'
 import type { Logger } from '../lib/logger.ts'
 import { Metrics } from '../http/metrics.ts'
+import { noopTelemetry, type Telemetry } from '../http/telemetry.ts'
 import { HealthChecker } from './health-checker.ts'
 import { MemoryStore, type Clock } from './memory-store.ts'
 import { randomBytes } from 'node:crypto'
@@ -22,6 +23,8 @@ export interface RegistryAppOptions {
   clock?: Clock
   store?: RegistryStore
   metrics?: Metrics
+  /** Traces requests when enabled; a no-op by default. */
+  telemetry?: Telemetry
 }
 
 export interface RegistryApp {
@@ -78,13 +81,17 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
   const warmupRemainingMs = () => Math.max(0, warmupUntil - clock())
   const responses = new DiscoveryResponses()
   let draining = false
+  const telemetry = options.telemetry ?? noopTelemetry
   const app = buildApp({
     logger,
     metrics,
+    telemetry,
     openapi: { title: 'Service registry', description: 'Register, discover, heartbeat, watch.' },
     // Every instance heartbeats every few seconds: those request lines are debug. A reported
     // status other than up, and every registration, deregistration and eviction, are info.
     quietRoutes: new Set([...QUIET_ROUTES, '/heartbeat']),
+    // Answered before Fastify while no hook they skip applies; traced, for instance, the routes
+    // serve every request rather than some going untraced (see fast-path.ts).
     fastPath: registryFastPath(
       discoverFastPath({ store, responses, epoch, warmupRemainingMs, metrics, logger, closing: () => draining }),
       heartbeatFastPath({ store, metrics, logger, closing: () => draining, onHeartbeat: (instance) => events.heartbeat(instance) }),
@@ -160,10 +167,11 @@ export interface Registry extends RegistryApp {
   start: () => Promise<{ url: string; port: number; shutdown: (reason: string) => Promise<void> }>
 }
 
-export function buildRegistry(options: RegistryOptions, runtime: { logger: Logger; stop?: AbortSignal }): Registry {
+export function buildRegistry(options: RegistryOptions, runtime: { logger: Logger; stop?: AbortSignal; telemetry?: Telemetry }): Registry {
   const { logger } = runtime
+  const telemetry = runtime.telemetry ?? noopTelemetry
   const ttlMs = options.ttlSeconds * 1000
-  const registry = buildRegistryApp({ logger, ttlMs, warmupMs: options.warmupSeconds * 1000, maxInstances: options.maxInstances })
+  const registry = buildRegistryApp({ logger, ttlMs, warmupMs: options.warmupSeconds * 1000, maxInstances: options.maxInstances, telemetry })
   const start = async () => {
     const checker = new HealthChecker({
       store: registry.store,
@@ -181,7 +189,10 @@ export function buildRegistry(options: RegistryOptions, runtime: { logger: Logge
       port: options.port,
       shutdownTimeoutMs: options.shutdownTimeoutSeconds * 1000,
       ...(runtime.stop ? { stop: runtime.stop } : {}),
-      listening: (port) => {
+      listening: async (port) => {
+        // The epoch names this registry process to its clients (a response header): the same name
+        // on its spans ties the two together.
+        await telemetry.start({ serviceName: 'registry', instanceId: `registry-${registry.epoch}`, logger })
         sweeper = setInterval(registry.sweep, sweepIntervalMs(ttlMs))
         sweeper.unref()
         checker.start()
@@ -192,7 +203,12 @@ export function buildRegistry(options: RegistryOptions, runtime: { logger: Logge
       },
       shutdownSteps: () => [
         { name: 'close server', run: () => registry.app.close() },
-        { name: 'stop sweeping and health checks', run: () => (clearInterval(sweeper), checker.stop()) },
+        { name: 'stop sweeping and health checks', run: () => {
+          clearInterval(sweeper)
+          return checker.stop()
+        },
+      },
+        { name: 'flush traces', run: () => telemetry.shutdown() },
       ],
     })
     return { url: `http://127.0.0.1:${running.port}`, port: running.port, shutdown: running.shutdown }

@@ -6,7 +6,6 @@ import { Resolver } from '../discovery/resolver.ts'
 import { ServiceClient, type UpstreamError } from '../discovery/service-client.ts'
 import { type AppError, defineErrors } from '../http/errors.ts'
 import type { Metrics } from '../http/metrics.ts'
-import type { Telemetry } from '../http/telemetry.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { ServiceParts } from './service.ts'
 
@@ -65,9 +64,9 @@ function breakerMetrics(metrics: Metrics, client: ServiceClient): void {
  */
 export function upstreamClient(
   options: UpstreamOptions,
-  context: { registryClient: RegistryClient; logger: Logger; metrics: Metrics; telemetry: Telemetry },
+  context: { registryClient: RegistryClient; logger: Logger; metrics: Metrics },
 ): { client: ServiceClient; parts: Required<Pick<ServiceParts, 'details' | 'closers'>> } {
-  const { registryClient, logger, metrics, telemetry } = context
+  const { registryClient, logger, metrics } = context
   const resolver = new Resolver({ client: registryClient, logger })
   const client = new ServiceClient({
     resolver,
@@ -77,7 +76,6 @@ export function upstreamClient(
     connectTimeoutMs: options.upstreamConnectTimeoutSeconds * 1000,
     breaker: { consecutiveFailures: options.breakerFailures, halfOpenAfterMs: options.breakerHalfOpenSeconds * 1000 },
     retryBudget: { ratio: options.retryBudgetPercent / 100, minPerSecond: 5 },
-    tracer: telemetry.tracer,
     observer: upstreamObserver(metrics),
   })
   breakerMetrics(metrics, client)

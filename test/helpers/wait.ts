@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+
 /** Polls `condition` until it returns a truthy value or the deadline passes (then throws). */
 export async function waitFor<T>(
   condition: () => T | undefined | false | null | Promise<T | undefined | false | null>,
@@ -18,6 +20,6 @@ export async function waitFor<T>(
       const suffix = lastError instanceof Error ? ` (last error: ${lastError.message})` : ''
       throw new Error(`timed out after ${timeoutMs} ms waiting for ${options.what ?? 'condition'}${suffix}`)
     }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs))
+    await sleep(intervalMs)
   }
 }

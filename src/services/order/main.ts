@@ -22,7 +22,7 @@ export async function buildOrderService(
     options,
     ...runtime,
     setup: ({ app, registryClient, metrics }) => {
-      const upstream = upstreamClient(options, { registryClient, logger, metrics, telemetry })
+      const upstream = upstreamClient(options, { registryClient, logger, metrics })
       registerOrderRoutes(app, new OrderRepository(database.db), new ProductClient(upstream.client))
       return {
         ...resources,

@@ -1,6 +1,5 @@
 import { Compile } from 'typebox/compile'
-import type { ServiceClient } from '../../discovery/service-client.ts'
-import { UpstreamError } from '../../discovery/service-client.ts'
+import { type ServiceClient, UpstreamError, type UpstreamResponse } from '../../discovery/service-client.ts'
 import { upstreamError, upstreamFailure } from '../../runtime/upstream.ts'
 import { orderError } from './errors.ts'
 import { toCents } from '../../contracts/money.ts'
@@ -27,10 +26,15 @@ export class ProductClient {
     this.#serviceName = serviceName
   }
 
-  async get(productId: string): Promise<PricedProduct> {
-    let response
+  /** `requestId`: the id of the request being served, sent on so that both services log it. */
+  async get(productId: string, options: { requestId?: string } = {}): Promise<PricedProduct> {
+    let response: UpstreamResponse
     try {
-      response = await this.#client.request(this.#serviceName, { method: 'GET', path: `/products/${encodeURIComponent(productId)}` })
+      response = await this.#client.request(this.#serviceName, {
+        method: 'GET',
+        path: `/products/${encodeURIComponent(productId)}`,
+        ...(options.requestId === undefined ? {} : { headers: { 'x-request-id': options.requestId } }),
+      })
     } catch (error) {
       if (error instanceof UpstreamError) throw upstreamFailure(error)
       throw error
