@@ -29,7 +29,10 @@ const quietEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => ({
 async function ready(url: string, what: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
-    const status = await fetch(url, { signal: AbortSignal.timeout(1000) }).then((r) => r.status, () => 0)
+    const status = await fetch(url, { signal: AbortSignal.timeout(1000) }).then(
+      (r) => r.status,
+      () => 0,
+    )
     if (status === 200) return
     if (Date.now() > deadline) throw new Error(`${what} did not answer 200 at ${url} within ${timeoutMs} ms (last ${status})`)
     await new Promise((resolve) => setTimeout(resolve, 50))
@@ -66,7 +69,12 @@ http {
 `
 }
 
-export async function measureGateway(serverCore: number, loadCore: number, run: { durationSeconds: number; warmupSeconds: number; connections: number }, log: (line: string) => void): Promise<GatewayRow[]> {
+export async function measureGateway(
+  serverCore: number,
+  loadCore: number,
+  run: { durationSeconds: number; warmupSeconds: number; connections: number },
+  log: (line: string) => void,
+): Promise<GatewayRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'msa-bench-gateway-'))
   const started: Pinned[] = []
   let nginx: ChildProcess | undefined
@@ -74,11 +82,20 @@ export async function measureGateway(serverCore: number, loadCore: number, run: 
     const registry = await startRegistry(serverCore)
     started.push(registry.process)
     const productPort = await freePort()
-    const product = spawnPinned('product', serverCore, [CLI, 'product'], quietEnv({ PORT: String(productPort), REGISTRY_URL: registry.baseUrl, DATA_DIR: join(dir, 'data'), HEARTBEAT_INTERVAL_SECONDS: '2' }))
+    const product = spawnPinned(
+      'product',
+      serverCore,
+      [CLI, 'product'],
+      quietEnv({ PORT: String(productPort), REGISTRY_URL: registry.baseUrl, DATA_DIR: join(dir, 'data'), HEARTBEAT_INTERVAL_SECONDS: '2' }),
+    )
     started.push(product)
     const productUrl = `http://127.0.0.1:${productPort}`
     await ready(`${productUrl}/health/ready`, 'the product instance')
-    const created = await fetch(`${productUrl}/products`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'Benchmarked', price: 9.99 }) })
+    const created = await fetch(`${productUrl}/products`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Benchmarked', price: 9.99 }),
+    })
     const { id } = (await created.json()) as { id: string }
     const path = `/products/${id}`
 

@@ -29,7 +29,9 @@ function cpuSeconds(pid: number): number {
 
 /** Busy and total time of one core so far, in ticks, from /proc/stat. */
 function coreTicks(core: number): { busy: number; total: number } {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${core} `))
+  const line = readFileSync('/proc/stat', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`cpu${core} `))
   if (!line) return { busy: 0, total: 0 }
   // user nice system idle iowait irq softirq steal ...: idle and iowait are the idle ones.
   const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number)

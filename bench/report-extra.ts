@@ -43,8 +43,9 @@ export function renderGateway(rows: readonly GatewayRow[]): string {
     ])
   }
   const gateway = rows.find((r) => r.target === 'gateway')
-  const aim = gateway && nginx
-    ? `aim: gateway >= 0.6x nginx req/s: ${(gateway.requestsPerSecond / nginx.requestsPerSecond).toFixed(3)}x, ${gateway.requestsPerSecond / nginx.requestsPerSecond >= 0.6 ? 'met' : 'NOT met'}`
-    : 'aim: gateway >= 0.6x nginx req/s: not measured (nginx missing)'
+  const aim =
+    gateway && nginx
+      ? `aim: gateway >= 0.6x nginx req/s: ${(gateway.requestsPerSecond / nginx.requestsPerSecond).toFixed(3)}x, ${gateway.requestsPerSecond / nginx.requestsPerSecond >= 0.6 ? 'met' : 'NOT met'}`
+      : 'aim: gateway >= 0.6x nginx req/s: not measured (nginx missing)'
   return `gateway (servers share core 0: the product instance, and nginx or the gateway in front of it):\n${pad(table)}\n${aim}`
 }

@@ -43,7 +43,9 @@ const AIMS: readonly Omit<Aim, 'actual' | 'met'>[] = [
 export function machine(): Machine {
   let cpuModel = cpus()[0]?.model ?? 'unknown'
   try {
-    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('model name'))
+    const line = readFileSync('/proc/cpuinfo', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('model name'))
     if (line) cpuModel = line.slice(line.indexOf(':') + 1).trim()
   } catch {
     // Not Linux: os.cpus() is the best there is.
@@ -110,8 +112,7 @@ export function aims(measurements: readonly Measurement[]): Aim[] {
 function table(rows: readonly (readonly string[])[]): string {
   const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
   // Text columns left-aligned, numbers right-aligned.
-  const format = (row: readonly string[]) =>
-    row.map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ')
+  const format = (row: readonly string[]) => row.map((cell, column) => (column < 2 ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!))).join('  ')
   const [header, ...body] = rows
   return [format(header!), widths.map((width) => '-'.repeat(width)).join('  '), ...body.map(format)].join('\n')
 }
@@ -135,7 +136,5 @@ export function renderTable(measurements: readonly Measurement[]): string {
 }
 
 export function renderAims(results: readonly Aim[]): string {
-  return results
-    .map((aim) => `  ${aim.met ? 'met    ' : 'NOT met'}  ${aim.case} ${aim.metric} ${aim.comparison} ${aim.target}x: ${aim.actual.toFixed(2)}x`)
-    .join('\n')
+  return results.map((aim) => `  ${aim.met ? 'met    ' : 'NOT met'}  ${aim.case} ${aim.metric} ${aim.comparison} ${aim.target}x: ${aim.actual.toFixed(2)}x`).join('\n')
 }

@@ -84,9 +84,15 @@ async function main(): Promise<void> {
 
   log(`date:     ${date}`)
   log(`machine:  ${host.cpuModel}, ${host.cores} cores, Node ${host.node}, Linux ${host.kernel}`)
-  log(`setup:    servers pinned to core ${SERVER_CORE}, autocannon to core ${LOAD_CORE} (taskset), ${CONNECTIONS} connections, ` +
-      `${run.warmupSeconds} s warm-up + ${run.durationSeconds} s measured per run, ${run.rounds} round(s), 127.0.0.1 only`)
-  log(`registry: node src/cli.ts registry, ${Object.entries(REGISTRY_ENV).map(([name, value]) => `${name}=${value}`).join(' ')}`)
+  log(
+    `setup:    servers pinned to core ${SERVER_CORE}, autocannon to core ${LOAD_CORE} (taskset), ${CONNECTIONS} connections, ` +
+      `${run.warmupSeconds} s warm-up + ${run.durationSeconds} s measured per run, ${run.rounds} round(s), 127.0.0.1 only`,
+  )
+  log(
+    `registry: node src/cli.ts registry, ${Object.entries(REGISTRY_ENV)
+      .map(([name, value]) => `${name}=${value}`)
+      .join(' ')}`,
+  )
   log('          (LOG_LEVEL=warn so that per-request log lines do not dominate what is measured)')
   if (loadAverage > 0.5) {
     log(`warning:  load average ${loadAverage.toFixed(2)} at start: other processes share these cores and the numbers will be noisy;`)
@@ -102,7 +108,14 @@ async function main(): Promise<void> {
   log('checked:  the bare server answers the same status, content-type and body')
   log()
 
-  const runs = await measure([['bare node:http', bare], ['registry', registry]], captured.discoverPath, run)
+  const runs = await measure(
+    [
+      ['bare node:http', bare],
+      ['registry', registry],
+    ],
+    captured.discoverPath,
+    run,
+  )
   await stopAll()
 
   // Watch propagation: 1,000 watchers of one service, blocking queries against polling each second.

@@ -11,7 +11,11 @@ const SERVICE = 'watched'
 const POLL_MS = 1000
 const pool = new Pool(baseUrl, { connections: WATCHERS + 4, pipelining: 1, headersTimeout: 120_000, bodyTimeout: 120_000 })
 
-interface View { index: number; epoch: string; count: number }
+interface View {
+  index: number
+  epoch: string
+  count: number
+}
 
 async function discover(query: string): Promise<View> {
   const response = await pool.request({ path: `/discover/${SERVICE}${query}`, method: 'GET' })
@@ -38,9 +42,10 @@ const seenAt: Array<Map<number, number>> = Array.from({ length: WATCHERS }, () =
 async function watcher(k: number, start: View): Promise<void> {
   let view = start
   while (!stopped) {
-    const next = mode === 'watch'
-      ? await discover(`?index=${view.index}&epoch=${view.epoch}&wait=60s`)
-      : await new Promise<View>((resolve, reject) => setTimeout(() => void discover('').then(resolve, reject), POLL_MS))
+    const next =
+      mode === 'watch'
+        ? await discover(`?index=${view.index}&epoch=${view.epoch}&wait=60s`)
+        : await new Promise<View>((resolve, reject) => setTimeout(() => void discover('').then(resolve, reject), POLL_MS))
     if (next.count !== view.count && !seenAt[k]!.has(next.count)) seenAt[k]!.set(next.count, performance.now())
     view = next
   }
@@ -53,9 +58,13 @@ async function main(): Promise<void> {
   // Pollers start spread over one period, as independent clients would be.
   for (let k = 0; k < WATCHERS; k++) {
     const delay = mode === 'poll' ? (k / WATCHERS) * POLL_MS : 0
-    setTimeout(() => void watcher(k, first).catch((error: unknown) => {
-      if (!stopped) throw error
-    }), delay)
+    setTimeout(
+      () =>
+        void watcher(k, first).catch((error: unknown) => {
+          if (!stopped) throw error
+        }),
+      delay,
+    )
   }
   const samples: number[] = []
   for (let round = 0; round < ROUNDS; round++) {

@@ -23,7 +23,10 @@ if (!role) {
 
 // Until the role has installed its graceful handler, a signal ends the process at once. (As PID 1
 // in a container, node would otherwise ignore it, and start-up may wait a minute for a database.)
-for (const [signal, code] of [['SIGTERM', 143], ['SIGINT', 130]] as const) {
+for (const [signal, code] of [
+  ['SIGTERM', 143],
+  ['SIGINT', 130],
+] as const) {
   process.on(signal, () => {
     if (process.listenerCount(signal) === 1) process.exit(code)
   })

@@ -98,10 +98,13 @@ export async function runAll(config: AllConfig, env: Env): Promise<void> {
           new Promise<void>((resolve) => {
             const proc = child.process
             if (!proc || proc.exitCode !== null || proc.signalCode !== null) return resolve()
-            const timer = setTimeout(() => {
-              log(`${child.label} did not stop in time; killing it`)
-              proc.kill('SIGKILL')
-            }, Math.max(0, deadline - Date.now()))
+            const timer = setTimeout(
+              () => {
+                log(`${child.label} did not stop in time; killing it`)
+                proc.kill('SIGKILL')
+              },
+              Math.max(0, deadline - Date.now()),
+            )
             proc.once('exit', () => {
               clearTimeout(timer)
               resolve()
@@ -118,8 +121,14 @@ export async function runAll(config: AllConfig, env: Env): Promise<void> {
     for (const child of children) clearTimeout(child.restartTimer)
     const deadline = Date.now() + STOP_DEADLINE_MS
     // Services deregister while the registry is still up, then the registry goes.
-    await waitForExit(children.filter((c) => c.spec.role !== 'registry'), deadline - 1000)
-    await waitForExit(children.filter((c) => c.spec.role === 'registry'), deadline)
+    await waitForExit(
+      children.filter((c) => c.spec.role !== 'registry'),
+      deadline - 1000,
+    )
+    await waitForExit(
+      children.filter((c) => c.spec.role === 'registry'),
+      deadline,
+    )
     log('stopped')
     process.exit(code)
   }

@@ -1,6 +1,4 @@
-import {
-  type Env, databaseUrl, host, httpUrlList, integer, oneOf, optionalHttpUrl, port, ports, seconds, text,
-} from './parse.ts'
+import { type Env, databaseUrl, host, httpUrlList, integer, oneOf, optionalHttpUrl, port, ports, seconds, text } from './parse.ts'
 
 import { LB_STRATEGIES, type LbStrategy } from '../discovery/balancer.ts'
 

@@ -84,7 +84,10 @@ export function optionalHttpUrl(env: Env, name: string): string | undefined {
 
 export function httpUrlList(env: Env, name: string, fallback: string): string[] {
   const value = raw(env, name) ?? fallback
-  const parts = value.split(',').map((p) => p.trim()).filter((p) => p !== '')
+  const parts = value
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '')
   if (parts.length === 0) throw new ConfigError(name, value, 'one or more comma-separated http(s) URLs')
   return parts.map((p) => {
     try {

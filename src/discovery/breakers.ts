@@ -16,8 +16,7 @@ interface Entry {
   openedAt: number
 }
 
-const stateName = (state: CircuitState): BreakerState =>
-  state === CircuitState.Closed ? 'closed' : state === CircuitState.HalfOpen ? 'half_open' : 'open'
+const stateName = (state: CircuitState): BreakerState => (state === CircuitState.Closed ? 'closed' : state === CircuitState.HalfOpen ? 'half_open' : 'open')
 
 export { BrokenCircuitError }
 

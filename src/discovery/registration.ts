@@ -5,11 +5,7 @@ import type { ReportedStatus } from '../protocol/registry.ts'
 import { describe } from '../lib/errors.ts'
 import type { RegistryClient, RegistryInstance } from './registry-client.ts'
 
-export type RegistrationState =
-  | { kind: 'idle' }
-  | { kind: 'registering'; attempt: number }
-  | { kind: 'registered'; instance: RegistryInstance }
-  | { kind: 'stopped' }
+export type RegistrationState = { kind: 'idle' } | { kind: 'registering'; attempt: number } | { kind: 'registered'; instance: RegistryInstance } | { kind: 'stopped' }
 
 export interface RegistrationOptions {
   client: RegistryClient
@@ -99,7 +95,11 @@ export class Registration {
     clearTimeout(this.#timer)
     // A registration already sent may still be accepted (at start-up, or re-registering after a
     // 404): wait for its answer, or the instance would stay registered until its TTL ran out.
-    if (!registered && inFlight) registered = await inFlight.then(() => true, () => false)
+    if (!registered && inFlight)
+      registered = await inFlight.then(
+        () => true,
+        () => false,
+      )
     if (!registered) return
     const { client, serviceName, url, logger } = this.#options
     try {

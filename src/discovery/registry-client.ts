@@ -111,14 +111,7 @@ export class RegistryClient {
     }
   }
 
-  async #single<T>(
-    method: 'GET' | 'POST',
-    path: string,
-    body: unknown,
-    check: (value: unknown) => value is T,
-    timeoutMs?: number,
-    signal?: AbortSignal,
-  ): Promise<Outcome<T>> {
+  async #single<T>(method: 'GET' | 'POST', path: string, body: unknown, check: (value: unknown) => value is T, timeoutMs?: number, signal?: AbortSignal): Promise<Outcome<T>> {
     const base = this.currentUrl
     try {
       return await this.#once(base, method, path, body, check, timeoutMs, signal)
@@ -144,9 +137,7 @@ export class RegistryClient {
         this.#current = (this.#current + 1) % this.#urls.length
       }
     }
-    throw lastError instanceof RegistryUnavailableError
-      ? lastError
-      : new RegistryUnavailableError(this.currentUrl, 'unreachable', { cause: lastError })
+    throw lastError instanceof RegistryUnavailableError ? lastError : new RegistryUnavailableError(this.currentUrl, 'unreachable', { cause: lastError })
   }
 
   async #once<T>(

@@ -114,11 +114,7 @@ export class Resolver {
     while (!this.#abort.signal.aborted) {
       const view = this.#views.get(serviceName)
       try {
-        const answer = await this.#client.watch(
-          serviceName,
-          view ? { index: view.index, epoch: view.epoch, waitMs: this.#nextWaitMs(view) } : undefined,
-          this.#abort.signal,
-        )
+        const answer = await this.#client.watch(serviceName, view ? { index: view.index, epoch: view.epoch, waitMs: this.#nextWaitMs(view) } : undefined, this.#abort.signal)
         failures = 0
         this.#reachable(true)
         this.#apply(serviceName, answer)
@@ -164,7 +160,9 @@ export class Resolver {
       }
     }
     const changed =
-      !previous || previous.instances.length !== instances.length || previous.instances.some((instance, k) => instance.url !== instances[k]?.url || instance.status !== instances[k]?.status)
+      !previous ||
+      previous.instances.length !== instances.length ||
+      previous.instances.some((instance, k) => instance.url !== instances[k]?.url || instance.status !== instances[k]?.status)
     this.#views.set(serviceName, { instances, index: answer.index, epoch: answer.epoch, provisional, warmupMs: answer.warmupMs, updatedAt: Date.now() })
     if (changed) this.#onChange?.(serviceName, instances)
   }

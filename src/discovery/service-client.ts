@@ -54,8 +54,19 @@ export interface ServiceClientOptions {
 
 // The request did not get an answer from the application: another instance may serve it.
 const RETRYABLE_CODES = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN',
-  'UND_ERR_SOCKET', 'UND_ERR_CLOSED', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'ETIMEDOUT',
 ])
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT'])
 /**
@@ -177,7 +188,15 @@ export class ServiceClient {
         last = { error }
         const canRetry = options.idempotent && isRetryable(error)
         this.#logger.warn(
-          { event: 'upstream_error', service, instance_id: instance.id, instance_url: instance.url, codes: errorCodes(error), attempt: attempt + 1, will_retry: canRetry && attempt + 1 < maxAttempts },
+          {
+            event: 'upstream_error',
+            service,
+            instance_id: instance.id,
+            instance_url: instance.url,
+            codes: errorCodes(error),
+            attempt: attempt + 1,
+            will_retry: canRetry && attempt + 1 < maxAttempts,
+          },
           'upstream call failed',
         )
         if (!canRetry) break
@@ -195,8 +214,7 @@ export class ServiceClient {
   /** Counts the call as outstanding while it runs, and reports its outcome and duration. */
   async #track<R extends { status: number }>(instance: RegistryInstance, send: (instance: RegistryInstance) => Promise<R>): Promise<R> {
     const started = performance.now()
-    const report = (outcome: UpstreamOutcome) =>
-      this.#observer.observe(instance.service_name, instance.id, outcome, (performance.now() - started) / 1000)
+    const report = (outcome: UpstreamOutcome) => this.#observer.observe(instance.service_name, instance.id, outcome, (performance.now() - started) / 1000)
     this.#outstanding.set(instance.id, (this.#outstanding.get(instance.id) ?? 0) + 1)
     try {
       const response = await send(instance)

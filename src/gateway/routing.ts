@@ -12,7 +12,10 @@ export const DEFAULT_ROUTES = '/products=product,/orders=order'
  */
 export function parseRoutes(text: string): Route[] | undefined {
   const routes: Route[] = []
-  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const match = /^(\/[A-Za-z0-9._~-]+(?:\/[A-Za-z0-9._~-]+)*)=([a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?)$/.exec(part)
     if (!match) return undefined
     routes.push({ prefix: match[1]!, service: match[2]! })

@@ -57,8 +57,7 @@ function problemOf(code: string, kind: ErrorKind, detail: string | undefined, ex
  * title: 'Order not found' } })`, then `throw fail('ORDER_NOT_FOUND', 'No order with id 42')`.
  */
 export function defineErrors<const C extends Record<string, ErrorKind>>(catalogue: C) {
-  return (code: keyof C & string, detail?: string, extensions?: Record<string, unknown>): AppError =>
-    new AppError(code, catalogue[code]!, detail, extensions)
+  return (code: keyof C & string, detail?: string, extensions?: Record<string, unknown>): AppError => new AppError(code, catalogue[code]!, detail, extensions)
 }
 
 /** The errors of HTTP itself, which any route can answer. */

@@ -112,8 +112,13 @@ export class Metrics {
       help,
       labelNames,
       registers: [this.registry],
-      ...(collect ? { collect(this: Gauge<L>) { collect(this) } } : {}),
+      ...(collect
+        ? {
+            collect(this: Gauge<L>) {
+              collect(this)
+            },
+          }
+        : {}),
     })
   }
 }
-

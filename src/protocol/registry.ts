@@ -48,11 +48,7 @@ export const InstanceUrl = Type.String({
 
 export const InstanceId = Type.String({ pattern: '^[A-Za-z0-9._:-]{1,128}$' })
 
-export const Metadata = Type.Record(
-  Type.String({ pattern: '^[A-Za-z0-9._/-]{1,64}$' }),
-  Type.String({ maxLength: 512 }),
-  { maxProperties: 32 },
-)
+export const Metadata = Type.Record(Type.String({ pattern: '^[A-Za-z0-9._/-]{1,64}$' }), Type.String({ maxLength: 512 }), { maxProperties: 32 })
 
 /** What an instance says of itself: only `up` instances are discovered. */
 export const ReportedStatus = Type.Union([Type.Literal('starting'), Type.Literal('up'), Type.Literal('draining')])
@@ -80,10 +76,7 @@ export const RegisterBody = Type.Object({
   health_url: Type.Optional(InstanceUrl),
 })
 
-export const InstanceRef = Type.Union([
-  Type.Object({ instance_id: InstanceId }),
-  Type.Object({ service_name: ServiceName, url: InstanceUrl }),
-])
+export const InstanceRef = Type.Union([Type.Object({ instance_id: InstanceId }), Type.Object({ service_name: ServiceName, url: InstanceUrl })])
 
 /** A heartbeat may carry the instance's current status (e.g. `draining` at shutdown). */
 export const HeartbeatBody = Type.Union([

@@ -1,4 +1,4 @@
-import type { IncomingMessage, } from 'node:http'
+import type { IncomingMessage } from 'node:http'
 import { Readable } from 'node:stream'
 import { Compile } from 'typebox/compile'
 import type { FastPath, FastPathHandler } from '../http/fast-path.ts'

@@ -1,7 +1,17 @@
 import { Type } from 'typebox'
 import type { App } from '../http/app.ts'
 import { registryError } from './errors.ts'
-import { DiscoverParams, HeartbeatBody, Instance, InstanceParams, InstanceRef, parseWait, REGISTRY_HEADERS, RegisterBody, ServiceName as ServiceNameSchema } from '../protocol/registry.ts'
+import {
+  DiscoverParams,
+  HeartbeatBody,
+  Instance,
+  InstanceParams,
+  InstanceRef,
+  parseWait,
+  REGISTRY_HEADERS,
+  RegisterBody,
+  ServiceName as ServiceNameSchema,
+} from '../protocol/registry.ts'
 import type { WatchHub } from './watch.ts'
 import type { InstanceRecord, RegistryStore } from './store.ts'
 import { snapshotView, toView } from './views.ts'
@@ -33,7 +43,7 @@ const KEEPALIVE_MS = 15_000
 
 const DiscoverQuery = Type.Object(
   {
-    index: Type.Optional(Type.Integer({ minimum: 0, description: 'Block until the service\'s index differs from this' })),
+    index: Type.Optional(Type.Integer({ minimum: 0, description: "Block until the service's index differs from this" })),
     wait: Type.Optional(Type.String({ pattern: '^\\d{1,6}(ms|s|m)$', description: 'Longest block, e.g. 30s (default), at most 5m' })),
     epoch: Type.Optional(Type.String({ maxLength: 64, description: 'The epoch the index belongs to; another epoch answers at once' })),
   },
@@ -48,25 +58,27 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
   const notFound = (ref: InstanceRef) =>
     registryError(
       'INSTANCE_NOT_FOUND',
-      'instance_id' in ref
-        ? `No instance with id ${ref.instance_id} is registered`
-        : `No instance of ${ref.service_name} at ${ref.url} is registered`,
+      'instance_id' in ref ? `No instance with id ${ref.instance_id} is registered` : `No instance of ${ref.service_name} at ${ref.url} is registered`,
     )
 
-  app.post('/register', { schema: { tags: ['registry'], summary: 'Register an instance (or refresh it)', body: RegisterBody, response: { 200: Instance, 201: Instance } } }, async (request, reply) => {
-    const result = store.register(request.body)
-    if (result.kind === 'full') {
-      throw registryError('REGISTRY_FULL', `The registry already holds ${result.limit} instances (REGISTRY_MAX_INSTANCES)`)
-    }
-    if (result.kind === 'conflict') {
-      throw registryError('INSTANCE_ID_CONFLICT', `Instance id ${result.existing.id} belongs to ${result.existing.serviceName} at ${result.existing.url}`)
-    }
-    events.registered(result.instance, result.kind === 'created')
-    return reply
-      .code(result.kind === 'created' ? 201 : 200)
-      .header('location', `/instances/${encodeURIComponent(result.instance.id)}`)
-      .send(toView(result.instance))
-  })
+  app.post(
+    '/register',
+    { schema: { tags: ['registry'], summary: 'Register an instance (or refresh it)', body: RegisterBody, response: { 200: Instance, 201: Instance } } },
+    async (request, reply) => {
+      const result = store.register(request.body)
+      if (result.kind === 'full') {
+        throw registryError('REGISTRY_FULL', `The registry already holds ${result.limit} instances (REGISTRY_MAX_INSTANCES)`)
+      }
+      if (result.kind === 'conflict') {
+        throw registryError('INSTANCE_ID_CONFLICT', `Instance id ${result.existing.id} belongs to ${result.existing.serviceName} at ${result.existing.url}`)
+      }
+      events.registered(result.instance, result.kind === 'created')
+      return reply
+        .code(result.kind === 'created' ? 201 : 200)
+        .header('location', `/instances/${encodeURIComponent(result.instance.id)}`)
+        .send(toView(result.instance))
+    },
+  )
 
   const heartbeatRoute = {
     schema: { tags: ['registry'], summary: 'Heartbeat an instance', body: HeartbeatBody, response: { 200: Instance } },
@@ -96,37 +108,41 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
     return reply.code(204).send()
   })
 
-  app.get('/discover/:service_name', { schema: { tags: ['registry'], summary: 'Discover the live instances of a service (optionally a blocking query)', params: DiscoverParams, querystring: DiscoverQuery } }, async (request, reply) => {
-    const name = request.params.service_name
-    const { index, wait, epoch } = request.query
-    let snapshot = store.discover(name)
-    // A blocking query: answer at once if the caller's view is out of date, else on the next change.
-    if (index !== undefined && (epoch === undefined || epoch === options.epoch) && snapshot.index === index) {
-      const warmup = options.warmupRemainingMs()
-      // While warming up, answer when it ends too, so that clients learn the registry is whole.
-      const waitMs = Math.min(wait === undefined ? DEFAULT_WAIT_MS : (parseWait(wait) ?? DEFAULT_WAIT_MS), MAX_WAIT_MS, warmup > 0 ? warmup : MAX_WAIT_MS)
-      // A client that goes away ends its wait. The listener is on the connection, which outlives the
-      // request when kept alive: remove it, or every blocking query on the connection leaves one.
-      const gone = new AbortController()
-      const onClose = () => gone.abort()
-      const socket = request.raw.socket
-      socket.once('close', onClose)
-      try {
-        await options.hub.waitForChange(name, waitMs, gone.signal)
-      } finally {
-        socket.removeListener('close', onClose)
+  app.get(
+    '/discover/:service_name',
+    { schema: { tags: ['registry'], summary: 'Discover the live instances of a service (optionally a blocking query)', params: DiscoverParams, querystring: DiscoverQuery } },
+    async (request, reply) => {
+      const name = request.params.service_name
+      const { index, wait, epoch } = request.query
+      let snapshot = store.discover(name)
+      // A blocking query: answer at once if the caller's view is out of date, else on the next change.
+      if (index !== undefined && (epoch === undefined || epoch === options.epoch) && snapshot.index === index) {
+        const warmup = options.warmupRemainingMs()
+        // While warming up, answer when it ends too, so that clients learn the registry is whole.
+        const waitMs = Math.min(wait === undefined ? DEFAULT_WAIT_MS : (parseWait(wait) ?? DEFAULT_WAIT_MS), MAX_WAIT_MS, warmup > 0 ? warmup : MAX_WAIT_MS)
+        // A client that goes away ends its wait. The listener is on the connection, which outlives the
+        // request when kept alive: remove it, or every blocking query on the connection leaves one.
+        const gone = new AbortController()
+        const onClose = () => gone.abort()
+        const socket = request.raw.socket
+        socket.once('close', onClose)
+        try {
+          await options.hub.waitForChange(name, waitMs, gone.signal)
+        } finally {
+          socket.removeListener('close', onClose)
+        }
+        snapshot = store.discover(name)
       }
-      snapshot = store.discover(name)
-    }
-    const body = options.responses.body(snapshot)
-    const warmup = options.warmupRemainingMs()
-    return reply
-      .header(REGISTRY_HEADERS.index, String(snapshot.index))
-      .header(REGISTRY_HEADERS.epoch, options.epoch)
-      .header(REGISTRY_HEADERS.warmup, String(warmup))
-      .type('application/json; charset=utf-8')
-      .send(body)
-  })
+      const body = options.responses.body(snapshot)
+      const warmup = options.warmupRemainingMs()
+      return reply
+        .header(REGISTRY_HEADERS.index, String(snapshot.index))
+        .header(REGISTRY_HEADERS.epoch, options.epoch)
+        .header(REGISTRY_HEADERS.warmup, String(warmup))
+        .type('application/json; charset=utf-8')
+        .send(body)
+    },
+  )
 
   // Server-sent events: a snapshot, then each change (every instance, any status), for
   // dashboards and other subscribers.

@@ -135,10 +135,7 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
   const sweep = () => {
     for (const instance of store.evictExpired()) {
       counters.evictions.inc({ service: instance.serviceName })
-      logger.info(
-        { event: 'evicted', ...fields(instance), last_heartbeat: new Date(instance.lastHeartbeat).toISOString() },
-        'instance evicted: no heartbeat within the TTL',
-      )
+      logger.info({ event: 'evicted', ...fields(instance), last_heartbeat: new Date(instance.lastHeartbeat).toISOString() }, 'instance evicted: no heartbeat within the TTL')
     }
   }
   return { app, store, metrics, hub, epoch, sweep, counters }
@@ -203,11 +200,13 @@ export function buildRegistry(options: RegistryOptions, runtime: { logger: Logge
       },
       shutdownSteps: () => [
         { name: 'close server', run: () => registry.app.close() },
-        { name: 'stop sweeping and health checks', run: () => {
-          clearInterval(sweeper)
-          return checker.stop()
+        {
+          name: 'stop sweeping and health checks',
+          run: () => {
+            clearInterval(sweeper)
+            return checker.stop()
+          },
         },
-      },
         { name: 'flush traces', run: () => telemetry.shutdown() },
       ],
     })

@@ -24,4 +24,3 @@ export function snapshotView(snapshot: ServiceSnapshot) {
 export function changeEvent(snapshot: ServiceSnapshot): string {
   return `event: change\ndata: ${JSON.stringify({ index: snapshot.index, ...snapshotView(snapshot) })}\n\n`
 }
-

@@ -62,8 +62,13 @@ export async function serviceDatabase<T>(
   classifyError: (error: Error) => AppError | undefined
   closers: ShutdownStep[]
 }> {
-  const database = openDatabase<T>({ name, dataDir: options.dataDir, databaseUrl: options.databaseUrl, tracer: options.tracer,
-    onConnectionLost: (error) => options.logger.warn({ event: 'database_connection_lost', err_message: error.message }, 'a database connection broke; the pool will open a new one'),
+  const database = openDatabase<T>({
+    name,
+    dataDir: options.dataDir,
+    databaseUrl: options.databaseUrl,
+    tracer: options.tracer,
+    onConnectionLost: (error) =>
+      options.logger.warn({ event: 'database_connection_lost', err_message: error.message }, 'a database connection broke; the pool will open a new one'),
   })
   await connectWithRetry(database, options.logger, () => migrate(database, name, migrations))
   return {

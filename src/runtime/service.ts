@@ -143,7 +143,13 @@ export async function buildService(definition: ServiceDefinition): Promise<Servi
       shutdownSteps: () => [
         // Leave discovery first: the registry tells every watcher at once, so callers stop choosing
         // this instance. Keep serving a moment for requests already on their way, then close.
-        { name: 'deregister', run: () => { draining = true; return registration?.stop() } },
+        {
+          name: 'deregister',
+          run: () => {
+            draining = true
+            return registration?.stop()
+          },
+        },
         { name: 'let watchers catch up', run: () => sleep(options.drainSeconds * 1000) },
         { name: 'drain server', run: () => app.close() },
         ...(parts.closers ?? []),

@@ -69,7 +69,9 @@ export function aptSources(files?: string[]): AptSource[] {
   const paths = files ?? [
     '/etc/apt/sources.list',
     ...(existsSync('/etc/apt/sources.list.d')
-      ? readdirSync('/etc/apt/sources.list.d').filter((f) => f.endsWith('.list') || f.endsWith('.sources')).map((f) => join('/etc/apt/sources.list.d', f))
+      ? readdirSync('/etc/apt/sources.list.d')
+          .filter((f) => f.endsWith('.list') || f.endsWith('.sources'))
+          .map((f) => join('/etc/apt/sources.list.d', f))
       : []),
   ]
   const sources: AptSource[] = []
@@ -91,7 +93,10 @@ export function aptSources(files?: string[]): AptSource[] {
       }
     } else {
       for (const raw of text.split('\n')) {
-        const line = raw.replace(/#.*/, '').replace(/\[[^\]]*\]/, ' ').trim()
+        const line = raw
+          .replace(/#.*/, '')
+          .replace(/\[[^\]]*\]/, ' ')
+          .trim()
         const [type, uri, suite, ...components] = line.split(/\s+/)
         if (type === 'deb' && uri && suite) sources.push({ uri, suite, components })
       }

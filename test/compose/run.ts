@@ -234,13 +234,13 @@ test(
       assert.equal(containers.length, count, `${service} containers`)
       assert.equal(instances.length, count, `${service} instances: ${JSON.stringify(instances)}`)
       assert.equal(new Set(instances.map((i) => hostOf(i.url))).size, count, `distinct ${service} addresses`)
-      assert.deepEqual(
-        instances.map((i) => hostOf(i.url)).sort(),
-        containers.map((c) => c.ip).sort(),
-        `each ${service} replica advertises its own container address`,
-      )
+      assert.deepEqual(instances.map((i) => hostOf(i.url)).sort(), containers.map((c) => c.ip).sort(), `each ${service} replica advertises its own container address`)
       const health = await client!.send(instances.map((i) => ({ url: `${i.url}/health/ready` })))
-      assert.deepEqual(health.map((h) => h.status), instances.map(() => 200), `every ${service} instance answers at its advertised URL`)
+      assert.deepEqual(
+        health.map((h) => h.status),
+        instances.map(() => 200),
+        `every ${service} instance answers at its advertised URL`,
+      )
     }
   }),
 )
@@ -307,7 +307,10 @@ test(
     const orderIds = orders.map((o) => (o.body as { id: string }).id)
     const orderReplicas = await discover('order')
     const fetched = await client!.send(orderReplicas.flatMap((i) => orderIds.map((id) => ({ url: `${i.url}/orders/${id}` }))))
-    assert.ok(fetched.every((f) => f.status === 200), `every order replica serves every order: ${JSON.stringify(fetched.map((f) => f.status))}`)
+    assert.ok(
+      fetched.every((f) => f.status === 200),
+      `every order replica serves every order: ${JSON.stringify(fetched.map((f) => f.status))}`,
+    )
 
     const services = (await http('GET', `${registryUrl}/services`)).body as { services: Array<{ service_name: string; instances: unknown[] }> }
     const counts = Object.fromEntries(services.services.map((s) => [s.service_name, s.instances.length]))
@@ -363,7 +366,9 @@ test(
       return leftDiscovery(url)
     })
     const during = answers.filter((a) => a.at >= killedAt && a.at <= goneAt)
-    log(`SIGKILL: ${url} left discovery ${goneAt - killedAt} ms after the kill (TTL ${TTL_MS} ms); ${answers.length} orders, ${during.length} while it was still listed, slowest ${Math.max(...answers.map((a) => a.ms))} ms`)
+    log(
+      `SIGKILL: ${url} left discovery ${goneAt - killedAt} ms after the kill (TTL ${TTL_MS} ms); ${answers.length} orders, ${during.length} while it was still listed, slowest ${Math.max(...answers.map((a) => a.ms))} ms`,
+    )
     assert.ok(goneAt - killedAt <= TTL_MS + 1000, `left discovery after ${goneAt - killedAt} ms; TTL is ${TTL_MS} ms`)
     assert.ok(during.length > 0, 'orders were sent while the dead instance was still listed')
     assert.equal(answers.filter((a) => a.status !== 201).length, 0, `every order succeeded; failures: ${describeFailures(answers)}`)
@@ -388,14 +393,30 @@ test(
       killMs = (await stack!.podman(['kill', '--signal', 'SIGTERM', victim.id])).ms
       return leftDiscovery(url)
     })
-    log(`SIGTERM: ${url} left discovery ${goneAt - signalledAt} ms after \`podman kill\` started (it took ${killMs} ms; TTL ${TTL_MS} ms); ${answers.length} orders, slowest ${Math.max(...answers.map((a) => a.ms))} ms`)
+    log(
+      `SIGTERM: ${url} left discovery ${goneAt - signalledAt} ms after \`podman kill\` started (it took ${killMs} ms; TTL ${TTL_MS} ms); ${answers.length} orders, slowest ${Math.max(...answers.map((a) => a.ms))} ms`,
+    )
     assert.ok(goneAt - signalledAt < TTL_MS / 2, `left discovery after ${goneAt - signalledAt} ms, not at once (TTL ${TTL_MS} ms)`)
-    assert.ok((await registryLog()).some((e) => e.event === 'deregistered' && e.url === url), 'the registry logged its deregistration')
+    assert.ok(
+      (await registryLog()).some((e) => e.event === 'deregistered' && e.url === url),
+      'the registry logged its deregistration',
+    )
     // podman's restart policy (unless-stopped) starts a container again once its process has exited
     // after a `kill`, so its state shows the new run: the engine's "died" event has the exit code.
     const exitCode = await waitFor(
       async () => {
-        const events = await run('podman', ['events', '--stream=false', '--since', new Date(signalledAt - 1000).toISOString(), '--filter', `container=${victim.id}`, '--filter', 'event=died', '--format', '{{.ContainerExitCode}}'])
+        const events = await run('podman', [
+          'events',
+          '--stream=false',
+          '--since',
+          new Date(signalledAt - 1000).toISOString(),
+          '--filter',
+          `container=${victim.id}`,
+          '--filter',
+          'event=died',
+          '--format',
+          '{{.ContainerExitCode}}',
+        ])
         return events.stdout.trim().split('\n').filter(Boolean)[0]
       },
       { timeoutMs: 15_000, intervalMs: 250, what: `${victim.name} to exit` },
@@ -465,7 +486,7 @@ function tearDown(): Promise<void> {
   tornDown ??= (async () => {
     const started = performance.now()
     if (stack && failed) {
-      log('a step failed; the services\' last log lines:')
+      log("a step failed; the services' last log lines:")
       process.stderr.write(await stack.logs(VERBOSE ? 400 : 60))
     }
     if (stack) await stack.tearDown(log)

@@ -112,12 +112,12 @@ export class Stack {
 }
 
 async function listByLabel(kind: 'ps' | 'network' | 'volume', project: string): Promise<string[]> {
-  const args =
-    kind === 'ps'
-      ? ['ps', '-a', '-q', '--filter', `label=${LABEL_PROJECT}=${project}`]
-      : [kind, 'ls', '-q', '--filter', `label=${LABEL_PROJECT}=${project}`]
+  const args = kind === 'ps' ? ['ps', '-a', '-q', '--filter', `label=${LABEL_PROJECT}=${project}`] : [kind, 'ls', '-q', '--filter', `label=${LABEL_PROJECT}=${project}`]
   const result = await run('podman', args, { allowFailure: true, timeoutMs: 60_000 })
-  return result.stdout.split('\n').map((s) => s.trim()).filter(Boolean)
+  return result.stdout
+    .split('\n')
+    .map((s) => s.trim())
+    .filter(Boolean)
 }
 
 async function projectResources(project: string): Promise<string[]> {

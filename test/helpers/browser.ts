@@ -26,8 +26,7 @@ const ARGS = [
 export async function launchChromium(): Promise<Browser> {
   if (!existsSync(CHROMIUM_PATH)) {
     throw new Error(
-      `Chromium not found at ${CHROMIUM_PATH}: the browser tests need Debian's chromium package ` +
-        `(apt-get install -y chromium), or CHROMIUM_PATH set to a Chromium binary`,
+      `Chromium not found at ${CHROMIUM_PATH}: the browser tests need Debian's chromium package (apt-get install -y chromium), or CHROMIUM_PATH set to a Chromium binary`,
     )
   }
   return chromium.launch({ executablePath: CHROMIUM_PATH, args: ARGS, timeout: 30_000 })

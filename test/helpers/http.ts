@@ -7,12 +7,7 @@ export interface JsonResponse<T = unknown> {
 
 /** A small JSON HTTP helper for tests: never throws on a status, only on a network failure. */
 // biome-ignore lint/suspicious/noExplicitAny: tests read answers loosely; their assertions check them
-export async function http<T = any>(
-  method: string,
-  url: string,
-  body?: unknown,
-  headers: Record<string, string> = {},
-): Promise<JsonResponse<T>> {
+export async function http<T = any>(method: string, url: string, body?: unknown, headers: Record<string, string> = {}): Promise<JsonResponse<T>> {
   const merged = new Headers(headers)
   const init: RequestInit = { method, headers: merged, signal: AbortSignal.timeout(15_000) }
   if (body !== undefined) {

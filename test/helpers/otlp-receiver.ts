@@ -12,8 +12,16 @@ export interface ReceivedSpan {
   attributes: Record<string, unknown>
 }
 
-interface OtlpValue { stringValue?: string; intValue?: string | number; boolValue?: boolean; doubleValue?: number }
-interface OtlpAttribute { key: string; value: OtlpValue }
+interface OtlpValue {
+  stringValue?: string
+  intValue?: string | number
+  boolValue?: boolean
+  doubleValue?: number
+}
+interface OtlpAttribute {
+  key: string
+  value: OtlpValue
+}
 interface OtlpExport {
   resourceSpans?: Array<{
     resource?: { attributes?: OtlpAttribute[] }
@@ -59,9 +67,10 @@ export async function startOtlpReceiver(): Promise<{ url: string; spans: Receive
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     spans,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections()
-      server.close(() => resolve())
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections()
+        server.close(() => resolve())
+      }),
   }
 }

@@ -67,8 +67,7 @@ export async function startRole(role: string, options: StartOptions = {}): Promi
   createInterface({ input: child.stdout! }).on('line', onLine)
   createInterface({ input: child.stderr! }).on('line', onLine)
 
-  const waitForLog = (predicate: (line: LogLine) => boolean, timeoutMs = 10_000) =>
-    waitFor(() => logs.find(predicate), { timeoutMs, what: `a log line from ${role}` })
+  const waitForLog = (predicate: (line: LogLine) => boolean, timeoutMs = 10_000) => waitFor(() => logs.find(predicate), { timeoutMs, what: `a log line from ${role}` })
 
   const stop = async (signal: NodeJS.Signals = 'SIGTERM', timeoutMs = 15_000) => {
     if (child.exitCode === null && child.signalCode === null) child.kill(signal)

@@ -64,10 +64,13 @@ export async function rawConnect(port: number): Promise<RawConnection> {
     closed,
     write: (text) => new Promise<void>((resolve, reject) => socket.write(text, 'latin1', (error) => (error ? reject(error) : resolve()))),
     responses: (count, timeoutMs = 10_000) =>
-      waitFor(() => {
-        const parsed = parseResponses(data)
-        return parsed.length >= count ? parsed : undefined
-      }, { timeoutMs, intervalMs: 10, what: `${count} HTTP responses` }).catch((error: unknown) => {
+      waitFor(
+        () => {
+          const parsed = parseResponses(data)
+          return parsed.length >= count ? parsed : undefined
+        },
+        { timeoutMs, intervalMs: 10, what: `${count} HTTP responses` },
+      ).catch((error: unknown) => {
         throw new Error(`${error instanceof Error ? error.message : String(error)}; received ${JSON.stringify(data.slice(0, 500))}`)
       }),
   }

@@ -74,13 +74,19 @@ describe('the all-in-one supervisor (npm start)', () => {
   })
 
   it('brings up the registry, two product instances and one order instance on the configured ports', async () => {
-    const found = await waitFor(async () => {
-      if (supervisor?.child.exitCode !== null) throw new Error(`the supervisor exited:\n${supervisor?.output.join('\n')}`)
-      const [products, orders] = await Promise.all([discover(registryUrl, 'product'), discover(registryUrl, 'order')])
-      return products.length === 2 && orders.length === 1 ? { products, orders } : undefined
-    }, { timeoutMs: 30_000, intervalMs: 100, what: '2 product and 1 order instances in discovery' })
+    const found = await waitFor(
+      async () => {
+        if (supervisor?.child.exitCode !== null) throw new Error(`the supervisor exited:\n${supervisor?.output.join('\n')}`)
+        const [products, orders] = await Promise.all([discover(registryUrl, 'product'), discover(registryUrl, 'order')])
+        return products.length === 2 && orders.length === 1 ? { products, orders } : undefined
+      },
+      { timeoutMs: 30_000, intervalMs: 100, what: '2 product and 1 order instances in discovery' },
+    )
     assert.deepEqual(found.products.map((i) => i.url).sort(), productPorts.map((p) => `http://127.0.0.1:${p}`).sort())
-    assert.deepEqual(found.orders.map((i) => i.url), [`http://127.0.0.1:${orderPort}`])
+    assert.deepEqual(
+      found.orders.map((i) => i.url),
+      [`http://127.0.0.1:${orderPort}`],
+    )
 
     const created = await http('POST', `http://127.0.0.1:${productPorts[0]}/products`, { name: 'Notebook', price: 3.3 })
     assert.equal(created.status, 201)
@@ -99,10 +105,16 @@ describe('the all-in-one supervisor (npm start)', () => {
     process.kill(oldPid, 'SIGKILL')
     const killedAt = Date.now()
 
-    const newPid = await waitFor(() => childPids().get(label)?.find((pid) => pid !== oldPid), {
-      timeoutMs: 15_000,
-      what: `a new pid for ${label}`,
-    })
+    const newPid = await waitFor(
+      () =>
+        childPids()
+          .get(label)
+          ?.find((pid) => pid !== oldPid),
+      {
+        timeoutMs: 15_000,
+        what: `a new pid for ${label}`,
+      },
+    )
     assert.ok(!pidAlive(oldPid), 'the killed child is gone')
     assert.ok(pidAlive(newPid), 'the replacement runs')
 
@@ -127,7 +139,11 @@ describe('the all-in-one supervisor (npm start)', () => {
     const exit = await Promise.race([supervisor.exited, new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), STOP_WITHIN_MS).unref())])
     const tookMs = Date.now() - sentAt
     assert.deepEqual(exit, { code: 0, signal: null }, `the supervisor exits 0 within ${STOP_WITHIN_MS} ms (took ${tookMs} ms)`)
-    assert.deepEqual(pids.filter((pid) => pidAlive(pid)), [], 'no child process is left')
+    assert.deepEqual(
+      pids.filter((pid) => pidAlive(pid)),
+      [],
+      'no child process is left',
+    )
     // The services left discovery themselves before the registry stopped.
     const output = supervisor.output
     const deregistered = () => {

@@ -41,12 +41,13 @@ describe('bad input against running processes', () => {
   })
 
   it('answers every malformed request with a 4xx problem, and no process stops', async () => {
-    const targets = () => [
-      ['POST', `${registry.url}/register`],
-      ['POST', `${registry.url}/heartbeat`],
-      ['POST', `${product.url}/products`],
-      ['POST', `${order.url}/orders`],
-    ] as const
+    const targets = () =>
+      [
+        ['POST', `${registry.url}/register`],
+        ['POST', `${registry.url}/heartbeat`],
+        ['POST', `${product.url}/products`],
+        ['POST', `${order.url}/orders`],
+      ] as const
     const bodies = ['', '{', 'null', '[]', '"text"', '42', '{"a":1}', '{"__proto__":{"polluted":true}}', '\u0000\u0001', 'x'.repeat(2 * 1024 * 1024)]
     let checked = 0
     for (const [method, url] of targets()) {

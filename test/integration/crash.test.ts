@@ -39,7 +39,10 @@ describe('a crash', () => {
     return proc
   }
 
-  for (const [role, how] of [['product', 'throw'], ['order', 'reject']] as const) {
+  for (const [role, how] of [
+    ['product', 'throw'],
+    ['order', 'reject'],
+  ] as const) {
     it(`of ${role} (${how === 'throw' ? 'uncaught exception' : 'unhandled rejection'}): logged, deregistered, exit 1`, async () => {
       const proc = await crashing(role)
       const url = proc.url
@@ -52,7 +55,10 @@ describe('a crash', () => {
       const crashed = proc.logs.find((line) => line.event === 'crashed')
       assert.ok(crashed, 'the crash is logged')
       assert.match(String((crashed.err as { message?: unknown } | undefined)?.message), /^boom/)
-      assert.ok(proc.logs.some((line) => line.event === 'deregistered'), 'it deregistered on the way out')
+      assert.ok(
+        proc.logs.some((line) => line.event === 'deregistered'),
+        'it deregistered on the way out',
+      )
       assert.ok(!(await discover(registry.url, role)).some((i) => i.url === url), 'it left discovery at once, not after the TTL')
     })
   }

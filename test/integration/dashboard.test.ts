@@ -85,8 +85,7 @@ async function inPage<T>(page: Page, expression: string): Promise<T> {
 
 const row = (page: Page, id: string) => page.locator(`tr[data-instance-id="${id}"]`)
 /** The ids of the instance rows on the page, sorted. */
-const shownIds = async (page: Page) =>
-  (await inPage<string[]>(page, '[...document.querySelectorAll("#services tr[data-instance-id]")].map((r) => r.dataset.instanceId)')).sort()
+const shownIds = async (page: Page) => (await inPage<string[]>(page, '[...document.querySelectorAll("#services tr[data-instance-id]")].map((r) => r.dataset.instanceId)')).sort()
 
 describe('registry dashboard in Chromium', () => {
   let registry: RunningProcess
@@ -113,7 +112,11 @@ describe('registry dashboard in Chromium', () => {
     heartbeats.start()
     const downPort = await closedPort()
     ids.product1 = await heartbeats.register({ service_name: 'product', url: 'http://127.0.0.1:18081', metadata: { version: '1.4.2', zone: 'eu-west-1a' } })
-    ids.product2 = await heartbeats.register({ service_name: 'product', url: 'http://127.0.0.1:18082', metadata: { version: '1.4.2', zone: 'eu-west-1b', commit: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b' } })
+    ids.product2 = await heartbeats.register({
+      service_name: 'product',
+      url: 'http://127.0.0.1:18082',
+      metadata: { version: '1.4.2', zone: 'eu-west-1b', commit: '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b' },
+    })
     ids.product3 = await heartbeats.register({ service_name: 'product', url: 'http://127.0.0.1:18084', status: 'draining', metadata: { version: '1.4.1', zone: 'eu-west-1a' } })
     ids.order1 = await heartbeats.register({ service_name: 'order', url: 'http://127.0.0.1:18083', status: 'starting', metadata: { version: '2.0.0' } })
     ids.payment1 = await heartbeats.register({
@@ -220,18 +223,24 @@ describe('registry dashboard in Chromium', () => {
     assert.equal(await inPage(page, 'window.__sameDocument'), true)
   })
 
-  it('counts an instance\'s silence up each second and drops it when it expires', async () => {
+  it("counts an instance's silence up each second and drops it when it expires", async () => {
     // This instance stops heartbeating (as if killed): its age grows until the TTL evicts it.
     const id = await heartbeats.register({ service_name: 'order', url: 'http://127.0.0.1:18087' }, false)
     const age = row(page, id).locator('.age')
     await age.waitFor({ timeout: UI_TIMEOUT_MS })
     const seen: number[] = []
-    await waitFor(async () => {
-      const seconds = Number(/^(\d+)s ago$/.exec((await age.textContent()) ?? '')?.[1])
-      if (Number.isInteger(seconds) && seconds !== seen.at(-1)) seen.push(seconds)
-      return seen.length >= 2
-    }, { timeoutMs: UI_TIMEOUT_MS, intervalMs: 100, what: `the age to tick (saw ${seen.join(', ')})` })
-    assert.ok(seen.every((s, i) => i === 0 || s > seen[i - 1]!), `ages only grow: ${seen.join(', ')}`)
+    await waitFor(
+      async () => {
+        const seconds = Number(/^(\d+)s ago$/.exec((await age.textContent()) ?? '')?.[1])
+        if (Number.isInteger(seconds) && seconds !== seen.at(-1)) seen.push(seconds)
+        return seen.length >= 2
+      },
+      { timeoutMs: UI_TIMEOUT_MS, intervalMs: 100, what: `the age to tick (saw ${seen.join(', ')})` },
+    )
+    assert.ok(
+      seen.every((s, i) => i === 0 || s > seen[i - 1]!),
+      `ages only grow: ${seen.join(', ')}`,
+    )
     await row(page, id).waitFor({ state: 'detached', timeout: TTL_SECONDS * 1000 + UI_TIMEOUT_MS })
     // The heartbeating instances stay, with fresh ages (the page refreshes heartbeat times).
     await page.locator(`tr[data-instance-id="${ids.product1}"]:not([data-expiry="expired"])`).waitFor({ timeout: 1000 })
@@ -251,7 +260,7 @@ describe('registry dashboard in Chromium', () => {
     assert.match(page.url(), /\?service=product$/)
     await page.getByLabel('Status').selectOption('draining')
     await shows([ids.product3!], 'only the draining product instance')
-    assert.match(await page.locator('#result-count').textContent() ?? '', /^Showing 1 of 6 instances$/)
+    assert.match((await page.locator('#result-count').textContent()) ?? '', /^Showing 1 of 6 instances$/)
     await page.getByLabel('Service').selectOption('order')
     await shows([], 'no draining order instance')
     assert.equal(await page.locator('#empty').isVisible(), true)
@@ -293,13 +302,13 @@ describe('registry dashboard in Chromium', () => {
       const phonePage = await phone.newPage()
       await phonePage.goto(registry.url)
       for (const id of Object.values(ids)) await row(phonePage, id).waitFor({ timeout: UI_TIMEOUT_MS })
-      const widths = await inPage<{ scroll: number; client: number }>(
-        phonePage,
-        '({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth })',
-      )
+      const widths = await inPage<{ scroll: number; client: number }>(phonePage, '({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth })')
       assert.ok(widths.scroll <= widths.client, `no horizontal overflow on a phone: ${widths.scroll} > ${widths.client}`)
       // Every instance card is within the screen's width.
-      const rightmost = await inPage<number>(phonePage, 'Math.max(...[...document.querySelectorAll("#services tbody tr, #services tbody td")].map((e) => e.getBoundingClientRect().right))')
+      const rightmost = await inPage<number>(
+        phonePage,
+        'Math.max(...[...document.querySelectorAll("#services tbody tr, #services tbody td")].map((e) => e.getBoundingClientRect().right))',
+      )
       assert.ok(rightmost <= 390, `cards fit the screen (${rightmost})`)
       await phonePage.screenshot({ path: join(shots, 'phone.png'), fullPage: true })
     } finally {

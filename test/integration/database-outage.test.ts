@@ -36,10 +36,13 @@ describe('database outage', () => {
     assert.equal(created.status, 201)
 
     await proxy.cut()
-    const notReady = await waitFor(async () => {
-      const response = await http('GET', `${product.url}/health/ready`)
-      return response.status === 503 && response
-    }, { what: 'readiness to fail' })
+    const notReady = await waitFor(
+      async () => {
+        const response = await http('GET', `${product.url}/health/ready`)
+        return response.status === 503 && response
+      },
+      { what: 'readiness to fail' },
+    )
     assert.equal(notReady.body.status, 'not_ready')
     assert.notEqual(notReady.body.checks.database, 'ok')
     assert.equal(notReady.body.checks.registry, 'ok')

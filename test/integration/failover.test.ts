@@ -61,10 +61,11 @@ describe('failover: kill -9 of a product instance while orders are placed', () =
         victim.child.kill('SIGKILL')
         killedAt = Date.now()
         // Watch discovery from the moment of the kill, while the orders go on.
-        gone = waitFor(
-          async () => ((await discover(registryUrl, 'product')).some((instance) => instance.url === victim.url) ? undefined : Date.now()),
-          { timeoutMs: TTL_SECONDS * 1000 + 5000, intervalMs: 20, what: 'the killed instance to leave discovery' },
-        )
+        gone = waitFor(async () => ((await discover(registryUrl, 'product')).some((instance) => instance.url === victim.url) ? undefined : Date.now()), {
+          timeoutMs: TTL_SECONDS * 1000 + 5000,
+          intervalMs: 20,
+          what: 'the killed instance to leave discovery',
+        })
       }
       const quantity = (i % 5) + 1
       const placed = await http<PlacedOrder>('POST', `${orderUrl}/orders`, { product_id: productId, quantity })
@@ -97,7 +98,10 @@ describe('failover: kill -9 of a product instance while orders are placed', () =
     // The survivor was never evicted and is still discoverable.
     assert.ok(!registry.logs.some((line) => line.event === 'evicted' && line.url === survivor.url), 'the live instance is not evicted')
     const live = await discover(registry.url, 'product')
-    assert.deepEqual(live.map((instance) => instance.url), [survivor.url])
+    assert.deepEqual(
+      live.map((instance) => instance.url),
+      [survivor.url],
+    )
 
     // And orders keep working with one instance left.
     const last = await http('POST', `${order.url}/orders`, { product_id: productId, quantity: 4 })

@@ -106,10 +106,13 @@ describe('faults under steady order traffic', () => {
     system.registry = await startRole('registry', { env: { PORT: String(port), REGISTRY_TTL_SECONDS: String(TTL_S), REGISTRY_WARMUP_SECONDS: '1' } })
     const restartedAt = Date.now()
     const live = [...system.products, system.order].map((p) => p.url)
-    await waitFor(async () => {
-      const urls = [...(await discover(system.registry.url, 'product')), ...(await discover(system.registry.url, 'order'))].map((i) => i.url)
-      return live.every((url) => urls.includes(url))
-    }, { timeoutMs: 5000, intervalMs: 10, what: 'every instance back in discovery' })
+    await waitFor(
+      async () => {
+        const urls = [...(await discover(system.registry.url, 'product')), ...(await discover(system.registry.url, 'order'))].map((i) => i.url)
+        return live.every((url) => urls.includes(url))
+      },
+      { timeoutMs: 5000, intervalMs: 10, what: 'every instance back in discovery' },
+    )
     const backAfterMs = Date.now() - restartedAt
     await traffic.ordersFromNow(30)
     const report = await traffic.stop()
@@ -136,7 +139,10 @@ describe('faults under steady order traffic', () => {
     t.diagnostic(describeReport('baseline', baseline))
     t.diagnostic(describeReport('SIGSTOP', report))
     assert.deepEqual(report.failures, [])
-    assert.ok(report.max <= baseline.max + TIMEOUT_S * 1000 + 250, `max ${report.max.toFixed(0)} ms vs baseline max ${baseline.max.toFixed(0)} ms + one ${TIMEOUT_S * 1000} ms timeout`)
+    assert.ok(
+      report.max <= baseline.max + TIMEOUT_S * 1000 + 250,
+      `max ${report.max.toFixed(0)} ms vs baseline max ${baseline.max.toFixed(0)} ms + one ${TIMEOUT_S * 1000} ms timeout`,
+    )
   })
 
   it('a product instance that answers 500: its breaker opens and traffic moves away', async (t) => {

@@ -64,7 +64,11 @@ describe('gateway', () => {
     await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve))
     registryClient = new RegistryClient({ urls: [registry.url] })
     registration = new Registration({
-      client: registryClient, serviceName: 'echo', url: `http://127.0.0.1:${(echo.address() as AddressInfo).port}`, heartbeatIntervalMs: 500, logger: silentLogger(),
+      client: registryClient,
+      serviceName: 'echo',
+      url: `http://127.0.0.1:${(echo.address() as AddressInfo).port}`,
+      heartbeatIntervalMs: 500,
+      logger: silentLogger(),
     })
     registration.start()
     await waitFor(async () => (await discover(registry.url, 'product')).length === 2 && (await discover(registry.url, 'echo')).length === 1, { what: 'instances' })
@@ -80,7 +84,7 @@ describe('gateway', () => {
     dir.remove()
   })
 
-  it('serves the seed\'s product and order calls through one port', async () => {
+  it("serves the seed's product and order calls through one port", async () => {
     const created = await http('POST', `${gateway.url}/products`, { name: 'Notebook', price: 2.5 })
     assert.equal(created.status, 201)
     assert.equal(created.headers.get('location'), `/products/${created.body.id}`)
@@ -157,10 +161,13 @@ describe('gateway', () => {
   })
 
   it('serves the combined OpenAPI document of the services behind it, and Swagger UI', async () => {
-    const document = await waitFor(async () => {
-      const response = await http('GET', `${gateway.url}/openapi.json`)
-      return response.status === 200 && response.body.paths['/orders'] && response.body.paths['/products/{id}'] && response.body
-    }, { what: 'a combined document' })
+    const document = await waitFor(
+      async () => {
+        const response = await http('GET', `${gateway.url}/openapi.json`)
+        return response.status === 200 && response.body.paths['/orders'] && response.body.paths['/products/{id}'] && response.body
+      },
+      { what: 'a combined document' },
+    )
     assert.equal(document.openapi, '3.1.0')
     assert.equal(document.info.title, 'API gateway')
     for (const path of ['/products', '/products/{id}', '/orders', '/orders/{id}', '/health/ready']) assert.ok(document.paths[path], path)

@@ -50,15 +50,18 @@ describe('observability across real processes', () => {
 
     const inTrace = (service: string, kind: number, name: string) => (span: ReceivedSpan) =>
       span.traceId === callerTrace && span.service === service && span.kind === kind && span.name === name
-    const spans = await waitFor(() => {
-      const orderServer = receiver.spans.find(inTrace('order', SERVER, 'POST /orders'))
-      // Its first discovery of product is a GET in this trace too: pick the call to product.
-      const orderClient = receiver.spans.find((s) => inTrace('order', CLIENT, 'GET')(s) && String(s.attributes['url.path']).startsWith('/products/'))
-      const productServer = receiver.spans.find(inTrace('product', SERVER, 'GET /products/:id'))
-      const productQuery = receiver.spans.find((s) => s.traceId === callerTrace && s.service === 'product' && s.name.startsWith('SELECT'))
-      const orderInsert = receiver.spans.find((s) => s.traceId === callerTrace && s.service === 'order' && s.name.startsWith('INSERT'))
-      return orderServer && orderClient && productServer && productQuery && orderInsert && { orderServer, orderClient, productServer, productQuery, orderInsert }
-    }, { timeoutMs: 10_000, what: 'the spans of the order trace' })
+    const spans = await waitFor(
+      () => {
+        const orderServer = receiver.spans.find(inTrace('order', SERVER, 'POST /orders'))
+        // Its first discovery of product is a GET in this trace too: pick the call to product.
+        const orderClient = receiver.spans.find((s) => inTrace('order', CLIENT, 'GET')(s) && String(s.attributes['url.path']).startsWith('/products/'))
+        const productServer = receiver.spans.find(inTrace('product', SERVER, 'GET /products/:id'))
+        const productQuery = receiver.spans.find((s) => s.traceId === callerTrace && s.service === 'product' && s.name.startsWith('SELECT'))
+        const orderInsert = receiver.spans.find((s) => s.traceId === callerTrace && s.service === 'order' && s.name.startsWith('INSERT'))
+        return orderServer && orderClient && productServer && productQuery && orderInsert && { orderServer, orderClient, productServer, productQuery, orderInsert }
+      },
+      { timeoutMs: 10_000, what: 'the spans of the order trace' },
+    )
 
     // The caller's span -> order's server span -> its call to product -> product's server span -> its query.
     assert.equal(spans.orderServer.parentSpanId, callerSpan)
@@ -92,15 +95,25 @@ describe('observability across real processes', () => {
 
     const inTrace = (service: string, kind: number, name: string, path?: (p: string) => boolean) => (span: ReceivedSpan) =>
       span.traceId === traceId && span.service === service && span.kind === kind && span.name === name && (!path || path(String(span.attributes['url.path'])))
-    const spans = await waitFor(() => {
-      const gatewayServer = receiver.spans.find(inTrace('gateway', SERVER, 'POST /orders'))
-      const gatewayClient = receiver.spans.find(inTrace('gateway', CLIENT, 'POST', (p) => p === '/orders'))
-      const orderServer = receiver.spans.find(inTrace('order', SERVER, 'POST /orders'))
-      const orderClient = receiver.spans.find(inTrace('order', CLIENT, 'GET', (p) => p.startsWith('/products/')))
-      const productServer = receiver.spans.find(inTrace('product', SERVER, 'GET /products/:id'))
-      const productQuery = receiver.spans.find((s) => s.traceId === traceId && s.service === 'product' && s.name.startsWith('SELECT'))
-      return gatewayServer && gatewayClient && orderServer && orderClient && productServer && productQuery && { gatewayServer, gatewayClient, orderServer, orderClient, productServer, productQuery }
-    }, { timeoutMs: 10_000, what: 'the spans of the order through the gateway' })
+    const spans = await waitFor(
+      () => {
+        const gatewayServer = receiver.spans.find(inTrace('gateway', SERVER, 'POST /orders'))
+        const gatewayClient = receiver.spans.find(inTrace('gateway', CLIENT, 'POST', (p) => p === '/orders'))
+        const orderServer = receiver.spans.find(inTrace('order', SERVER, 'POST /orders'))
+        const orderClient = receiver.spans.find(inTrace('order', CLIENT, 'GET', (p) => p.startsWith('/products/')))
+        const productServer = receiver.spans.find(inTrace('product', SERVER, 'GET /products/:id'))
+        const productQuery = receiver.spans.find((s) => s.traceId === traceId && s.service === 'product' && s.name.startsWith('SELECT'))
+        return (
+          gatewayServer &&
+          gatewayClient &&
+          orderServer &&
+          orderClient &&
+          productServer &&
+          productQuery && { gatewayServer, gatewayClient, orderServer, orderClient, productServer, productQuery }
+        )
+      },
+      { timeoutMs: 10_000, what: 'the spans of the order through the gateway' },
+    )
 
     // The gateway continues the caller's trace, and each hop's server span is a child of the
     // client span that called it (not of the caller's span, whose traceparent the gateway replaces).
@@ -120,11 +133,14 @@ describe('observability across real processes', () => {
       assert.equal(line.trace_id, traceId, `${proc.role} request line`)
       assert.equal(line.span_id, server[proc.role as keyof typeof server].spanId, `${proc.role} request line`)
       const lines = proc.logs.filter((l: LogLine) => l.reqId === requestId)
-      assert.ok(lines.every((l) => l.trace_id === traceId), `${proc.role}: ${JSON.stringify(lines)}`)
+      assert.ok(
+        lines.every((l) => l.trace_id === traceId),
+        `${proc.role}: ${JSON.stringify(lines)}`,
+      )
     }
   })
 
-  it('traces the registry too, and its log lines written for a request carry that request\'s ids', async () => {
+  it("traces the registry too, and its log lines written for a request carry that request's ids", async () => {
     const listening = await registry.waitForLog((l) => l.event === 'listening')
     const registered = await registry.waitForLog((l) => l.event === 'registered' && l.service_name === 'gateway')
     const span = await waitFor(
@@ -150,7 +166,10 @@ describe('observability across real processes', () => {
     // By now every service has registered, heartbeated many times and watched.
     await waitFor(() => receiver.spans.filter((s) => s.service === 'registry' && s.name === 'POST /heartbeat').length >= 6, { what: 'heartbeats' })
     const rootClients = receiver.spans.filter((s) => s.kind === CLIENT && s.parentSpanId === '')
-    assert.deepEqual(rootClients.map((s) => `${s.service} ${s.name} ${String(s.attributes['url.path'])}`), [])
+    assert.deepEqual(
+      rootClients.map((s) => `${s.service} ${s.name} ${String(s.attributes['url.path'])}`),
+      [],
+    )
   })
 
   it('serves Prometheus metrics on every process, labelled by route template', async () => {
@@ -174,10 +193,13 @@ describe('observability across real processes', () => {
     assert.match(orderMetrics, /upstream_requests_total\{[^}]*service="product"[^}]*instance="product-[0-9a-f]{12}"[^}]*outcome="success"[^}]*\} [1-9]/)
 
     // Heartbeats come every 0.5 s: wait for the first to be counted.
-    const registryMetrics = await waitFor(async () => {
-      const text = (await http('GET', `${registry.url}/metrics`)).text
-      return /registry_heartbeats_total\{[^}]*outcome="ok"[^}]*\} [1-9]/.test(text) && text
-    }, { what: 'a heartbeat in the registry metrics' })
+    const registryMetrics = await waitFor(
+      async () => {
+        const text = (await http('GET', `${registry.url}/metrics`)).text
+        return /registry_heartbeats_total\{[^}]*outcome="ok"[^}]*\} [1-9]/.test(text) && text
+      },
+      { what: 'a heartbeat in the registry metrics' },
+    )
     assert.match(registryMetrics, /registry_instances\{[^}]*service="product"[^}]*status="up"[^}]*\} 1/)
     assert.match(registryMetrics, /registry_registrations_total\{[^}]*service="order"/)
     assert.match(registryMetrics, /registry_evictions_total/)
@@ -202,7 +224,10 @@ describe('tracing with the collector down', () => {
       // registry's own deadline (8 s): it gives up on them instead, and says so.
       assert.deepEqual(await registry.stop(), { code: 0, signal: null })
       assert.ok(Date.now() - started < 6000, `stopped in ${Date.now() - started} ms`)
-      assert.ok(registry.logs.some((l) => l.event === 'otel' && l.level === 'warn'), 'the lost traces are logged')
+      assert.ok(
+        registry.logs.some((l) => l.event === 'otel' && l.level === 'warn'),
+        'the lost traces are logged',
+      )
     } finally {
       await registry.stop('SIGKILL')
     }

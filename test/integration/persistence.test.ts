@@ -27,7 +27,8 @@ describe('persistence across restarts and concurrent start-up', () => {
   })
 
   const start = (role: string, env: Record<string, string>) => startTracked(started, role, { env })
-  const startTogether = (...specs: Array<[role: string, env: Record<string, string>]>) => startRoles(started, ...specs.map(([role, env]): [string, { env: Record<string, string> }] => [role, { env }]))
+  const startTogether = (...specs: Array<[role: string, env: Record<string, string>]>) =>
+    startRoles(started, ...specs.map(([role, env]): [string, { env: Record<string, string> }] => [role, { env }]))
 
   /** A registry of its own for each scenario, so that no scenario discovers another's instances. */
   async function storage(kind: 'sqlite' | 'postgres'): Promise<Record<string, string>> {

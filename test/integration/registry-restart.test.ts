@@ -34,10 +34,13 @@ describe('registry restart: instances re-register on their next heartbeat', () =
   it('has both instances back in discovery within two heartbeat intervals of the new registry, and orders still work', async (t) => {
     assert.ok(registry && product && order)
     const first = registry
-    const before = await waitFor(async () => {
-      const [products, orders] = await Promise.all([discover(first.url, 'product'), discover(first.url, 'order')])
-      return products.length === 1 && orders.length === 1 ? { product: products[0]!, order: orders[0]! } : undefined
-    }, { what: 'the product and order instances in discovery' })
+    const before = await waitFor(
+      async () => {
+        const [products, orders] = await Promise.all([discover(first.url, 'product'), discover(first.url, 'order')])
+        return products.length === 1 && orders.length === 1 ? { product: products[0]!, order: orders[0]! } : undefined
+      },
+      { what: 'the product and order instances in discovery' },
+    )
     assert.equal(before.product.url, product.url)
     assert.equal(before.order.url, order.url)
 
@@ -57,10 +60,13 @@ describe('registry restart: instances re-register on their next heartbeat', () =
     const listeningAt = Date.parse(String(listening?.time))
     assert.ok(Number.isFinite(listeningAt))
 
-    const after = await waitFor(async () => {
-      const [products, orders] = await Promise.all([discover(second.url, 'product'), discover(second.url, 'order')])
-      return products.length === 1 && orders.length === 1 ? { product: products[0]!, order: orders[0]!, at: Date.now() } : undefined
-    }, { timeoutMs: 10_000, intervalMs: 20, what: 'both instances back in the new registry' })
+    const after = await waitFor(
+      async () => {
+        const [products, orders] = await Promise.all([discover(second.url, 'product'), discover(second.url, 'order')])
+        return products.length === 1 && orders.length === 1 ? { product: products[0]!, order: orders[0]!, at: Date.now() } : undefined
+      },
+      { timeoutMs: 10_000, intervalMs: 20, what: 'both instances back in the new registry' },
+    )
     const backAfterMs = after.at - listeningAt
     t.diagnostic(`both instances back ${backAfterMs} ms after the new registry listened`)
     assert.ok(backAfterMs <= BACK_WITHIN_MS, `back in discovery ${backAfterMs} ms after the new registry listened (limit ${BACK_WITHIN_MS} ms)`)
@@ -73,7 +79,10 @@ describe('registry restart: instances re-register on their next heartbeat', () =
 
     // They came back because a heartbeat was answered 404, not because they were restarted.
     // (Their log lines may trail the registry's answer by a moment: poll for them.)
-    for (const [instance, from] of [[product, logsBefore.product], [order, logsBefore.order]] as const) {
+    for (const [instance, from] of [
+      [product, logsBefore.product],
+      [order, logsBefore.order],
+    ] as const) {
       const newer = () => instance.logs.slice(from)
       await waitFor(() => newer().some((line) => line.event === 'heartbeat_unknown'), { timeoutMs: 2000, what: `${instance.role} to be told by a heartbeat that it is unknown` })
       await waitFor(() => newer().some((line) => line.event === 'registered'), { timeoutMs: 2000, what: `${instance.role} to log its new registration` })

@@ -59,11 +59,14 @@ describe('the seed system end to end', () => {
   })
 
   it('has two product instances and one order instance registered by themselves', async () => {
-    const services = await waitFor(async () => {
-      const response = await http('GET', `${registry.url}/services`)
-      const byName = Object.fromEntries(response.body.services.map((s: { service_name: string; instances: unknown[] }) => [s.service_name, s.instances]))
-      return byName.order?.length === 1 ? byName : undefined
-    }, { what: 'the order instance in /services' })
+    const services = await waitFor(
+      async () => {
+        const response = await http('GET', `${registry.url}/services`)
+        const byName = Object.fromEntries(response.body.services.map((s: { service_name: string; instances: unknown[] }) => [s.service_name, s.instances]))
+        return byName.order?.length === 1 ? byName : undefined
+      },
+      { what: 'the order instance in /services' },
+    )
     const productUrls = services.product.map((i: { url: string }) => i.url)
     for (const p of products) assert.ok(productUrls.includes(p.url), `${p.url} registered`)
     assert.equal(services.order[0].url, order.url)

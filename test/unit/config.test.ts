@@ -27,7 +27,15 @@ describe('configuration', () => {
     assert.equal(product.databaseUrl, undefined)
     assert.equal(product.serviceUrl, undefined)
     assert.equal(loadServiceConfig({}, 'order').port, 8083)
-    assert.deepEqual(loadAllConfig({}), { host: '0.0.0.0', logLevel: 'info', logFormat: undefined, registryPort: 8080, productPorts: [8081, 8082], orderPorts: [8083], gatewayPort: 8000 })
+    assert.deepEqual(loadAllConfig({}), {
+      host: '0.0.0.0',
+      logLevel: 'info',
+      logFormat: undefined,
+      registryPort: 8080,
+      productPorts: [8081, 8082],
+      orderPorts: [8083],
+      gatewayPort: 8000,
+    })
     assert.equal(registry.healthCheckIntervalSeconds, 10)
     assert.equal(registry.healthCheckFailures, 3)
     assert.equal(registry.maxInstances, 10_000)
@@ -35,7 +43,10 @@ describe('configuration', () => {
   })
 
   it('reads the gateway routing table and refuses a malformed one', () => {
-    assert.deepEqual(loadGatewayConfig({}).routes, [{ prefix: '/products', service: 'product' }, { prefix: '/orders', service: 'order' }])
+    assert.deepEqual(loadGatewayConfig({}).routes, [
+      { prefix: '/products', service: 'product' },
+      { prefix: '/orders', service: 'order' },
+    ])
     assert.equal(loadGatewayConfig({}).port, 8000)
     assert.deepEqual(loadGatewayConfig({ GATEWAY_ROUTES: '/api/v1/items=items' }).routes, [{ prefix: '/api/v1/items', service: 'items' }])
     for (const bad of ['products=product', '/products', '/a=x,/a=y', '/a=Bad Name']) {
@@ -45,7 +56,10 @@ describe('configuration', () => {
   })
 
   it('reads the resilience settings', () => {
-    const config = loadServiceConfig({ LB_STRATEGY: 'least_outstanding', BREAKER_FAILURES: '3', BREAKER_HALF_OPEN_SECONDS: '0.5', RETRY_BUDGET_PERCENT: '10', DRAIN_SECONDS: '0' }, 'order')
+    const config = loadServiceConfig(
+      { LB_STRATEGY: 'least_outstanding', BREAKER_FAILURES: '3', BREAKER_HALF_OPEN_SECONDS: '0.5', RETRY_BUDGET_PERCENT: '10', DRAIN_SECONDS: '0' },
+      'order',
+    )
     assert.equal(config.lbStrategy, 'least_outstanding')
     assert.equal(config.breakerFailures, 3)
     assert.equal(config.breakerHalfOpenSeconds, 0.5)

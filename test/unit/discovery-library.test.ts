@@ -42,7 +42,10 @@ describe('the discovery client as a library', () => {
       registration.start()
       assert.equal(await registration.whenRegistered(5000), true)
       assert.equal(await productRegistration.whenRegistered(5000), true)
-      assert.deepEqual(registry.store.discover('hello').instances.map((i) => i.url), [helloUrl])
+      assert.deepEqual(
+        registry.store.discover('hello').instances.map((i) => i.url),
+        [helloUrl],
+      )
 
       const answer = await products.request('product', { method: 'GET', path: '/products' })
       assert.equal(answer.status, 200)

@@ -25,20 +25,43 @@ afterEach(async () => {
 describe('backoff', () => {
   it('grows exponentially up to the cap, with jitter inside [cap/2, cap]', () => {
     const options = { initialMs: 100, maxMs: 1000 }
-    assert.equal(backoffDelay(0, options, () => 1), 100)
-    assert.equal(backoffDelay(0, options, () => 0), 50)
-    assert.equal(backoffDelay(3, options, () => 1), 800)
-    assert.equal(backoffDelay(10, options, () => 1), 1000)
-    assert.equal(backoffDelay(10, options, () => 0), 500)
+    assert.equal(
+      backoffDelay(0, options, () => 1),
+      100,
+    )
+    assert.equal(
+      backoffDelay(0, options, () => 0),
+      50,
+    )
+    assert.equal(
+      backoffDelay(3, options, () => 1),
+      800,
+    )
+    assert.equal(
+      backoffDelay(10, options, () => 1),
+      1000,
+    )
+    assert.equal(
+      backoffDelay(10, options, () => 0),
+      500,
+    )
   })
 
   it('jitters a period by at most the fraction', () => {
-    assert.equal(jitter(1000, 0.1, () => 0), 900)
-    assert.equal(jitter(1000, 0.1, () => 1), 1100)
-    assert.equal(jitter(1000, 0.1, () => 0.5), 1000)
+    assert.equal(
+      jitter(1000, 0.1, () => 0),
+      900,
+    )
+    assert.equal(
+      jitter(1000, 0.1, () => 1),
+      1100,
+    )
+    assert.equal(
+      jitter(1000, 0.1, () => 0.5),
+      1000,
+    )
   })
 })
-
 
 describe('registration', () => {
   it('deregisters on stop even when stop comes while its registration is on the way', async () => {
@@ -103,7 +126,12 @@ describe('registration', () => {
     const client = new RegistryClient({ urls: [`http://127.0.0.1:${port}`], timeoutMs: 500 })
     cleanups.push(() => client.close())
     const registration = new Registration({
-      client, serviceName: 'order', url: 'http://10.9.9.9:2', heartbeatIntervalMs: 1000, logger: silentLogger(), backoff: { initialMs: 20, maxMs: 100 },
+      client,
+      serviceName: 'order',
+      url: 'http://10.9.9.9:2',
+      heartbeatIntervalMs: 1000,
+      logger: silentLogger(),
+      backoff: { initialMs: 20, maxMs: 100 },
     })
     cleanups.push(() => registration.stop())
     registration.start()
@@ -134,12 +162,18 @@ describe('resolver', () => {
     registry.store.register({ service_name: 'product', url: 'http://10.9.9.9:4' })
     const client = new RegistryClient({ urls: [registry.url], timeoutMs: 300 })
     const resolver = new Resolver({ client, logger: silentLogger(), waitMs: 200 })
-    cleanups.push(() => client.close(), async () => resolver.close())
+    cleanups.push(
+      () => client.close(),
+      async () => resolver.close(),
+    )
     assert.equal((await resolver.resolve('product')).length, 1)
     await registry.app.close()
     await waitFor(() => !resolver.status().registryReachable, { what: 'the resolver to notice the outage' })
     for (let i = 0; i < 5; i++) {
-      assert.deepEqual((await resolver.resolve('product')).map((instance) => instance.url), ['http://10.9.9.9:4'])
+      assert.deepEqual(
+        (await resolver.resolve('product')).map((instance) => instance.url),
+        ['http://10.9.9.9:4'],
+      )
     }
     assert.equal(resolver.status().services.product?.instances, 1)
   })
@@ -150,7 +184,10 @@ describe('resolver', () => {
     await probe.app.close()
     const client = new RegistryClient({ urls: [url], timeoutMs: 300 })
     const resolver = new Resolver({ client, logger: silentLogger() })
-    cleanups.push(() => client.close(), async () => resolver.close())
+    cleanups.push(
+      () => client.close(),
+      async () => resolver.close(),
+    )
     await assert.rejects(resolver.resolve('product'))
   })
 
@@ -159,7 +196,11 @@ describe('resolver', () => {
     const client = new RegistryClient({ urls: [registry.url] })
     const changes: number[] = []
     const resolver = new Resolver({ client, logger: silentLogger(), waitMs: 30_000, onChange: (_name, list) => changes.push(list.length) })
-    cleanups.push(() => registry.app.close(), () => client.close(), async () => resolver.close())
+    cleanups.push(
+      () => registry.app.close(),
+      () => client.close(),
+      async () => resolver.close(),
+    )
     assert.deepEqual(await resolver.resolve('product'), [])
     registry.store.register({ service_name: 'product', url: 'http://10.9.9.9:7' })
     // The watch waits up to 30 s: seeing the change well before proves it was pushed, not polled.
@@ -175,8 +216,13 @@ describe('resolver', () => {
     // changed. The third question must not block for the full watch interval (30 s): it asks to
     // wait at most the 5 ms the registry reported, and the view becomes final.
     const instance = (port: number) => ({
-      id: `product-${port}`, service_name: 'product', url: `http://10.9.9.9:${port}`, status: 'up', metadata: {},
-      registered_at: '2026-11-29T00:00:00.000Z', last_heartbeat: '2026-11-29T00:00:00.000Z',
+      id: `product-${port}`,
+      service_name: 'product',
+      url: `http://10.9.9.9:${port}`,
+      status: 'up',
+      metadata: {},
+      registered_at: '2026-11-29T00:00:00.000Z',
+      last_heartbeat: '2026-11-29T00:00:00.000Z',
     })
     const script = [
       { epoch: 'first', warmup: 0, instances: [instance(8), instance(9)] },
@@ -195,7 +241,11 @@ describe('resolver', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     const client = new RegistryClient({ urls: [`http://127.0.0.1:${(server.address() as AddressInfo).port}`] })
     const resolver = new Resolver({ client, logger: silentLogger(), waitMs: 30_000 })
-    cleanups.push(async () => new Promise((resolve) => server.close(resolve)), () => client.close(), async () => resolver.close())
+    cleanups.push(
+      async () => new Promise((resolve) => server.close(resolve)),
+      () => client.close(),
+      async () => resolver.close(),
+    )
     assert.equal((await resolver.resolve('product')).length, 2)
     await waitFor(async () => (await resolver.resolve('product')).length === 1, { what: 'the final view' })
     assert.deepEqual(asked.slice(0, 3), [null, '30000ms', '5ms'])
@@ -210,7 +260,10 @@ describe('resolver', () => {
     first.store.register({ service_name: 'product', url: 'http://10.9.9.9:9' })
     const client = new RegistryClient({ urls: [`http://127.0.0.1:${port}`], timeoutMs: 500 })
     const resolver = new Resolver({ client, logger: silentLogger(), waitMs: 30_000 })
-    cleanups.push(() => client.close(), async () => resolver.close())
+    cleanups.push(
+      () => client.close(),
+      async () => resolver.close(),
+    )
     assert.equal((await resolver.resolve('product')).length, 2)
     await first.app.close()
 
@@ -224,6 +277,9 @@ describe('resolver', () => {
     assert.equal(resolver.status().services.product?.provisional, true)
     // After the warm-up, the registry's word is final.
     await waitFor(async () => (await resolver.resolve('product')).length === 1, { timeoutMs: 5000, what: 'the warm-up to end' })
-    assert.deepEqual((await resolver.resolve('product')).map((i) => i.url), ['http://10.9.9.9:8'])
+    assert.deepEqual(
+      (await resolver.resolve('product')).map((i) => i.url),
+      ['http://10.9.9.9:8'],
+    )
   })
 })

@@ -32,22 +32,35 @@ describe('registry health checks', () => {
     try {
       store.register({ service_name: 'product', url: 'http://10.1.1.1:1', health_url: healthUrl })
       store.register({ service_name: 'product', url: 'http://10.1.1.1:2' }) // no health URL: never probed
-      const status = () => store.members('product').instances.map((i) => [i.url, effectiveStatus(i)]).sort()
+      const status = () =>
+        store
+          .members('product')
+          .instances.map((i) => [i.url, effectiveStatus(i)])
+          .sort()
       answer = 500
       await checker.runOnce()
       await checker.runOnce()
       assert.equal(store.discover('product').instances.length, 2, 'two failures are not enough')
       const indexBefore = store.discover('product').index
       await checker.runOnce()
-      assert.deepEqual(status(), [['http://10.1.1.1:1', 'down'], ['http://10.1.1.1:2', 'up']])
-      assert.deepEqual(store.discover('product').instances.map((i) => i.url), ['http://10.1.1.1:2'])
+      assert.deepEqual(status(), [
+        ['http://10.1.1.1:1', 'down'],
+        ['http://10.1.1.1:2', 'up'],
+      ])
+      assert.deepEqual(
+        store.discover('product').instances.map((i) => i.url),
+        ['http://10.1.1.1:2'],
+      )
       assert.ok(store.discover('product').index > indexBefore, 'going down is a change watchers see')
       // Heartbeats do not bring a failing instance back; a passing check does.
       store.heartbeat({ service_name: 'product', url: 'http://10.1.1.1:1' })
       assert.equal(store.discover('product').instances.length, 1)
       answer = 200
       await checker.runOnce()
-      assert.deepEqual(status(), [['http://10.1.1.1:1', 'up'], ['http://10.1.1.1:2', 'up']])
+      assert.deepEqual(status(), [
+        ['http://10.1.1.1:1', 'up'],
+        ['http://10.1.1.1:2', 'up'],
+      ])
     } finally {
       await checker.stop()
     }
@@ -72,13 +85,19 @@ describe('instance status', () => {
     const store = new MemoryStore({ ttlMs: 60_000 })
     store.register({ service_name: 'product', url: 'http://10.1.1.1:1', status: 'starting' })
     store.register({ service_name: 'product', url: 'http://10.1.1.1:2' })
-    assert.deepEqual(store.discover('product').instances.map((i) => i.url), ['http://10.1.1.1:2'])
+    assert.deepEqual(
+      store.discover('product').instances.map((i) => i.url),
+      ['http://10.1.1.1:2'],
+    )
     const before = store.discover('product').index
     store.heartbeat({ service_name: 'product', url: 'http://10.1.1.1:1', status: 'up' })
     assert.equal(store.discover('product').instances.length, 2)
     assert.ok(store.discover('product').index > before, 'a status change moves the index')
     store.heartbeat({ service_name: 'product', url: 'http://10.1.1.1:2', status: 'draining' })
-    assert.deepEqual(store.discover('product').instances.map((i) => i.url), ['http://10.1.1.1:1'])
+    assert.deepEqual(
+      store.discover('product').instances.map((i) => i.url),
+      ['http://10.1.1.1:1'],
+    )
     const members = Object.fromEntries(store.members('product').instances.map((i) => [i.url, i.reportedStatus]))
     assert.deepEqual(members, { 'http://10.1.1.1:1': 'up', 'http://10.1.1.1:2': 'draining' })
   })

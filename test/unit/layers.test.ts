@@ -38,7 +38,6 @@ const importing = (specifier: string) => `import { value } from '${specifier}'\n
 const exporting = 'export const value = 1\n'
 
 describe('layer rules', () => {
-
   it('report an import that points up, sideways between services, or round in a cycle', () => {
     const forbidden: Record<string, string> = {
       'src/discovery/client.ts': '../http/app.ts', // the client library on the app platform

@@ -114,7 +114,10 @@ describe('listener leaks', () => {
         await waitFor(() => requests >= 60, { what: '60 failed watch rounds' })
       })
       // At most the one a watch in flight holds; not one per failed round.
-      assert.ok(left.every((count) => count <= 1), `abort listeners left on a signal: ${left.join(', ')}`)
+      assert.ok(
+        left.every((count) => count <= 1),
+        `abort listeners left on a signal: ${left.join(', ')}`,
+      )
     } finally {
       resolver.close()
       await client.close()

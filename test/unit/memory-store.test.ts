@@ -5,7 +5,9 @@ import { MemoryStore } from '../../src/registry/memory-store.ts'
 
 function setup(ttlMs = 30_000) {
   let now = 1_700_000_000_000
-  const clock = { now: () => now, advance: (ms: number) => {
+  const clock = {
+    now: () => now,
+    advance: (ms: number) => {
       now += ms
     },
   }
@@ -42,7 +44,10 @@ describe('MemoryStore', () => {
     assert.equal(second.instance.id, first.instance.id)
     assert.equal(second.instance.registeredAt, first.instance.registeredAt)
     assert.equal(second.instance.lastHeartbeat, first.instance.lastHeartbeat + 1000)
-    assert.deepEqual(store.discover('product').instances.map((i) => i.metadata), [{ zone: 'a' }])
+    assert.deepEqual(
+      store.discover('product').instances.map((i) => i.metadata),
+      [{ zone: 'a' }],
+    )
   })
 
   it('refuses an explicit instance_id that belongs to another instance', () => {
@@ -61,7 +66,10 @@ describe('MemoryStore', () => {
     clock.advance(9_999) // first is 29.999 s old
     assert.equal(store.discover('product').instances.length, 2)
     clock.advance(1) // first is exactly 30 s old: stale
-    assert.deepEqual(store.discover('product').instances.map((i) => i.url), ['http://10.0.0.1:8082'])
+    assert.deepEqual(
+      store.discover('product').instances.map((i) => i.url),
+      ['http://10.0.0.1:8082'],
+    )
   })
 
   it('answers an unknown service with an empty list', () => {
@@ -95,7 +103,10 @@ describe('MemoryStore', () => {
     assert.deepEqual(store.evictExpired(), [])
     clock.advance(15_000)
     const evicted = store.evictExpired()
-    assert.deepEqual(evicted.map((i) => i.url), ['http://10.0.0.1:8081'])
+    assert.deepEqual(
+      evicted.map((i) => i.url),
+      ['http://10.0.0.1:8081'],
+    )
     assert.equal(store.heartbeat(product(8081)), undefined, 'an evicted instance must register again')
     assert.ok(store.heartbeat(product(8082)))
   })
@@ -148,7 +159,10 @@ describe('MemoryStore', () => {
     const { store, clock } = setup(30_000)
     store.register(product(8081))
     store.register({ service_name: 'order', url: 'http://10.0.0.2:8083' })
-    assert.deepEqual(store.services().map((s) => s.serviceName), ['order', 'product'])
+    assert.deepEqual(
+      store.services().map((s) => s.serviceName),
+      ['order', 'product'],
+    )
     clock.advance(30_000)
     assert.deepEqual(store.services(), [])
   })

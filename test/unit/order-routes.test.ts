@@ -49,12 +49,18 @@ describe('order routes against a product service', () => {
       }
       const product = { id: PRODUCT_ID, name: 'Pencil', description: null, price, created_at: new Date().toISOString() }
       switch (behaviour) {
-        case 'ok': return send(200, JSON.stringify(product))
-        case 'not_found': return send(404, JSON.stringify({ code: 'PRODUCT_NOT_FOUND' }), 'application/problem+json')
-        case 'error_500': return send(500, 'boom', 'text/plain')
-        case 'bad_json': return send(200, '{"id":')
-        case 'wrong_shape': return send(200, JSON.stringify({ id: PRODUCT_ID, price: 'free' }))
-        case 'unavailable': return send(503, 'draining', 'text/plain')
+        case 'ok':
+          return send(200, JSON.stringify(product))
+        case 'not_found':
+          return send(404, JSON.stringify({ code: 'PRODUCT_NOT_FOUND' }), 'application/problem+json')
+        case 'error_500':
+          return send(500, 'boom', 'text/plain')
+        case 'bad_json':
+          return send(200, '{"id":')
+        case 'wrong_shape':
+          return send(200, JSON.stringify({ id: PRODUCT_ID, price: 'free' }))
+        case 'unavailable':
+          return send(503, 'draining', 'text/plain')
       }
     })
     productUrl = await listen(productServer)
@@ -131,10 +137,13 @@ describe('order routes against a product service', () => {
   it('answers 503 NO_HEALTHY_INSTANCE when no product instance is registered', async () => {
     registry.store.deregister({ service_name: 'product', url: productUrl })
     // The client serves its cached list while it refreshes in the background: poll.
-    const response = await waitFor(async () => {
-      const r = await place({ product_id: PRODUCT_ID, quantity: 1 })
-      return r.statusCode !== 201 && r
-    }, { what: 'the client to see that no instance is left' })
+    const response = await waitFor(
+      async () => {
+        const r = await place({ product_id: PRODUCT_ID, quantity: 1 })
+        return r.statusCode !== 201 && r
+      },
+      { what: 'the client to see that no instance is left' },
+    )
     assert.equal(response.statusCode, 503)
     assert.equal(response.json().code, 'NO_HEALTHY_INSTANCE')
   })
@@ -145,10 +154,13 @@ describe('order routes against a product service', () => {
     const deadUrl = await listen(dead)
     await new Promise((resolve) => dead.close(resolve))
     registry.store.register({ service_name: 'product', url: deadUrl })
-    const response = await waitFor(async () => {
-      const r = await place({ product_id: PRODUCT_ID, quantity: 1 })
-      return r.json().code !== 'NO_HEALTHY_INSTANCE' && r.statusCode !== 201 && r
-    }, { what: 'the client to see the dead instance' })
+    const response = await waitFor(
+      async () => {
+        const r = await place({ product_id: PRODUCT_ID, quantity: 1 })
+        return r.json().code !== 'NO_HEALTHY_INSTANCE' && r.statusCode !== 201 && r
+      },
+      { what: 'the client to see the dead instance' },
+    )
     assert.equal(response.statusCode, 503)
     assert.equal(response.json().code, 'UPSTREAM_UNAVAILABLE')
     registry.store.deregister({ service_name: 'product', url: deadUrl })

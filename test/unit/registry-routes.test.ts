@@ -6,7 +6,9 @@ import { silentLogger } from '../helpers/logger.ts'
 function registry(ttlMs = 30_000) {
   let now = 1_700_000_000_000
   const built = buildRegistryApp({ logger: silentLogger(), ttlMs, clock: () => now })
-  return { ...built, advance: (ms: number) => {
+  return {
+    ...built,
+    advance: (ms: number) => {
       now += ms
     },
   }
@@ -17,7 +19,12 @@ const json = (body: unknown) => ({ headers: { 'content-type': 'application/json'
 describe('registry routes', () => {
   it('registers, discovers, heartbeats and deregisters', async () => {
     const { app } = registry()
-    const created = await app.inject({ method: 'POST', url: '/register', headers: { 'content-type': 'application/json' }, payload: { service_name: 'product', url: 'http://product:8081' } })
+    const created = await app.inject({
+      method: 'POST',
+      url: '/register',
+      headers: { 'content-type': 'application/json' },
+      payload: { service_name: 'product', url: 'http://product:8081' },
+    })
     assert.equal(created.statusCode, 201)
     const instance = created.json()
     assert.equal(created.headers.location, `/instances/${instance.id}`)
@@ -79,7 +86,13 @@ describe('registry routes', () => {
     await app.inject({ method: 'POST', url: '/register', payload: { service_name: 'product', url: 'http://p:1' } })
     await app.inject({ method: 'POST', url: '/register', payload: { service_name: 'order', url: 'http://o:1' } })
     const body = (await app.inject({ method: 'GET', url: '/services' })).json()
-    assert.deepEqual(body.services.map((s: { service_name: string; instances: unknown[] }) => [s.service_name, s.instances.length]), [['order', 1], ['product', 1]])
+    assert.deepEqual(
+      body.services.map((s: { service_name: string; instances: unknown[] }) => [s.service_name, s.instances.length]),
+      [
+        ['order', 1],
+        ['product', 1],
+      ],
+    )
   })
 
   it('answers 409 when an explicit instance_id belongs to another instance', async () => {
@@ -127,7 +140,12 @@ describe('registry routes', () => {
       ['unknown route', { method: 'GET', url: '/nope' }, 404, 'ROUTE_NOT_FOUND'],
       ['unknown method on a known path', { method: 'PUT', url: '/register', ...json({}) }, 404, 'ROUTE_NOT_FOUND'],
       ['body over 1 MiB', { method: 'POST', url: '/register', ...json({ service_name: 'p', url: 'http://p:1', metadata: { a: 'x'.repeat(1024 * 1024) } }) }, 413, 'BODY_TOO_LARGE'],
-      ['prototype pollution attempt', { method: 'POST', url: '/register', headers: { 'content-type': 'application/json' }, payload: '{"service_name":"p","url":"http://p:1","__proto__":{"x":1}}' }, 400, 'INVALID_JSON'],
+      [
+        'prototype pollution attempt',
+        { method: 'POST', url: '/register', headers: { 'content-type': 'application/json' }, payload: '{"service_name":"p","url":"http://p:1","__proto__":{"x":1}}' },
+        400,
+        'INVALID_JSON',
+      ],
     ]
     for (const [name, request, status, code] of cases) {
       it(`${name}: ${status} ${code}`, async () => {

@@ -48,9 +48,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
     it('runs migrations safely when several replicas start at once', async () => {
       // Separate processes, as replicas are (node:sqlite blocks its thread while it waits for a lock).
       const startAt = Date.now() + 2000
-      const applied = await Promise.all(
-        ['product', 'order', 'product', 'order', 'product'].map((service) => migrateInChild(service, dir, pgDatabase?.url, startAt)),
-      )
+      const applied = await Promise.all(['product', 'order', 'product', 'order', 'product'].map((service) => migrateInChild(service, dir, pgDatabase?.url, startAt)))
       // Each migration ran exactly once across the replicas.
       assert.deepEqual(applied.flat().sort(), ['0001_orders', '0001_products', '0002_order_idempotency'])
       // Running them again is a no-op.
@@ -85,7 +83,12 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
 
     it('stores orders with amounts as integers', async () => {
       const orders = new OrderRepository(database.db)
-      const created = await orders.create({ productId: '11111111-1111-4111-8111-111111111111', quantity: 10_000, unitPriceCents: 100_000_000_000, totalPriceCents: 1_000_000_000_000_000 })
+      const created = await orders.create({
+        productId: '11111111-1111-4111-8111-111111111111',
+        quantity: 10_000,
+        unitPriceCents: 100_000_000_000,
+        totalPriceCents: 1_000_000_000_000_000,
+      })
       const fetched = await orders.get(created.id)
       assert.deepEqual(fetched, created)
       assert.equal(fetched?.totalPriceCents, 1_000_000_000_000_000)
@@ -104,7 +107,11 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
         const ids = new Set(results.map((r) => (r.kind === 'mismatch' ? 'mismatch' : r.order.id)))
         assert.equal(ids.size, 1, 'every replica answers with the same order')
         assert.equal(results.filter((r) => r.kind === 'created').length, 1)
-        const stored = await database.db.selectFrom('orders').select('id').where('id', 'in', [...ids]).execute()
+        const stored = await database.db
+          .selectFrom('orders')
+          .select('id')
+          .where('id', 'in', [...ids])
+          .execute()
         assert.equal(stored.length, 1)
         const orders = new OrderRepository(database.db)
         assert.equal((await orders.createIdempotent('race-key', 'hash-2', input)).kind, 'mismatch')
@@ -161,7 +168,14 @@ describe('a PostgreSQL connection that breaks', () => {
       assert.match(lost[0]!.message, /terminated/i)
       await assert.rejects(database.ping(), 'unreachable while cut')
       await proxy.restore()
-      await waitFor(async () => database.ping().then(() => true, () => false), { timeoutMs: 5000, what: 'the pool to reconnect' })
+      await waitFor(
+        async () =>
+          database.ping().then(
+            () => true,
+            () => false,
+          ),
+        { timeoutMs: 5000, what: 'the pool to reconnect' },
+      )
     } finally {
       await database.close()
     }

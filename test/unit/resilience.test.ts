@@ -27,7 +27,10 @@ describe('balancers', () => {
   it('round-robin takes each instance in turn', () => {
     const balancer = roundRobin()
     assert.equal(balancer.select([]), undefined)
-    assert.deepEqual(Array.from({ length: 6 }, () => balancer.select(three)!.id), ['a', 'b', 'c', 'a', 'b', 'c'])
+    assert.deepEqual(
+      Array.from({ length: 6 }, () => balancer.select(three)!.id),
+      ['a', 'b', 'c', 'a', 'b', 'c'],
+    )
   })
 
   it('random spreads over every instance', () => {
@@ -38,7 +41,11 @@ describe('balancers', () => {
 
   it('least-outstanding (power of two choices) avoids the busy instance', () => {
     const balancer = leastOutstanding(seeded(11))
-    const busy = new Map([['a', 50], ['b', 0], ['c', 0]])
+    const busy = new Map([
+      ['a', 50],
+      ['b', 0],
+      ['c', 0],
+    ])
     const counts = count(Array.from({ length: 3000 }, () => balancer.select(three, { outstanding: (id) => busy.get(id) ?? 0 })))
     // "a" wins only when both choices are "a", which P2C never draws: it gets nothing.
     assert.equal(counts.a ?? 0, 0)
@@ -67,8 +74,18 @@ describe('circuit breakers per instance', () => {
     t.mock.timers.enable({ apis: ['Date'], now: 0 })
     const changes: string[] = []
     const breakers = new InstanceBreakers({ consecutiveFailures: 3, halfOpenAfterMs: 1000, clock: () => Date.now(), onStateChange: (id, s) => changes.push(`${id}:${s}`) })
-    const fail = () => breakers.execute('p1', async () => ({ status: 500 }), (r) => r.status >= 500)
-    const ok = () => breakers.execute('p1', async () => ({ status: 200 }), (r) => r.status >= 500)
+    const fail = () =>
+      breakers.execute(
+        'p1',
+        async () => ({ status: 500 }),
+        (r) => r.status >= 500,
+      )
+    const ok = () =>
+      breakers.execute(
+        'p1',
+        async () => ({ status: 200 }),
+        (r) => r.status >= 500,
+      )
     await fail()
     await fail()
     assert.equal(breakers.state('p1'), 'closed')
@@ -94,7 +111,14 @@ describe('circuit breakers per instance', () => {
 
   it('count thrown errors (refused connections, timeouts) as failures', async () => {
     const breakers = new InstanceBreakers({ consecutiveFailures: 2, halfOpenAfterMs: 60_000 })
-    const refuse = () => breakers.execute('p2', async () => { throw Object.assign(new Error('refused'), { code: 'ECONNREFUSED' }) }, () => false)
+    const refuse = () =>
+      breakers.execute(
+        'p2',
+        async () => {
+          throw Object.assign(new Error('refused'), { code: 'ECONNREFUSED' })
+        },
+        () => false,
+      )
     await assert.rejects(refuse())
     await assert.rejects(refuse())
     assert.equal(breakers.state('p2'), 'open')
@@ -102,18 +126,30 @@ describe('circuit breakers per instance', () => {
 
   it('let one probe through after the half-open delay (real timers, short delay)', async () => {
     const breakers = new InstanceBreakers({ consecutiveFailures: 1, halfOpenAfterMs: 50 })
-    await breakers.execute('p3', async () => ({ status: 503 }), (r) => r.status >= 500)
+    await breakers.execute(
+      'p3',
+      async () => ({ status: 503 }),
+      (r) => r.status >= 500,
+    )
     assert.equal(breakers.available('p3'), false)
     const deadline = Date.now() + 2000
     while (!breakers.available('p3') && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve))
     assert.equal(breakers.available('p3'), true)
-    await breakers.execute('p3', async () => ({ status: 200 }), (r) => r.status >= 500)
+    await breakers.execute(
+      'p3',
+      async () => ({ status: 200 }),
+      (r) => r.status >= 500,
+    )
     assert.equal(breakers.state('p3'), 'closed')
   })
 
   it('forget instances that are gone', async () => {
     const breakers = new InstanceBreakers({ consecutiveFailures: 1, halfOpenAfterMs: 1000 })
-    await breakers.execute('gone', async () => ({ status: 500 }), (r) => r.status >= 500)
+    await breakers.execute(
+      'gone',
+      async () => ({ status: 500 }),
+      (r) => r.status >= 500,
+    )
     breakers.retain(new Set(['other']))
     assert.deepEqual(breakers.states(), [])
   })

@@ -73,7 +73,11 @@ function setup(options: Partial<ServiceClientOptions> & { origins?: string[] } =
   const client = new ServiceClient({ resolver: resolver as Resolver, logger, agent, balancer: scripted.balancer, timeoutMs: 2000, ...clientOptions })
   clients.push(client)
   /** Origins called so far, in order. */
-  const calls = () => agent.getCallHistory()!.calls().map((call) => call.origin)
+  const calls = () =>
+    agent
+      .getCallHistory()!
+      .calls()
+      .map((call) => call.origin)
   return { agent, client, instances, calls, ...scripted }
 }
 
@@ -92,7 +96,10 @@ describe('ServiceClient: panic mode', () => {
     const failed = await client.request('product', GET)
     assert.equal(failed.status, 503, 'the last answer when every instance answered 503')
     assert.deepEqual(calls(), [A, B])
-    assert.deepEqual(client.breakerStates().map((b) => b.state), ['open', 'open'])
+    assert.deepEqual(
+      client.breakerStates().map((b) => b.state),
+      ['open', 'open'],
+    )
 
     // Every breaker open, a minute before either may be probed: the client still calls.
     agent.get(A).intercept({ path: '/products/1', method: 'GET' }).reply(200, { id: 1 }, json)
@@ -154,7 +161,10 @@ describe('ServiceClient: idempotency decides retries after a connection error', 
   it('retries a POST with an Idempotency-Key on another instance', async () => {
     const { agent, client, calls } = setup()
     agent.get(A).intercept({ path: '/products', method: 'POST' }).replyWithError(refused(A))
-    agent.get(B).intercept({ path: '/products', method: 'POST', headers: { 'idempotency-key': 'k-1' } }).reply(201, { id: 7 }, json)
+    agent
+      .get(B)
+      .intercept({ path: '/products', method: 'POST', headers: { 'idempotency-key': 'k-1' } })
+      .reply(201, { id: 7 }, json)
     const response = await client.request('product', KEYED_POST)
     assert.equal(response.status, 201)
     assert.equal(response.instance.url, B)
@@ -194,7 +204,14 @@ describe('ServiceClient: breaker re-choice', () => {
     assert.equal(response.status, 200)
     assert.equal(response.instance.url, B)
     assert.deepEqual(calls(), [A, B], 'A was not called again')
-    assert.deepEqual(offered, [['product-2', 'product-3'], ['product-2', 'product-3']], 'chosen twice, from the available instances')
+    assert.deepEqual(
+      offered,
+      [
+        ['product-2', 'product-3'],
+        ['product-2', 'product-3'],
+      ],
+      'chosen twice, from the available instances',
+    )
   })
 
   it('a re-choice on a retry spends no retry budget', async () => {
@@ -249,7 +266,10 @@ describe('ServiceClient: statuses', () => {
     it(`returns a ${status} as is, without a retry`, async () => {
       const { agent, client, calls } = setup()
       const problem = { type: 'about:blank', title: 'nope', status, code: 'nope' }
-      agent.get(A).intercept({ path: '/products/1', method: 'GET' }).reply(status, problem, { headers: { 'content-type': 'application/problem+json' } })
+      agent
+        .get(A)
+        .intercept({ path: '/products/1', method: 'GET' })
+        .reply(status, problem, { headers: { 'content-type': 'application/problem+json' } })
       const response = await client.request('product', GET)
       assert.equal(response.status, status)
       assert.deepEqual(response.body, problem)
@@ -317,7 +337,11 @@ describe('ServiceClient: failures', () => {
     agent.disableNetConnect()
     agents.push(agent)
     const cause = new Error('registry down')
-    const resolver: Pick<Resolver, 'resolve'> = { resolve: async () => { throw cause } }
+    const resolver: Pick<Resolver, 'resolve'> = {
+      resolve: async () => {
+        throw cause
+      },
+    }
     const client = new ServiceClient({ resolver: resolver as Resolver, logger, agent })
     clients.push(client)
     await assert.rejects(client.request('product', GET), (error) => {

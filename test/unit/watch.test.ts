@@ -42,7 +42,7 @@ describe('blocking queries', () => {
     const index = store.discover('product').index
     const pending = app.inject({ method: 'GET', url: `/discover/product?index=${index}&epoch=${epoch}&wait=20s` })
     store.register({ service_name: 'order', url: 'http://10.0.0.2:1' })
-    assert.equal(await settledWithin(pending, 150), false, 'another service\'s change does not wake it')
+    assert.equal(await settledWithin(pending, 150), false, "another service's change does not wake it")
     store.heartbeat({ service_name: 'product', url: 'http://10.0.0.1:1' })
     assert.equal(await settledWithin(pending, 150), false, 'a routine heartbeat does not wake it')
     store.register({ service_name: 'product', url: 'http://10.0.0.1:2' })
@@ -114,11 +114,14 @@ describe('event stream', () => {
     let text = ''
     const events = () => text.split('\n\n').filter((block) => block.startsWith('event:'))
     const readUntil = async (count: number) => {
-      await waitFor(async () => {
-        const { value } = await reader.read()
-        text += decoder.decode(value)
-        return events().length >= count
-      }, { timeoutMs: 5000, what: `${count} events` })
+      await waitFor(
+        async () => {
+          const { value } = await reader.read()
+          text += decoder.decode(value)
+          return events().length >= count
+        },
+        { timeoutMs: 5000, what: `${count} events` },
+      )
     }
     await readUntil(1)
     assert.match(events()[0]!, /^event: snapshot\ndata: /)
@@ -218,7 +221,7 @@ describe('the heartbeat fast path', () => {
       ['a JSON array', '[1,2]', json, 400, 'VALIDATION_FAILED'],
       ['a status nobody reports', JSON.stringify({ service_name: 'product', url: 'http://10.0.0.1:1', status: 'sleeping' }), json, 400, 'VALIDATION_FAILED'],
       ['another content type', JSON.stringify({ service_name: 'product', url: 'http://10.0.0.1:1' }), { 'content-type': 'text/xml' }, 415, 'UNSUPPORTED_MEDIA_TYPE'],
-      ['over the fast path\'s 4 KiB, under the limit', JSON.stringify({ service_name: 'product', url: 'http://10.0.0.1:1', padding: 'x'.repeat(8000) }), json, 200, undefined],
+      ["over the fast path's 4 KiB, under the limit", JSON.stringify({ service_name: 'product', url: 'http://10.0.0.1:1', padding: 'x'.repeat(8000) }), json, 200, undefined],
       ['over the 1 MiB limit', JSON.stringify({ service_name: 'product', url: 'http://10.0.0.1:1', padding: 'x'.repeat(1_100_000) }), json, 413, 'BODY_TOO_LARGE'],
     ]
     for (const [what, body, headers, status, code] of cases) {
@@ -255,7 +258,11 @@ describe('registry request lines', () => {
     for (let i = 0; i < 3; i++) assert.equal((await post('/heartbeat', { ...instance, status: 'up' })).status, 200)
     assert.equal((await post('/heartbeat', { ...instance, status: 'draining' })).status, 200)
     await waitFor(() => lines.find((line) => line.event === 'status_reported'), { what: 'the status line' })
-    assert.deepEqual(lines.filter((line) => line.route === '/heartbeat'), [], 'no heartbeat request lines at info')
+    assert.deepEqual(
+      lines.filter((line) => line.route === '/heartbeat'),
+      [],
+      'no heartbeat request lines at info',
+    )
     assert.equal(lines.filter((line) => line.route === '/register').length, 1)
     assert.equal(lines.filter((line) => line.event === 'registered').length, 1)
     const status = lines.find((line) => line.event === 'status_reported')

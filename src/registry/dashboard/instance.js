@@ -68,5 +68,8 @@ export function toInstance(value) {
 /** A service's instances in URL order; anything malformed is left out. @param {unknown} list */
 export function toInstances(list) {
   if (!Array.isArray(list)) return []
-  return list.map(toInstance).filter((i) => i !== undefined).sort((a, b) => byCodeUnits(a.url, b.url))
+  return list
+    .map(toInstance)
+    .filter((i) => i !== undefined)
+    .sort((a, b) => byCodeUnits(a.url, b.url))
 }

@@ -63,9 +63,7 @@ export function createSection(name) {
  * @param {Section} entry @param {readonly Instance[]} visible @param {readonly Instance[]} instances
  */
 export function fillSectionHead(entry, visible, instances) {
-  entry.count.textContent = visible.length === instances.length
-    ? plural(instances.length, 'instance', 'instances')
-    : `${visible.length} of ${instances.length} instances`
+  entry.count.textContent = visible.length === instances.length ? plural(instances.length, 'instance', 'instances') : `${visible.length} of ${instances.length} instances`
   const badges = STATUSES.filter((status) => status !== 'up' && instances.some((i) => i.status === status)).map((status) => {
     const n = instances.filter((i) => i.status === status).length
     return el('span', `pill pill-${status}`, `${n} ${STATUS_LABELS[status].toLowerCase()}`)

@@ -10,10 +10,7 @@ import { registerOrderRoutes } from './routes.ts'
 export type OrderServiceOptions = ServiceOptions & DatabaseOptions & UpstreamOptions
 
 /** The order service, built: its database reached and migrated, its routes ready for `inject()`. */
-export async function buildOrderService(
-  options: OrderServiceOptions,
-  runtime: { logger: Logger; telemetry: Telemetry; stop?: AbortSignal },
-): Promise<Service> {
+export async function buildOrderService(options: OrderServiceOptions, runtime: { logger: Logger; telemetry: Telemetry; stop?: AbortSignal }): Promise<Service> {
   const { logger, telemetry } = runtime
   const { database, closers, ...resources } = await serviceDatabase<OrderDatabase>('order', orderMigrations, { ...options, logger, tracer: telemetry.tracer })
   return buildService({

@@ -26,11 +26,7 @@ export interface OrderDatabase {
   order_idempotency: OrderIdempotencyTable
 }
 
-export type IdempotentResult =
-  | { kind: 'created'; order: OrderRecord }
-  | { kind: 'replayed'; order: OrderRecord }
-  | { kind: 'mismatch' }
-
+export type IdempotentResult = { kind: 'created'; order: OrderRecord } | { kind: 'replayed'; order: OrderRecord } | { kind: 'mismatch' }
 
 export interface OrderRecord {
   id: string
@@ -152,11 +148,14 @@ export class OrderRepository {
   }
 
   async list(limit: number, after?: Position): Promise<{ items: OrderRecord[]; last?: Position; more: boolean }> {
-    let query = this.#db.selectFrom('orders').select(COLUMNS).orderBy('created_at').orderBy('id').limit(limit + 1)
+    let query = this.#db
+      .selectFrom('orders')
+      .select(COLUMNS)
+      .orderBy('created_at')
+      .orderBy('id')
+      .limit(limit + 1)
     if (after) {
-      query = query.where((eb) =>
-        eb.or([eb('created_at', '>', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', '>', after.id)])]),
-      )
+      query = query.where((eb) => eb.or([eb('created_at', '>', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', '>', after.id)])]))
     }
     return toPage(await query.execute(), limit, toRecord)
   }

@@ -29,13 +29,17 @@ const OrderHeaders = Type.Object({
 })
 
 const hashRequest = (productId: string, quantity: number) =>
-  createHash('sha256').update(JSON.stringify({ product_id: productId, quantity })).digest('hex')
+  createHash('sha256')
+    .update(JSON.stringify({ product_id: productId, quantity }))
+    .digest('hex')
 
 const keyReused = () => orderError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used for a different order request')
 
 export function registerOrderRoutes(app: App, repository: OrderRepository, products: ProductClient): void {
-  app.get('/orders', { schema: { tags: ['orders'], summary: 'List orders, oldest first, a page at a time', querystring: PageQuery, response: { 200: OrderList } } }, async (request) =>
-    listPage(request.query, (limit, after) => repository.list(limit, after), toOrder),
+  app.get(
+    '/orders',
+    { schema: { tags: ['orders'], summary: 'List orders, oldest first, a page at a time', querystring: PageQuery, response: { 200: OrderList } } },
+    async (request) => listPage(request.query, (limit, after) => repository.list(limit, after), toOrder),
   )
 
   app.get('/orders/:id', { schema: { tags: ['orders'], summary: 'Get an order', params: OrderParams, response: { 200: Order } } }, async (request) => {
@@ -44,32 +48,36 @@ export function registerOrderRoutes(app: App, repository: OrderRepository, produ
     return toOrder(record)
   })
 
-  app.post('/orders', { schema: { tags: ['orders'], summary: 'Place an order, priced from the product service', body: CreateOrderBody, headers: OrderHeaders, response: { 201: Order } } }, async (request, reply) => {
-    const { product_id: productId, quantity } = request.body
-    const key = request.headers['idempotency-key']
-    const created = (record: OrderRecord, replayed: boolean) =>
-      reply
-        .code(201)
-        .header('location', `/orders/${record.id}`)
-        .header('idempotent-replayed', replayed ? 'true' : 'false')
-        .send(toOrder(record))
-    const requestHash = key === undefined ? '' : hashRequest(productId, quantity)
-    if (key !== undefined) {
-      // A retry of a request we already served: answer it again without calling anyone.
-      const earlier = await repository.replay(key, requestHash)
-      if (earlier?.kind === 'mismatch') throw keyReused()
-      if (earlier) return created(earlier.order, true)
-    }
-    // A caller's X-Request-Id (the gateway's) goes on to the product service, so that one order's
-    // log lines share it on every hop. An explicit argument rather than the span context: request
-    // ids must cross hops with tracing off too. Without one, Fastify's own id (a per-process
-    // counter) would mean nothing on the product service.
-    const requestId = request.headers['x-request-id'] === undefined ? undefined : request.id
-    const product = await products.get(productId, { requestId })
-    const input = { productId, quantity, unitPriceCents: product.priceCents, totalPriceCents: multiplyCents(product.priceCents, quantity) }
-    if (key === undefined) return created(await repository.create(input), false)
-    const result = await repository.createIdempotent(key, requestHash, input)
-    if (result.kind === 'mismatch') throw keyReused()
-    return created(result.order, result.kind === 'replayed')
-  })
+  app.post(
+    '/orders',
+    { schema: { tags: ['orders'], summary: 'Place an order, priced from the product service', body: CreateOrderBody, headers: OrderHeaders, response: { 201: Order } } },
+    async (request, reply) => {
+      const { product_id: productId, quantity } = request.body
+      const key = request.headers['idempotency-key']
+      const created = (record: OrderRecord, replayed: boolean) =>
+        reply
+          .code(201)
+          .header('location', `/orders/${record.id}`)
+          .header('idempotent-replayed', replayed ? 'true' : 'false')
+          .send(toOrder(record))
+      const requestHash = key === undefined ? '' : hashRequest(productId, quantity)
+      if (key !== undefined) {
+        // A retry of a request we already served: answer it again without calling anyone.
+        const earlier = await repository.replay(key, requestHash)
+        if (earlier?.kind === 'mismatch') throw keyReused()
+        if (earlier) return created(earlier.order, true)
+      }
+      // A caller's X-Request-Id (the gateway's) goes on to the product service, so that one order's
+      // log lines share it on every hop. An explicit argument rather than the span context: request
+      // ids must cross hops with tracing off too. Without one, Fastify's own id (a per-process
+      // counter) would mean nothing on the product service.
+      const requestId = request.headers['x-request-id'] === undefined ? undefined : request.id
+      const product = await products.get(productId, { requestId })
+      const input = { productId, quantity, unitPriceCents: product.priceCents, totalPriceCents: multiplyCents(product.priceCents, quantity) }
+      if (key === undefined) return created(await repository.create(input), false)
+      const result = await repository.createIdempotent(key, requestHash, input)
+      if (result.kind === 'mismatch') throw keyReused()
+      return created(result.order, result.kind === 'replayed')
+    },
+  )
 }

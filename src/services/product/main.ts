@@ -8,10 +8,7 @@ import { registerProductRoutes } from './routes.ts'
 export type ProductServiceOptions = ServiceOptions & DatabaseOptions
 
 /** The product service, built: its database reached and migrated, its routes ready for `inject()`. */
-export async function buildProductService(
-  options: ProductServiceOptions,
-  runtime: { logger: Logger; telemetry: Telemetry; stop?: AbortSignal },
-): Promise<Service> {
+export async function buildProductService(options: ProductServiceOptions, runtime: { logger: Logger; telemetry: Telemetry; stop?: AbortSignal }): Promise<Service> {
   const { logger, telemetry } = runtime
   const { database, ...resources } = await serviceDatabase<ProductDatabase>('product', productMigrations, { ...options, logger, tracer: telemetry.tracer })
   return buildService({

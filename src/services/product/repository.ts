@@ -71,11 +71,7 @@ export class ProductRepository {
   }
 
   async get(id: string): Promise<ProductRecord | undefined> {
-    const row = await this.#db
-      .selectFrom('products')
-      .select(['id', 'name', 'description', 'price_cents', 'created_at'])
-      .where('id', '=', id)
-      .executeTakeFirst()
+    const row = await this.#db.selectFrom('products').select(['id', 'name', 'description', 'price_cents', 'created_at']).where('id', '=', id).executeTakeFirst()
     return row ? toRecord(row) : undefined
   }
 
@@ -88,9 +84,7 @@ export class ProductRepository {
       .orderBy('id')
       .limit(limit + 1)
     if (after) {
-      query = query.where((eb) =>
-        eb.or([eb('created_at', '>', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', '>', after.id)])]),
-      )
+      query = query.where((eb) => eb.or([eb('created_at', '>', after.createdAt), eb.and([eb('created_at', '=', after.createdAt), eb('id', '>', after.id)])]))
     }
     return toPage(await query.execute(), limit, toRecord)
   }

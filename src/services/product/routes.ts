@@ -21,8 +21,10 @@ export function toProduct(record: ProductRecord): Product {
 }
 
 export function registerProductRoutes(app: App, repository: ProductRepository): void {
-  app.get('/products', { schema: { tags: ['products'], summary: 'List products, oldest first, a page at a time', querystring: PageQuery, response: { 200: ProductList } } }, async (request) =>
-    listPage(request.query, (limit, after) => repository.list(limit, after), toProduct),
+  app.get(
+    '/products',
+    { schema: { tags: ['products'], summary: 'List products, oldest first, a page at a time', querystring: PageQuery, response: { 200: ProductList } } },
+    async (request) => listPage(request.query, (limit, after) => repository.list(limit, after), toProduct),
   )
 
   app.get('/products/:id', { schema: { tags: ['products'], summary: 'Get a product', params: ProductParams, response: { 200: Product } } }, async (request) => {
