@@ -18,7 +18,7 @@ const LOAD_CORE = 1
 const CONNECTIONS = 64
 const WATCHERS = 1000
 const WATCH_CHANGES = 10
-const RESULTS_DIR = new URL('./results', import.meta.url)
+const RESULTS_DIR = new URL('./results/', import.meta.url)
 
 interface Settings {
   durationSeconds: number
