@@ -1,6 +1,10 @@
 import { type Env, databaseUrl, host, httpUrlList, integer, oneOf, optionalHttpUrl, port, ports, seconds, text } from './parse.ts'
 
 import { LB_STRATEGIES, type LbStrategy } from '../discovery/balancer.ts'
+import type { RegistryOptions } from '../registry/server.ts'
+import type { DatabaseOptions } from '../runtime/database.ts'
+import type { ServiceOptions } from '../runtime/service.ts'
+import type { UpstreamOptions } from '../runtime/upstream.ts'
 
 import { DEFAULT_ROUTES, parseRoutes, type Route } from '../gateway/routing.ts'
 import { ConfigError } from './parse.ts'
@@ -49,31 +53,11 @@ export interface CommonConfig {
   shutdownTimeoutSeconds: number
 }
 
-export interface RegistryConfig extends CommonConfig {
-  ttlSeconds: number
-  warmupSeconds: number
-  maxInstances: number
-  healthCheckIntervalSeconds: number
-  healthCheckTimeoutSeconds: number
-  healthCheckFailures: number
-}
+// Each role's configuration is what its layer asks for (declared there, next to the code that
+// uses it) plus what every process shares.
+export interface RegistryConfig extends CommonConfig, RegistryOptions {}
 
-export interface ServiceConfig extends CommonConfig {
-  registryUrls: string[]
-  /** Advertised URL; undefined means derive it from the bound address once listening. */
-  serviceUrl: string | undefined
-  heartbeatIntervalSeconds: number
-  dataDir: string
-  databaseUrl: string | undefined
-  upstreamTimeoutSeconds: number
-  upstreamConnectTimeoutSeconds: number
-  lbStrategy: LbStrategy
-  breakerFailures: number
-  breakerHalfOpenSeconds: number
-  retryBudgetPercent: number
-  /** After deregistering, keep serving this long so that watchers and in-flight calls catch up. */
-  drainSeconds: number
-}
+export interface ServiceConfig extends CommonConfig, ServiceOptions, DatabaseOptions, UpstreamOptions {}
 
 export interface GatewayConfig extends ServiceConfig {
   routes: Route[]

@@ -67,7 +67,7 @@ export class FastPathGuard {
       this.#unhonoured = [...new Set(found.filter((label) => !fastPath.honours.has(label)))]
       this.#enabled = this.#unhonoured.length === 0 && routes.length >= fastPath.routes.length
       if (!this.#enabled) {
-        logger.warn({ event: 'fast_path_off', hooks: this.#unhonoured }, 'hooks the fast path does not honour run for its routes: the routes serve every request')
+        logger.info({ event: 'fast_path_off', hooks: this.#unhonoured }, 'hooks the fast path does not honour run for its routes: the routes serve every request')
       }
     })
   }
