@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import replyFrom from '@fastify/reply-from'
 import { propagation } from '@opentelemetry/api'
@@ -63,10 +62,6 @@ export async function registerGatewayRoutes(app: App, options: GatewayRouteOptio
     undici: { connections: 128, pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs },
     disableRequestLogging: true,
   })
-
-  // The request id is the one the gateway forwards and answers with, and the one its own log lines
-  // carry: a caller's X-Request-Id, or a new UUID (unique across processes, unlike Fastify's counter).
-  app.setGenReqId(() => randomUUID())
 
   // Bodies are not parsed: they stream through to the instance as they arrive.
   app.removeAllContentTypeParsers()

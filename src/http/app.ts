@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import Fastify, {
   LogController,
@@ -49,6 +50,17 @@ export interface BuildAppOptions {
    * a 500 (a database that cannot be reached: 503). Such errors are logged like a 500.
    */
   classifyError?: (error: Error) => AppError | undefined
+}
+
+// A caller's X-Request-Id is kept when it looks like one (visible ASCII, at most 128 characters), so
+// that one request's log lines share it across processes; anything else (8 KiB of it, control or
+// non-ASCII bytes) is replaced, never logged or forwarded as sent. A new one is a UUID, unlike
+// Fastify's per-process counter, so that it means the same thing on the next hop.
+const REQUEST_ID = /^[\x21-\x7e]{1,128}$/
+
+export function requestIdOf(request: IncomingMessage): string {
+  const id = request.headers['x-request-id']
+  return typeof id === 'string' && REQUEST_ID.test(id) ? id : randomUUID()
 }
 
 const guards = new WeakMap<object, FastPathGuard>()
@@ -159,7 +171,8 @@ export function buildApp(options: BuildAppOptions): App {
     // stale view), and every answer closes its connection (below), so the drain ends by itself.
     return503OnClosing: false,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
-    requestIdHeader: 'x-request-id',
+    requestIdHeader: false,
+    genReqId: requestIdOf,
     ...(fastPath
       ? {
           serverFactory: (handler: (request: IncomingMessage, response: ServerResponse) => void, settings: FastifyServerOptions) => {

@@ -67,12 +67,10 @@ export function registerOrderRoutes(app: App, repository: OrderRepository, produ
         if (earlier?.kind === 'mismatch') throw keyReused()
         if (earlier) return created(earlier.order, true)
       }
-      // A caller's X-Request-Id (the gateway's) goes on to the product service, so that one order's
-      // log lines share it on every hop. An explicit argument rather than the span context: request
-      // ids must cross hops with tracing off too. Without one, Fastify's own id (a per-process
-      // counter) would mean nothing on the product service.
-      const requestId = request.headers['x-request-id'] === undefined ? undefined : request.id
-      const product = await products.get(productId, { requestId })
+      // The request's id (the caller's X-Request-Id, or a new UUID) goes on to the product service,
+      // so that one order's log lines share it on every hop. An explicit argument rather than the
+      // span context: request ids must cross hops with tracing off too.
+      const product = await products.get(productId, { requestId: request.id })
       const input = { productId, quantity, unitPriceCents: product.priceCents, totalPriceCents: multiplyCents(product.priceCents, quantity) }
       if (key === undefined) return created(await repository.create(input), false)
       const result = await repository.createIdempotent(key, requestHash, input)
