@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, type Dispatcher } from 'undici'
 import { describe, errorCodes } from '../lib/errors.ts'
-import type { Logger } from './logger.ts'
+import { type Logger, silentLogger } from './logger.ts'
 import { noopUpstreamObserver, type UpstreamObserver, type UpstreamOutcome } from './observer.ts'
 import { roundRobin, type Balancer } from './balancer.ts'
 import { backoffDelay } from '../lib/backoff.ts'
@@ -39,7 +39,8 @@ export interface UpstreamResponse {
 
 export interface ServiceClientOptions {
   resolver: Resolver
-  logger: Logger
+  /** Failed calls, retries and breaker changes are logged here; silent by default. */
+  logger?: Logger
   balancer?: Balancer
   /** Bound on one attempt: connecting, then the whole answer. */
   timeoutMs?: number
@@ -110,7 +111,7 @@ export class ServiceClient {
     this.#balancer = options.balancer ?? roundRobin()
     this.#timeoutMs = options.timeoutMs ?? 5000
     this.#maxAttempts = options.maxAttempts ?? 3
-    this.#logger = options.logger
+    this.#logger = options.logger ?? silentLogger
     this.#observer = options.observer ?? noopUpstreamObserver
     this.#breakerOptions = options.breaker ?? { consecutiveFailures: 5, halfOpenAfterMs: 5000 }
     this.#budget = new RetryBudget({ ratio: 0.2, minPerSecond: 5, windowMs: 10_000, ...options.retryBudget })
