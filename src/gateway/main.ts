@@ -1,5 +1,4 @@
-import type { Telemetry } from '../http/telemetry.ts'
-import type { Logger } from '../lib/logger.ts'
+import type { RoleRuntime } from '../runtime/role.ts'
 import { buildService, type Service, type ServiceOptions } from '../runtime/service.ts'
 import { upstreamClient, type UpstreamOptions } from '../runtime/upstream.ts'
 import { combineOpenApi } from './openapi.ts'
@@ -9,7 +8,7 @@ import type { Route } from './routing.ts'
 export type GatewayOptions = ServiceOptions & UpstreamOptions & { routes: Route[] }
 
 /** The gateway, built: its routing table in place, ready for `inject()`. */
-export async function buildGateway(options: GatewayOptions, runtime: { logger: Logger; telemetry: Telemetry; stop?: AbortSignal }): Promise<Service> {
+export async function buildGateway(options: GatewayOptions, runtime: RoleRuntime): Promise<Service> {
   const { logger } = runtime
   return buildService({
     name: 'gateway',

@@ -58,7 +58,7 @@ export interface BuildAppOptions {
 // Fastify's per-process counter, so that it means the same thing on the next hop.
 const REQUEST_ID = /^[\x21-\x7e]{1,128}$/
 
-export function requestIdOf(request: IncomingMessage): string {
+function requestIdOf(request: IncomingMessage): string {
   const id = request.headers['x-request-id']
   return typeof id === 'string' && REQUEST_ID.test(id) ? id : randomUUID()
 }

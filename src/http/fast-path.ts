@@ -91,13 +91,27 @@ export class FastPathGuard {
       try {
         if (this.#fastPath.handle(request, response, next)) return
       } catch (error) {
-        logger.error({ event: 'fast_path_failed', url: request.url, err: error }, 'fast path failed; the route answers')
-        if (response.headersSent) {
-          response.destroy()
-          return
-        }
+        routeAnswers(error, request, response, next, logger)
+        return
       }
     }
     next(request, response)
   }
+}
+
+/**
+ * After a fast path failed on a request: the route answers it instead, unless the answer had
+ * begun (then the connection is cut: half an answer must not be mistaken for one). For a fast
+ * path that fails later than `serve` can see (once a body has arrived), too.
+ */
+export function routeAnswers(
+  error: unknown,
+  request: IncomingMessage,
+  response: ServerResponse,
+  next: (request: IncomingMessage, response: ServerResponse) => void,
+  logger: Logger,
+): void {
+  logger.error({ event: 'fast_path_failed', url: request.url, err: error }, 'fast path failed; the route answers')
+  if (response.headersSent) response.destroy()
+  else next(request, response)
 }

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { Readable } from 'node:stream'
 import { Compile } from 'typebox/compile'
-import type { FastPath, FastPathHandler } from '../http/fast-path.ts'
+import { routeAnswers, type FastPath, type FastPathHandler } from '../http/fast-path.ts'
 import type { Metrics } from '../http/metrics.ts'
 import type { Logger } from '../lib/logger.ts'
 import { HeartbeatBody, REGISTRY_HEADERS } from '../protocol/registry.ts'
@@ -157,15 +157,9 @@ export function heartbeatFastPath(options: HeartbeatFastPathOptions): FastPathHa
         served.inc()
         if (logger.isLevelEnabled('debug')) logger.debug({ method: 'POST', route, url: route, status: 200 }, 'request')
       } catch (error) {
-        // A bug here must cost a slower answer, never a lost one: the route answers instead (a
-        // heartbeat applied twice is the same heartbeat).
-        logger.error({ event: 'fast_path_failed', route, err: error }, 'fast path failed; the route answers')
-        if (response.headersSent) {
-          response.destroy()
-          return
-        }
+        // The route answers instead, with the body replayed (a heartbeat applied twice is the same heartbeat).
         replayed.set(request, body)
-        next(request, response)
+        routeAnswers(error, request, response, next, logger)
       }
     })
     // A client that goes away mid-body: its socket is gone, there is no one to answer.

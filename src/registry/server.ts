@@ -10,7 +10,7 @@ import { registerRegistryRoutes, type RegistryEvents } from './routes.ts'
 import { changeEvent } from './views.ts'
 import { DiscoveryResponses, discoverFastPath, heartbeatFastPath, registryFastPath } from './fast-path.ts'
 import { WatchHub } from './watch.ts'
-import { startRole } from '../runtime/role.ts'
+import { type RoleRuntime, startRole } from '../runtime/role.ts'
 import { registerDashboard } from './dashboard/routes.ts'
 import { effectiveStatus, type InstanceRecord, type RegistryStore } from './store.ts'
 
@@ -164,9 +164,8 @@ export interface Registry extends RegistryApp {
   start: () => Promise<{ url: string; port: number; shutdown: (reason: string) => Promise<void> }>
 }
 
-export function buildRegistry(options: RegistryOptions, runtime: { logger: Logger; stop?: AbortSignal; telemetry?: Telemetry }): Registry {
-  const { logger } = runtime
-  const telemetry = runtime.telemetry ?? noopTelemetry
+export function buildRegistry(options: RegistryOptions, runtime: RoleRuntime): Registry {
+  const { logger, telemetry } = runtime
   const ttlMs = options.ttlSeconds * 1000
   const registry = buildRegistryApp({ logger, ttlMs, warmupMs: options.warmupSeconds * 1000, maxInstances: options.maxInstances, telemetry })
   const start = async () => {
@@ -185,7 +184,7 @@ export function buildRegistry(options: RegistryOptions, runtime: { logger: Logge
       host: options.host,
       port: options.port,
       shutdownTimeoutMs: options.shutdownTimeoutSeconds * 1000,
-      ...(runtime.stop ? { stop: runtime.stop } : {}),
+      stop: runtime.stop,
       listening: async (port) => {
         // The epoch names this registry process to its clients (a response header): the same name
         // on its spans ties the two together.

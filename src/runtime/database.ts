@@ -28,7 +28,7 @@ export function classifyDatabaseError(error: Error): AppError | undefined {
  * Connects and migrates, retrying with backoff while the database is unreachable (in Compose it
  * may start after us). Gives up after `maxWaitMs` so that a wrong URL does not hang forever.
  */
-export async function connectWithRetry<T>(database: Database<T>, logger: Logger, migrateNow: () => Promise<string[]>, maxWaitMs = 60_000): Promise<void> {
+async function connectWithRetry<T>(database: Database<T>, logger: Logger, migrateNow: () => Promise<string[]>, maxWaitMs = 60_000): Promise<void> {
   const started = Date.now()
   for (let attempt = 0; ; attempt++) {
     try {

@@ -1,6 +1,15 @@
 import type { App } from '../http/app.ts'
+import type { Telemetry } from '../http/telemetry.ts'
 import type { Logger } from '../lib/logger.ts'
 import { installShutdown, type ShutdownStep } from './shutdown.ts'
+
+/** What every role is built with, besides its options: where it logs, how it traces, when to stop. */
+export interface RoleRuntime {
+  logger: Logger
+  telemetry: Telemetry
+  /** Aborted when the process should stop by itself (its stdout was closed). */
+  stop?: AbortSignal
+}
 
 /** What every role gives the runtime to run it: an app already built, and how it starts and stops. */
 export interface RoleStart {
@@ -28,7 +37,7 @@ export interface RunningRole {
  * `inject()`): install the one shutdown path, listen, then start what needs the address.
  */
 export async function startRole(role: RoleStart): Promise<RunningRole> {
-  const shutdown = installShutdown({ logger: role.logger, timeoutMs: role.shutdownTimeoutMs, steps: role.shutdownSteps, ...(role.stop ? { stop: role.stop } : {}) })
+  const shutdown = installShutdown({ logger: role.logger, timeoutMs: role.shutdownTimeoutMs, steps: role.shutdownSteps, stop: role.stop })
   await role.app.listen({ host: role.host, port: role.port })
   const address = role.app.server.address()
   const port = typeof address === 'object' && address ? address.port : role.port

@@ -9,7 +9,7 @@ import type { Telemetry } from '../http/telemetry.ts'
 import type { Logger } from '../lib/logger.ts'
 import { instanceIdFor } from '../protocol/registry.ts'
 import { advertisedUrl } from './address.ts'
-import { startRole } from './role.ts'
+import { type RoleRuntime, startRole } from './role.ts'
 import type { ShutdownStep } from './shutdown.ts'
 
 /** What the runtime needs to know to run a service (the configuration has more). */
@@ -33,15 +33,11 @@ export interface ServiceContext {
   telemetry: Telemetry
 }
 
-export interface ServiceDefinition {
+export interface ServiceDefinition extends RoleRuntime {
   name: string
   /** One line for the OpenAPI document. */
   description: string
   options: ServiceOptions
-  logger: Logger
-  telemetry: Telemetry
-  /** Aborted when the process should stop by itself (its stdout was closed). */
-  stop?: AbortSignal
   /** Adds the service's routes; may return readiness checks and things to close at shutdown. */
   setup: (context: ServiceContext) => Promise<ServiceParts> | ServiceParts
 }
@@ -120,7 +116,7 @@ export async function buildService(definition: ServiceDefinition): Promise<Servi
       host: options.host,
       port: options.port,
       shutdownTimeoutMs: options.shutdownTimeoutSeconds * 1000,
-      ...(definition.stop ? { stop: definition.stop } : {}),
+      stop: definition.stop,
       listening: async (port) => {
         url = options.serviceUrl ?? advertisedUrl(options.host, port)
         const instanceId = instanceIdFor(name, url)

@@ -40,7 +40,7 @@ export interface UpstreamOptions {
 }
 
 /** Reports each call as `upstream_requests_total` and `upstream_request_duration_seconds`. */
-export function upstreamObserver(metrics: Metrics): UpstreamObserver {
+function upstreamObserver(metrics: Metrics): UpstreamObserver {
   return {
     observe(service, instance, outcome, seconds) {
       metrics.upstreamRequests.inc({ service, instance, outcome })

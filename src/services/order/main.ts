@@ -1,5 +1,4 @@
-import type { Telemetry } from '../../http/telemetry.ts'
-import type { Logger } from '../../lib/logger.ts'
+import type { RoleRuntime } from '../../runtime/role.ts'
 import { serviceDatabase, type DatabaseOptions } from '../../runtime/database.ts'
 import { buildService, type Service, type ServiceOptions } from '../../runtime/service.ts'
 import { upstreamClient, type UpstreamOptions } from '../../runtime/upstream.ts'
@@ -10,7 +9,7 @@ import { registerOrderRoutes } from './routes.ts'
 export type OrderServiceOptions = ServiceOptions & DatabaseOptions & UpstreamOptions
 
 /** The order service, built: its database reached and migrated, its routes ready for `inject()`. */
-export async function buildOrderService(options: OrderServiceOptions, runtime: { logger: Logger; telemetry: Telemetry; stop?: AbortSignal }): Promise<Service> {
+export async function buildOrderService(options: OrderServiceOptions, runtime: RoleRuntime): Promise<Service> {
   const { logger, telemetry } = runtime
   const { database, closers, ...resources } = await serviceDatabase<OrderDatabase>('order', orderMigrations, { ...options, logger, tracer: telemetry.tracer })
   return buildService({

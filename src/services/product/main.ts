@@ -1,5 +1,4 @@
-import type { Telemetry } from '../../http/telemetry.ts'
-import type { Logger } from '../../lib/logger.ts'
+import type { RoleRuntime } from '../../runtime/role.ts'
 import { serviceDatabase, type DatabaseOptions } from '../../runtime/database.ts'
 import { buildService, type Service, type ServiceOptions } from '../../runtime/service.ts'
 import { productMigrations, ProductRepository, type ProductDatabase } from './repository.ts'
@@ -8,7 +7,7 @@ import { registerProductRoutes } from './routes.ts'
 export type ProductServiceOptions = ServiceOptions & DatabaseOptions
 
 /** The product service, built: its database reached and migrated, its routes ready for `inject()`. */
-export async function buildProductService(options: ProductServiceOptions, runtime: { logger: Logger; telemetry: Telemetry; stop?: AbortSignal }): Promise<Service> {
+export async function buildProductService(options: ProductServiceOptions, runtime: RoleRuntime): Promise<Service> {
   const { logger, telemetry } = runtime
   const { database, ...resources } = await serviceDatabase<ProductDatabase>('product', productMigrations, { ...options, logger, tracer: telemetry.tracer })
   return buildService({
