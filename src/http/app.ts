@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
 import Fastify, {
   LogController,
   type FastifyServerOptions,
@@ -19,7 +20,7 @@ import { FastPathGuard, type FastPath } from './fast-path.ts'
 import { instrument, requestTraceFields } from './observability.ts'
 import { noopTelemetry, type Telemetry } from './telemetry.ts'
 import { plainJson, registerOpenApi, type OpenApiInfo } from './openapi.ts'
-import { AppError, problem, PROBLEM_CONTENT_TYPE, type HttpErrorCode, type Problem } from './errors.ts'
+import { AppError, HTTP_ERRORS, problem, PROBLEM_CONTENT_TYPE, type HttpErrorCode, type Problem } from './errors.ts'
 
 // ajv-formats is CommonJS: its default export arrives wrapped under ESM.
 const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ?? addFormatsModule) as unknown as (ajv: Ajv) => Ajv
@@ -83,6 +84,12 @@ const frameworkCodes: Record<string, HttpErrorCode> = {
   FST_ERR_BAD_URL: 'ROUTE_NOT_FOUND',
 }
 
+/** A request target without its query string. */
+export function pathOf(url: string): string {
+  const mark = url.indexOf('?')
+  return mark < 0 ? url : url.slice(0, mark)
+}
+
 /** One log line per request, written when the response is done; probes log at debug only. */
 class RequestLog extends LogController {
   readonly #quiet: ReadonlySet<string>
@@ -101,7 +108,8 @@ class RequestLog extends LogController {
     const line = {
       method: request.method,
       route,
-      url: request.url,
+      // The path only: a query string may carry tokens or personal data.
+      url: pathOf(request.url),
       status: reply.statusCode,
       duration_ms: Math.round(reply.elapsedTime * 100) / 100,
       ...requestTraceFields(request),
@@ -153,6 +161,19 @@ const validatorCompiler: FastifySchemaCompiler<TSchema> = (route) =>
 // discards the rest of the body, and the client reads its answer. Larger ones are closed on.
 const LINGER_LIMIT_BYTES = 8 * BODY_LIMIT_BYTES
 
+// A request Node's HTTP parser refuses never reaches Fastify: a malformed request line, a DEL or
+// non-ASCII byte in the target, headers over the limit, a request too slow to arrive. Answer it
+// with a problem like any other 4xx (Fastify's default answers plain JSON), then close: the
+// connection's framing can no longer be trusted.
+function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) return
+  const code: HttpErrorCode = error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'REQUEST_TIMEOUT' : error.code === 'HPE_HEADER_OVERFLOW' ? 'HEADERS_TOO_LARGE' : 'MALFORMED_REQUEST'
+  const { status } = HTTP_ERRORS[code]
+  const body = JSON.stringify(problem(code))
+  const head = `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close`
+  socket.end(`${head}\r\n\r\n${body}`)
+}
+
 function lingers(request: IncomingMessage): boolean {
   const length = Number(request.headers['content-length'])
   return Number.isSafeInteger(length) && length <= LINGER_LIMIT_BYTES && request.headers['transfer-encoding'] === undefined
@@ -187,6 +208,7 @@ export function buildApp(options: BuildAppOptions): App {
           },
         }
       : {}),
+    clientErrorHandler: answerClientError,
     frameworkErrors: (error, request, reply) => {
       void sendProblem(reply, toProblem(error, request))
     },

@@ -67,6 +67,9 @@ export const HTTP_ERRORS = {
   BODY_TOO_LARGE: { status: 413, title: 'Request body too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
   ROUTE_NOT_FOUND: { status: 404, title: 'No such route' },
+  MALFORMED_REQUEST: { status: 400, title: 'Malformed HTTP request' },
+  REQUEST_TIMEOUT: { status: 408, title: 'Request not received in time' },
+  HEADERS_TOO_LARGE: { status: 431, title: 'Request headers too large' },
   INTERNAL: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, ErrorKind>
 

@@ -64,9 +64,16 @@ describe('bad input against running processes', () => {
       assert.ok(response.status >= 400 && response.status < 500, `${path}: ${response.status}`)
       assert.ok(typeof response.body === 'object' && response.body !== null && 'code' in response.body, `${path} answers problem+json`)
     }
-    // Broken HTTP on the wire.
-    for (const bytes of ['GARBAGE\r\n\r\n', 'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n', 'POST /products HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{']) {
-      await raw(product.port, bytes)
+    // Broken HTTP on the wire, which Node's parser refuses before any route: a problem all the same.
+    for (const bytes of [
+      'GARBAGE\r\n\r\n',
+      'GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n',
+      'POST /products HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{',
+      'GET /products?\x7f HTTP/1.1\r\nHost: x\r\n\r\n',
+      'GET /products HTTP/1.1\r\nHost: x\r\nX-Nul: a\x00b\r\n\r\n',
+    ]) {
+      const answer = await raw(product.port, bytes)
+      assert.match(answer, /^HTTP\/1\.1 4\d\d [^\r]*\r\n(?:[^\r]+\r\n)*content-type: application\/problem\+json/i, `${JSON.stringify(bytes)} answered ${JSON.stringify(answer)}`)
     }
     for (const p of [registry, product, order]) {
       assert.equal(p.child.exitCode, null, `${p.role} still running`)
