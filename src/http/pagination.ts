@@ -7,7 +7,7 @@ export const MAX_PAGE_SIZE = 100
 export const PageQuery = Type.Object(
   {
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_PAGE_SIZE, description: `Page size, default ${DEFAULT_PAGE_SIZE}` })),
-    cursor: Type.Optional(Type.String({ maxLength: 256, description: 'next_cursor from the previous page' })),
+    cursor: Type.Optional(Type.String({ maxLength: 256, pattern: '^[A-Za-z0-9_-]*$', description: 'next_cursor from the previous page' })),
   },
   { additionalProperties: false },
 )
@@ -22,15 +22,30 @@ export function encodeCursor(position: Position): string {
   return Buffer.from(JSON.stringify([position.createdAt, position.id])).toString('base64url')
 }
 
-export function decodeCursor(cursor: string): Position {
+// What a cursor may hold: the created_at we wrote (Date#toISOString) and an id of printable ASCII.
+// A cursor is client input: anything else (a NUL, which PostgreSQL refuses in text, or control
+// bytes) must be a 400 here, never a query.
+const CREATED_AT = /^(\d{4}|[+-]\d{6})-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/
+const ID = /^[\x21-\x7e]{1,128}$/
+
+function parseCursor(cursor: string): Position | undefined {
   try {
     const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'))
-    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
-      return { createdAt: value[0], id: value[1] }
-    }
+    if (!Array.isArray(value) || value.length !== 2) return undefined
+    const [createdAt, id] = value as unknown[]
+    if (typeof createdAt !== 'string' || typeof id !== 'string' || !CREATED_AT.test(createdAt) || !ID.test(id)) return undefined
+    const position = { createdAt, id }
+    // Only the exact text we issue: base64url decoding skips stray characters, and JSON allows
+    // escapes and spaces, so that many strings would decode to one position.
+    return encodeCursor(position) === cursor ? position : undefined
   } catch {
-    // fall through
+    return undefined
   }
+}
+
+export function decodeCursor(cursor: string): Position {
+  const position = parseCursor(cursor)
+  if (position) return position
   throw httpError('VALIDATION_FAILED', 'querystring/cursor: is not a cursor this service issued', {
     errors: [{ path: 'querystring/cursor', message: 'is not a cursor this service issued' }],
   })
