@@ -11,7 +11,7 @@ import { aims, machine, medians, renderAims, renderTable, withRatios, type CaseN
 import { measureGateway } from './gateway.ts'
 import { renderGateway, renderPropagation } from './report-extra.ts'
 import { measurePropagation, type PropagationResult } from './watch.ts'
-import { HEARTBEAT_BODY, JSON_HEADERS, REGISTRY_ENV, prepareRegistry, startBare, startRegistry, verifyBare, type Server } from './servers.ts'
+import { HEARTBEAT_BODY, JSON_HEADERS, READ_HEADERS, REGISTRY_ENV, prepareRegistry, startBare, startRegistry, verifyBare, type Server } from './servers.ts'
 
 const SERVER_CORE = 0
 const LOAD_CORE = 1
@@ -48,7 +48,7 @@ const settings = (): Settings => ({
 /** Runs every case on every server, round after round, so outside load hurts both servers alike. */
 async function measure(servers: readonly [ServerName, Server][], discoverPath: string, run: Settings): Promise<Run[]> {
   const cases: [CaseName, (server: Server) => LoadRequest][] = [
-    ['discover', (server) => ({ url: `${server.baseUrl}${discoverPath}`, method: 'GET', headers: {} })],
+    ['discover', (server) => ({ url: `${server.baseUrl}${discoverPath}`, method: 'GET', headers: READ_HEADERS })],
     ['heartbeat', (server) => ({ url: `${server.baseUrl}/heartbeat`, method: 'POST', headers: JSON_HEADERS, body: HEARTBEAT_BODY })],
   ]
   const clockTicks = clockTicksPerSecond()

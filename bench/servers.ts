@@ -17,7 +17,11 @@ export const SERVICE = 'product'
 /** Three instances to discover; nothing ever connects to these addresses (no health_url is given). */
 export const INSTANCE_URLS = ['http://127.0.0.1:59101', 'http://127.0.0.1:59102', 'http://127.0.0.1:59103'] as const
 export const HEARTBEAT_BODY = JSON.stringify({ service_name: SERVICE, url: INSTANCE_URLS[0] })
-export const JSON_HEADERS = { 'content-type': 'application/json' }
+/** Tokens on, as in production: writes carry the admin token, reads the read token. */
+export const BENCH_TOKEN = 'bench-admin-token-0123456789abcdef'
+export const BENCH_READ_TOKEN = 'bench-read-token-0123456789abcdefg'
+export const JSON_HEADERS = { 'content-type': 'application/json', authorization: `Bearer ${BENCH_TOKEN}` }
+export const READ_HEADERS = { authorization: `Bearer ${BENCH_READ_TOKEN}` }
 
 /**
  * How the registry runs. LOG_LEVEL=warn: at info it writes a line per request, which would
@@ -30,6 +34,8 @@ export const REGISTRY_ENV = {
   LOG_FORMAT: 'json',
   REGISTRY_TTL_SECONDS: '3600',
   REGISTRY_WARMUP_SECONDS: '0',
+  REGISTRY_TOKEN: BENCH_TOKEN,
+  REGISTRY_READ_TOKEN: BENCH_READ_TOKEN,
 } as const
 
 /** The caller's environment without OpenTelemetry settings: tracing would be a different benchmark. */
@@ -89,7 +95,7 @@ export async function prepareRegistry(baseUrl: string): Promise<BareConfig> {
     if (response.status !== 201) fail(`POST /register of ${url} answered ${response.status}: ${await response.text()}`)
   }
   const discoverPath = `/discover/${SERVICE}`
-  const discovered = await capture(await fetch(`${baseUrl}${discoverPath}`, { signal: AbortSignal.timeout(5000) }))
+  const discovered = await capture(await fetch(`${baseUrl}${discoverPath}`, { headers: READ_HEADERS, signal: AbortSignal.timeout(5000) }))
   if (discovered.status !== 200) fail(`GET ${discoverPath} answered ${discovered.status}: ${discovered.body}`)
   const { instances } = JSON.parse(discovered.body) as { instances?: unknown }
   const count = Array.isArray(instances) ? instances.length : 0
@@ -98,7 +104,7 @@ export async function prepareRegistry(baseUrl: string): Promise<BareConfig> {
   const heartbeat = await capture(await post(`${baseUrl}/heartbeat`, JSON.parse(HEARTBEAT_BODY)))
   if (heartbeat.status !== 200) fail(`POST /heartbeat answered ${heartbeat.status}, expected 200: ${heartbeat.body}`)
   // The heartbeat changed the instance's last_heartbeat: capture discovery as it now reads.
-  const current = await capture(await fetch(`${baseUrl}${discoverPath}`, { signal: AbortSignal.timeout(5000) }))
+  const current = await capture(await fetch(`${baseUrl}${discoverPath}`, { headers: READ_HEADERS, signal: AbortSignal.timeout(5000) }))
   return { discoverPath, discover: current, heartbeat }
 }
 

@@ -1,4 +1,6 @@
-import { type Env, databaseUrl, host, httpUrlList, integer, oneOf, optionalHttpUrl, port, ports, seconds, text } from './parse.ts'
+import { readFileSync } from 'node:fs'
+import { type Env, databaseUrl, host, hostnameList, httpUrlList, integer, oneOf, optionalHttpUrl, port, ports, secret, seconds, text } from './parse.ts'
+import { parseAcl } from '../registry/auth.ts'
 
 import { LB_STRATEGIES, type LbStrategy } from '../discovery/balancer.ts'
 import type { RegistryOptions } from '../registry/server.ts'
@@ -7,6 +9,7 @@ import type { ServiceOptions } from '../runtime/service.ts'
 import type { UpstreamOptions } from '../runtime/upstream.ts'
 
 import { DEFAULT_ROUTES, parseRoutes, type Route } from '../gateway/routing.ts'
+import type { GatewayAuthOptions } from '../gateway/auth.ts'
 import { ConfigError } from './parse.ts'
 
 export { ConfigError }
@@ -31,7 +34,11 @@ export const DEFAULTS = {
   healthCheckIntervalSeconds: 10,
   healthCheckTimeoutSeconds: 2,
   healthCheckFailures: 3,
+  healthCheckConcurrency: 16,
   maxInstances: 10_000,
+  maxInstancesPerService: 1000,
+  maxWatchers: 1024,
+  writeRateLimitPerMinute: 1200,
   shutdownTimeoutSeconds: 8,
   upstreamTimeoutSeconds: 5,
   upstreamConnectTimeoutSeconds: 1,
@@ -61,6 +68,8 @@ export interface ServiceConfig extends CommonConfig, ServiceOptions, DatabaseOpt
 
 export interface GatewayConfig extends ServiceConfig {
   routes: Route[]
+  /** Undefined: no authentication (the default). */
+  auth: GatewayAuthOptions | undefined
 }
 
 export interface AllConfig {
@@ -89,6 +98,20 @@ function common(env: Env, role: Exclude<Role, 'all'>): CommonConfig {
   }
 }
 
+const readToken = (path: string) => readFileSync(path, 'utf8')
+
+/** REGISTRY_ACL_FILE, checked now so that a broken file stops the start with a clear message. */
+function aclFile(env: Env): string | undefined {
+  const path = text(env, 'REGISTRY_ACL_FILE', '')
+  if (path === '') return undefined
+  try {
+    parseAcl(readFileSync(path, 'utf8'))
+  } catch (error) {
+    throw new ConfigError('REGISTRY_ACL_FILE', path, `a readable JSON file {"tokens":[{"name","sha256","services"}]}: ${error instanceof Error ? error.message : String(error)}`)
+  }
+  return path
+}
+
 export function loadRegistryConfig(env: Env): RegistryConfig {
   const ttlSeconds = seconds(env, 'REGISTRY_TTL_SECONDS', DEFAULTS.registryTtlSeconds, { min: 0.1, max: 86_400 })
   return {
@@ -97,9 +120,17 @@ export function loadRegistryConfig(env: Env): RegistryConfig {
     // Long enough for every instance to heartbeat (and so re-register) once: half the TTL.
     warmupSeconds: seconds(env, 'REGISTRY_WARMUP_SECONDS', ttlSeconds / 2, { min: 0, max: 86_400 }),
     maxInstances: integer(env, 'REGISTRY_MAX_INSTANCES', DEFAULTS.maxInstances, { min: 1, max: 1_000_000 }),
+    maxInstancesPerService: integer(env, 'REGISTRY_MAX_INSTANCES_PER_SERVICE', DEFAULTS.maxInstancesPerService, { min: 1, max: 1_000_000 }),
+    maxWatchers: integer(env, 'REGISTRY_MAX_WATCHERS', DEFAULTS.maxWatchers, { min: 1, max: 1_000_000 }),
+    writeRateLimitPerMinute: integer(env, 'REGISTRY_WRITE_RATE_LIMIT', DEFAULTS.writeRateLimitPerMinute, { min: 0, max: 10_000_000 }),
+    adminToken: secret(env, 'REGISTRY_TOKEN', readToken),
+    readToken: secret(env, 'REGISTRY_READ_TOKEN', readToken),
+    aclFile: aclFile(env),
     healthCheckIntervalSeconds: seconds(env, 'REGISTRY_HEALTH_CHECK_INTERVAL_SECONDS', DEFAULTS.healthCheckIntervalSeconds, { min: 0.05, max: 3600 }),
     healthCheckTimeoutSeconds: seconds(env, 'REGISTRY_HEALTH_CHECK_TIMEOUT_SECONDS', DEFAULTS.healthCheckTimeoutSeconds, { min: 0.05, max: 60 }),
     healthCheckFailures: integer(env, 'REGISTRY_HEALTH_CHECK_FAILURES', DEFAULTS.healthCheckFailures, { min: 1, max: 100 }),
+    healthCheckConcurrency: integer(env, 'REGISTRY_HEALTH_CHECK_CONCURRENCY', DEFAULTS.healthCheckConcurrency, { min: 1, max: 1000 }),
+    healthCheckAllowedHosts: hostnameList(env, 'REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS'),
   }
 }
 
@@ -107,10 +138,11 @@ export function loadServiceConfig(env: Env, role: 'product' | 'order' | 'gateway
   return {
     ...common(env, role),
     registryUrls: httpUrlList(env, 'REGISTRY_URL', DEFAULTS.registryUrl),
+    registryToken: secret(env, 'REGISTRY_TOKEN', readToken),
     serviceUrl: optionalHttpUrl(env, 'SERVICE_URL'),
     heartbeatIntervalSeconds: seconds(env, 'HEARTBEAT_INTERVAL_SECONDS', DEFAULTS.heartbeatIntervalSeconds, { min: 0.05, max: 3600 }),
     dataDir: text(env, 'DATA_DIR', DEFAULTS.dataDir),
-    databaseUrl: databaseUrl(env, 'DATABASE_URL'),
+    databaseUrl: databaseUrl(env, 'DATABASE_URL', readToken),
     upstreamTimeoutSeconds: seconds(env, 'UPSTREAM_TIMEOUT_SECONDS', DEFAULTS.upstreamTimeoutSeconds, { min: 0.05, max: 300 }),
     upstreamConnectTimeoutSeconds: seconds(env, 'UPSTREAM_CONNECT_TIMEOUT_SECONDS', DEFAULTS.upstreamConnectTimeoutSeconds, { min: 0.05, max: 60 }),
     lbStrategy: oneOf(env, 'LB_STRATEGY', DEFAULTS.lbStrategy, LB_STRATEGIES),
@@ -125,7 +157,58 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
   const text = env.GATEWAY_ROUTES?.trim() || DEFAULT_ROUTES
   const routes = parseRoutes(text)
   if (!routes) throw new ConfigError('GATEWAY_ROUTES', text, 'comma-separated /prefix=service pairs with distinct prefixes, e.g. /products=product,/orders=order')
-  return { ...loadServiceConfig(env, 'gateway'), routes }
+  return { ...loadServiceConfig(env, 'gateway'), routes, auth: gatewayAuth(env) }
+}
+
+/**
+ * GATEWAY_JWT_SECRET (or _FILE; HS256, at least 32 bytes) or GATEWAY_JWKS_URL, never both, plus the
+ * optional GATEWAY_JWT_ISSUER and GATEWAY_JWT_AUDIENCE. None set: no authentication. The secret
+ * never appears in an error.
+ */
+function gatewayAuth(env: Env): GatewayAuthOptions | undefined {
+  const direct = text(env, 'GATEWAY_JWT_SECRET', '')
+  const file = text(env, 'GATEWAY_JWT_SECRET_FILE', '')
+  const jwksUrl = text(env, 'GATEWAY_JWKS_URL', '')
+  const issuer = text(env, 'GATEWAY_JWT_ISSUER', '')
+  const audience = text(env, 'GATEWAY_JWT_AUDIENCE', '')
+  if (direct !== '' && file !== '') throw new ConfigError('GATEWAY_JWT_SECRET_FILE', file, 'either GATEWAY_JWT_SECRET or GATEWAY_JWT_SECRET_FILE, not both')
+  let secretValue: string | undefined = direct === '' ? undefined : direct
+  const secretVariable = file === '' ? 'GATEWAY_JWT_SECRET' : 'GATEWAY_JWT_SECRET_FILE'
+  if (file !== '') {
+    try {
+      secretValue = readFileSync(file, 'utf8').replace(/\r?\n$/, '')
+    } catch (error) {
+      throw new ConfigError('GATEWAY_JWT_SECRET_FILE', file, `a readable file holding the secret (${error instanceof Error ? error.message : String(error)})`)
+    }
+  }
+  if (secretValue !== undefined && jwksUrl !== '') {
+    throw new ConfigError('GATEWAY_JWKS_URL', jwksUrl, `unset when ${secretVariable} is set: tokens are checked with a shared secret or with a JWKS, not both`)
+  }
+  const extras = { issuer: issuer === '' ? undefined : issuer, audience: audience === '' ? undefined : audience }
+  if (secretValue !== undefined) {
+    const bytes = Buffer.byteLength(secretValue, 'utf8')
+    if (bytes < 32 || bytes > 4096) {
+      throw new ConfigError(secretVariable, file === '' ? '<redacted>' : file, 'an HS256 secret of 32 to 4096 bytes (e.g. openssl rand -hex 32)')
+    }
+    return { keys: { kind: 'secret', secret: secretValue }, ...extras }
+  }
+  if (jwksUrl !== '') {
+    let url: URL | undefined
+    try {
+      url = new URL(jwksUrl)
+    } catch {
+      url = undefined
+    }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password || url.hash) {
+      // A URL with credentials is not repeated in the message.
+      const shown = url && (url.username || url.password) ? `${url.protocol}//…` : jwksUrl
+      throw new ConfigError('GATEWAY_JWKS_URL', shown, 'an absolute http:// or https:// URL of a JSON Web Key Set, without credentials or fragment')
+    }
+    return { keys: { kind: 'jwks', url: url.href }, ...extras }
+  }
+  if (issuer !== '') throw new ConfigError('GATEWAY_JWT_ISSUER', issuer, 'set only together with GATEWAY_JWT_SECRET, GATEWAY_JWT_SECRET_FILE or GATEWAY_JWKS_URL')
+  if (audience !== '') throw new ConfigError('GATEWAY_JWT_AUDIENCE', audience, 'set only together with GATEWAY_JWT_SECRET, GATEWAY_JWT_SECRET_FILE or GATEWAY_JWKS_URL')
+  return undefined
 }
 
 export function loadAllConfig(env: Env): AllConfig {

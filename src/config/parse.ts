@@ -1,6 +1,8 @@
 // Environment parsing: every value is checked at start-up, and a bad one stops the process with a
 // message that names the variable, the value and what was expected.
 
+import { isIPv6 } from 'node:net'
+
 export class ConfigError extends Error {
   readonly variable: string
   constructor(variable: string, value: string, expected: string) {
@@ -108,21 +110,81 @@ export function host(env: Env, name: string, fallback: string): string {
   return value
 }
 
-export function databaseUrl(env: Env, name: string): string | undefined {
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/
+
+/**
+ * A comma-separated list of hostnames or IP addresses (IPv6 with or without brackets), spelled as
+ * `new URL(...).hostname` spells them: lower case, IPv6 in brackets. Unset: an empty list.
+ */
+export function hostnameList(env: Env, name: string): string[] {
   const value = raw(env, name)
+  if (value === undefined) return []
+  const parts = value
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '')
+  return parts.map((part) => {
+    const bare = part.replace(/^\[(.*)\]$/, '$1')
+    const ipv6 = isIPv6(bare)
+    if (ipv6 || HOSTNAME.test(bare)) {
+      try {
+        return new URL(`http://${ipv6 ? `[${bare}]` : bare}/`).hostname
+      } catch {
+        // An invalid IPv4 address such as 300.1.1.1: refused below.
+      }
+    }
+    throw new ConfigError(name, value, 'a comma-separated list of hostnames or IP addresses without scheme or port, e.g. health.internal,10.0.0.5')
+  })
+}
+
+/**
+ * `NAME`, or the contents of the file `NAME_FILE` (Docker and Kubernetes secrets), never both; a
+ * file's trailing newline is not part of the value. `variable` is where the value came from.
+ */
+function fromEnvOrFile(env: Env, name: string, readFile: (path: string) => string, holding: string): { value: string | undefined; variable: string; file: string | undefined } {
+  const direct = raw(env, name)
+  const file = raw(env, `${name}_FILE`)
+  if (direct !== undefined && file !== undefined) throw new ConfigError(`${name}_FILE`, file, `either ${name} or ${name}_FILE, not both`)
+  if (file === undefined) return { value: direct, variable: name, file }
+  try {
+    return { value: readFile(file).replace(/\r?\n$/, ''), variable: `${name}_FILE`, file }
+  } catch (error) {
+    throw new ConfigError(`${name}_FILE`, file, `a readable file holding ${holding} (${error instanceof Error ? error.message : String(error)})`)
+  }
+}
+
+/** A PostgreSQL URL from `NAME` or the file `NAME_FILE`; it holds a password, so no error shows it. */
+export function databaseUrl(env: Env, name: string, readFile: (path: string) => string): string | undefined {
+  const { value, variable, file } = fromEnvOrFile(env, name, readFile, 'the connection URL')
   if (value === undefined) return undefined
   let url: URL
   try {
     url = new URL(value)
   } catch {
-    throw new ConfigError(name, '<redacted>', 'a postgres:// or postgresql:// connection URL')
+    throw new ConfigError(variable, file ?? '<redacted>', `${file === undefined ? 'a' : 'a file holding a'} postgres:// or postgresql:// connection URL`)
   }
   if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') {
-    throw new ConfigError(name, `${url.protocol}//…`, 'a postgres:// or postgresql:// connection URL')
+    throw new ConfigError(variable, file ?? `${url.protocol}//…`, `${file === undefined ? 'a' : 'a file holding a'} postgres:// or postgresql:// connection URL`)
   }
   return value
 }
 
 export function text(env: Env, name: string, fallback: string): string {
   return raw(env, name) ?? fallback
+}
+
+// Tokens are sent as `Authorization: Bearer <token>`: visible ASCII, and long enough not to be guessed.
+const TOKEN = /^[\x21-\x7e]{16,4096}$/
+
+/**
+ * A secret from `NAME` or from the file `NAME_FILE` (Docker and Kubernetes secrets), never both.
+ * A file's trailing newline is not part of the secret. The value never appears in an error.
+ */
+export function secret(env: Env, name: string, readFile: (path: string) => string): string | undefined {
+  const { value, variable, file } = fromEnvOrFile(env, name, readFile, 'the token')
+  if (value === undefined) return undefined
+  if (!TOKEN.test(value)) {
+    throw new ConfigError(variable, file ?? '<redacted>', 'a token of 16 to 4096 visible ASCII characters (e.g. openssl rand -hex 32)')
+  }
+  return value
 }

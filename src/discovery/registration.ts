@@ -3,7 +3,7 @@ import { silentLogger, type Logger } from './logger.ts'
 import { backoffDelay, jitter, type BackoffOptions, DEFAULT_BACKOFF } from '../lib/backoff.ts'
 import type { ReportedStatus } from '../protocol/registry.ts'
 import { describe } from '../lib/errors.ts'
-import type { RegistryClient, RegistryInstance } from './registry-client.ts'
+import { RegistryAuthError, type RegistryClient, type RegistryInstance } from './registry-client.ts'
 
 export type RegistrationState = { kind: 'idle' } | { kind: 'registering'; attempt: number } | { kind: 'registered'; instance: RegistryInstance } | { kind: 'stopped' }
 
@@ -20,6 +20,12 @@ export interface RegistrationOptions {
   /** Registrations, heartbeat failures and deregistration are logged here; silent by default. */
   logger?: Logger
   backoff?: BackoffOptions
+  /**
+   * The registry refused the token (401/403) before this instance was ever registered: a
+   * configuration mistake, not an outage. Registration stops; the caller decides (a service exits).
+   * Without this, registering is retried with backoff as for an outage.
+   */
+  onRefused?: (error: RegistryAuthError) => void
 }
 
 /**
@@ -138,10 +144,19 @@ export class Registration {
         return
       } catch (error) {
         if (this.#state.kind !== 'registering') return
+        if (error instanceof RegistryAuthError && !this.#hasRegistered && this.#options.onRefused) {
+          this.#setState({ kind: 'stopped' })
+          this.#options.onRefused(error)
+          return
+        }
         const delay = backoffDelay(attempt, this.#options.backoff ?? DEFAULT_BACKOFF)
         // One warning when the outage starts, then debug lines, so a long outage does not flood the log.
-        const level = attempt === 0 ? 'warn' : 'debug'
-        logger[level]({ event: 'register_failed', attempt: attempt + 1, retry_in_ms: delay, err_message: describe(error) }, 'registry unreachable; will retry')
+        const refused = error instanceof RegistryAuthError
+        const level = attempt === 0 ? (refused ? 'error' : 'warn') : 'debug'
+        logger[level](
+          { event: refused ? 'register_refused' : 'register_failed', attempt: attempt + 1, retry_in_ms: delay, err_message: describe(error) },
+          refused ? 'the registry refused our token; will retry' : 'registry unreachable; will retry',
+        )
         await sleep(delay, undefined, { signal: this.#stopped.signal, ref: false }).catch(() => {})
         if (this.#state.kind === 'registering') this.#state = { kind: 'registering', attempt: attempt + 1 }
       }
@@ -178,7 +193,14 @@ export class Registration {
       if (this.#state.kind !== 'registered') return
       if (!this.#registryDown) {
         this.#registryDown = true
-        logger.warn({ event: 'heartbeat_failed', err_message: describe(error) }, 'heartbeat failed; registry unreachable, will keep trying')
+        if (error instanceof RegistryAuthError) {
+          logger.error(
+            { event: 'heartbeat_refused', err_message: describe(error) },
+            'the registry refused our heartbeat token; will keep trying (the instance expires after the TTL)',
+          )
+        } else {
+          logger.warn({ event: 'heartbeat_failed', err_message: describe(error) }, 'heartbeat failed; registry unreachable, will keep trying')
+        }
       }
     }
     this.#scheduleHeartbeat()

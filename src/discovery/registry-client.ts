@@ -17,9 +17,29 @@ export class RegistryUnavailableError extends Error {
   }
 }
 
+/**
+ * The registry refused our token (401: missing or unknown; 403: not allowed to do this). Not an
+ * outage: trying again, or another registry of the same cluster, will not help.
+ */
+export class RegistryAuthError extends Error {
+  readonly registry: string
+  readonly status: 401 | 403
+  /** The registry's error code, e.g. UNAUTHORIZED, PROTECTED_MODE, TOKEN_NOT_ALLOWED, NOT_OWNER. */
+  readonly code: string
+  constructor(registry: string, status: 401 | 403, code: string, message: string) {
+    super(`registry ${registry}: ${message}`)
+    this.name = 'RegistryAuthError'
+    this.registry = registry
+    this.status = status
+    this.code = code
+  }
+}
+
 export interface RegistryClientOptions {
   /** One or more registry base URLs; on a connection failure the next one is tried. */
   urls: readonly string[]
+  /** Sent as `Authorization: Bearer <token>` with every request (the registry's REGISTRY_TOKEN, or a scoped one). */
+  token?: string
   timeoutMs?: number
   agent?: Agent
 }
@@ -58,6 +78,7 @@ export class RegistryClient {
   readonly #timeoutMs: number
   readonly #agent: Agent
   readonly #ownsAgent: boolean
+  readonly #authorization: Record<string, string>
   #current = 0
 
   constructor(options: RegistryClientOptions) {
@@ -65,6 +86,7 @@ export class RegistryClient {
     this.#urls = options.urls
     this.#timeoutMs = options.timeoutMs ?? 2000
     this.#ownsAgent = options.agent === undefined
+    this.#authorization = options.token === undefined ? {} : { authorization: `Bearer ${options.token}` }
     this.#agent = options.agent ?? new Agent({ connect: { timeout: this.#timeoutMs }, keepAliveTimeout: 30_000 })
   }
 
@@ -132,6 +154,7 @@ export class RegistryClient {
       try {
         return await this.#once(base, method, path, body, check)
       } catch (error) {
+        if (error instanceof RegistryAuthError) throw error
         lastError = error
         // Try the next registry; remember it, so later calls start there.
         this.#current = (this.#current + 1) % this.#urls.length
@@ -157,6 +180,7 @@ export class RegistryClient {
         path: `${url.pathname.replace(/\/$/, '')}${path}`,
         method,
         headers: {
+          ...this.#authorization,
           accept: 'application/json',
           ...(body === undefined ? {} : { 'content-type': 'application/json' }),
         },
@@ -171,6 +195,16 @@ export class RegistryClient {
     if (response.statusCode === 404) {
       await response.body.dump()
       return { status: 'not_found' }
+    }
+    if (response.statusCode === 401 || response.statusCode === 403) {
+      const text = await response.body.text().catch(() => '')
+      let problem: { code?: unknown; detail?: unknown } = {}
+      try {
+        problem = JSON.parse(text) as typeof problem
+      } catch {}
+      const code = typeof problem.code === 'string' ? problem.code : response.statusCode === 401 ? 'UNAUTHORIZED' : 'FORBIDDEN'
+      const detail = typeof problem.detail === 'string' ? problem.detail : text.slice(0, 200)
+      throw new RegistryAuthError(base, response.statusCode, code, `${method} ${path} answered ${response.statusCode} ${code}: ${detail}`)
     }
     if (response.statusCode < 200 || response.statusCode >= 300) {
       const text = await response.body.text().catch(() => '')

@@ -195,6 +195,8 @@ export class ServiceClient {
             instance_id: instance.id,
             instance_url: instance.url,
             codes: errorCodes(error),
+            // The specifics, which answers to clients leave out.
+            err_message: describe(error),
             attempt: attempt + 1,
             will_retry: canRetry && attempt + 1 < maxAttempts,
           },

@@ -5,10 +5,14 @@ import { routeAnswers, type FastPath, type FastPathHandler } from '../http/fast-
 import type { Metrics } from '../http/metrics.ts'
 import type { Logger } from '../lib/logger.ts'
 import { HeartbeatBody, REGISTRY_HEADERS } from '../protocol/registry.ts'
-import { snapshotView, toView } from './views.ts'
+import { instanceJson, snapshotJson } from './views.ts'
 import type { InstanceRecord, RegistryStore, ServiceSnapshot } from './store.ts'
+import type { RegistryAuth } from './auth.ts'
 
-/** The encoded discovery answer of each snapshot: built once per change, reused until the next. */
+/**
+ * The encoded discovery answer of each snapshot: built once per change, reused until the next,
+ * from each instance's cached JSON (a change to one instance serializes that one only).
+ */
 export class DiscoveryResponses {
   readonly #bodies = new WeakMap<ServiceSnapshot, Buffer>()
 
@@ -16,7 +20,7 @@ export class DiscoveryResponses {
     let body = this.#bodies.get(snapshot)
     if (body === undefined) {
       // A Buffer goes to the socket as it is; a string would be UTF-8 encoded on every request.
-      body = Buffer.from(JSON.stringify(snapshotView(snapshot)))
+      body = Buffer.from(snapshotJson(snapshot))
       this.#bodies.set(snapshot, body)
     }
     return body
@@ -33,6 +37,7 @@ export interface FastPathOptions {
   warmupRemainingMs: () => number
   metrics: Metrics
   logger: Logger
+  auth: RegistryAuth
   closing: () => boolean
 }
 
@@ -52,7 +57,8 @@ export function discoverFastPath(options: FastPathOptions): FastPathHandler {
   return (request, response) => {
     if (request.method !== 'GET' || request.url === undefined) return false
     const match = PLAIN_DISCOVER.exec(request.url)
-    if (!match) return false
+    // A read the token check refuses is the route's to answer (401).
+    if (!match || !options.auth.mayRead(request)) return false
     const snapshot = store.discover(match[1]!)
     const body = responses.body(snapshot)
     response.writeHead(200, {
@@ -77,6 +83,12 @@ export function discoverFastPath(options: FastPathOptions): FastPathHandler {
  * them fast under a new hook, reproduce its effect here and name it.
  */
 export const HONOURED_HOOKS: ReadonlySet<string> = new Set([
+  // REGISTRY_READ_TOKEN: discovery answers only when the token check passes; a heartbeat is no read.
+  'onRequest:requireReadToken',
+  // The write rate limit: the heartbeat fast path answers only a heartbeat that changes nothing
+  // but its time, of an instance the caller owns; every other write (a status change, a stranger's
+  // or an unknown instance's heartbeat, a refusal) reaches the route, and its limit.
+  'onRequest:limitWrites',
   // `Connection: close` while draining: both answer with it (`closing`).
   'onSend:closeWhenDraining',
   // http_requests_total: both count in plain numbers folded in at scrape time.
@@ -108,6 +120,7 @@ export interface HeartbeatFastPathOptions {
   store: RegistryStore
   metrics: Metrics
   logger: Logger
+  auth: RegistryAuth
   closing: () => boolean
   /** Reports a heartbeat of a known instance, as the route does. */
   onHeartbeat: (instance: InstanceRecord) => void
@@ -140,14 +153,14 @@ export function heartbeatFastPath(options: HeartbeatFastPathOptions): FastPathHa
     request.on('end', () => {
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received)
       try {
-        const instance = received === length ? knownInstance(store, body) : undefined
+        const instance = received === length ? routineHeartbeat(store, options.auth, request, body) : undefined
         if (!instance) {
           replayed.set(request, body)
           next(request, response)
           return
         }
         options.onHeartbeat(instance)
-        const answer = Buffer.from(JSON.stringify(toView(instance)))
+        const answer = Buffer.from(instanceJson(instance))
         response.writeHead(200, {
           'content-type': 'application/json; charset=utf-8',
           'content-length': answer.length,
@@ -168,7 +181,12 @@ export function heartbeatFastPath(options: HeartbeatFastPathOptions): FastPathHa
   }
 }
 
-function knownInstance(store: RegistryStore, body: Buffer) {
+/**
+ * Applies a routine heartbeat and returns the instance; undefined (and nothing applied) for one
+ * the route must see: malformed, of an unknown instance, refused to this caller, or changing the
+ * instance's status (a membership change, counted by the write rate limit).
+ */
+function routineHeartbeat(store: RegistryStore, auth: RegistryAuth, request: IncomingMessage, body: Buffer) {
   const text = body.toString('utf8')
   if (PROTOTYPE_KEYS.test(text)) return undefined
   let value: unknown
@@ -177,7 +195,11 @@ function knownInstance(store: RegistryStore, body: Buffer) {
   } catch {
     return undefined
   }
-  return checkHeartbeat.Check(value) ? store.heartbeat(value) : undefined
+  if (!checkHeartbeat.Check(value)) return undefined
+  const current = store.find(value)
+  if (!current || (value.status !== undefined && value.status !== current.reportedStatus)) return undefined
+  if (!auth.mayWrite(request, current.serviceName, current.owner).ok) return undefined
+  return store.heartbeat(value)
 }
 
 /**

@@ -19,12 +19,15 @@ export interface MemoryStoreOptions {
   clock?: Clock
   /** Registrations beyond this many instances are refused, so that no client can exhaust memory. */
   maxInstances?: number
+  /** Nor can one service crowd out the others: a cap per service too. */
+  maxInstancesPerService?: number
 }
 
 export class MemoryStore implements RegistryStore {
   readonly #ttlMs: number
   readonly #clock: Clock
   readonly #maxInstances: number
+  readonly #maxPerService: number
   readonly #services = new Map<string, ServiceEntry>()
   readonly #byId = new Map<string, InstanceRecord>()
   readonly #idByKey = new Map<string, string>()
@@ -36,9 +39,10 @@ export class MemoryStore implements RegistryStore {
     this.#ttlMs = options.ttlMs
     this.#clock = options.clock ?? Date.now
     this.#maxInstances = options.maxInstances ?? 10_000
+    this.#maxPerService = options.maxInstancesPerService ?? 1000
   }
 
-  register(request: RegisterBody): RegisterResult {
+  register(request: RegisterBody, owner = 'token:admin'): RegisterResult {
     const now = this.#clock()
     const key = keyOf(request.service_name, request.url)
     const existingId = this.#idByKey.get(key)
@@ -48,7 +52,9 @@ export class MemoryStore implements RegistryStore {
 
     const previous = existingId === undefined ? undefined : this.#byId.get(existingId)
     if (!previous && this.#byId.size >= this.#maxInstances) return { kind: 'full', limit: this.#maxInstances }
-    if (previous) this.#remove(previous)
+    if (!previous && (this.#services.get(request.service_name)?.instances.size ?? 0) >= this.#maxPerService) return { kind: 'service_full', limit: this.#maxPerService }
+    // A refresh replaces the instance in one change: watchers never see it missing in between.
+    if (previous) this.#forget(previous)
     const instance: InstanceRecord = {
       id: wantedId,
       serviceName: request.service_name,
@@ -61,6 +67,7 @@ export class MemoryStore implements RegistryStore {
       // A refresh keeps the original registration time: it is the same instance.
       registeredAt: previous && previous.id === wantedId ? previous.registeredAt : now,
       lastHeartbeat: now,
+      owner: previous?.owner ?? owner,
     }
     const entry = this.#entry(instance.serviceName)
     entry.instances.set(instance.id, instance)
@@ -68,6 +75,10 @@ export class MemoryStore implements RegistryStore {
     this.#idByKey.set(key, instance.id)
     this.#changed(entry)
     return previous ? { kind: 'refreshed', instance } : { kind: 'created', instance }
+  }
+
+  find(ref: InstanceRef): InstanceRecord | undefined {
+    return this.#find(ref)
   }
 
   heartbeat(ref: HeartbeatBody): InstanceRecord | undefined {
@@ -170,12 +181,18 @@ export class MemoryStore implements RegistryStore {
     return id === undefined ? undefined : this.#byId.get(id)
   }
 
-  #remove(instance: InstanceRecord): void {
+  /** Takes an instance out of the maps, telling no one (its replacement, or `#remove`, does). */
+  #forget(instance: InstanceRecord): ServiceEntry | undefined {
     this.#byId.delete(instance.id)
     this.#idByKey.delete(keyOf(instance.serviceName, instance.url))
     const entry = this.#services.get(instance.serviceName)
+    entry?.instances.delete(instance.id)
+    return entry
+  }
+
+  #remove(instance: InstanceRecord): void {
+    const entry = this.#forget(instance)
     if (!entry) return
-    entry.instances.delete(instance.id)
     this.#changed(entry)
     // Forget a service with no instances left, so that names cannot pile up. Watchers were told
     // above; if it comes back, the registry-wide counter gives it a fresh, higher index.

@@ -12,11 +12,14 @@ import {
   RegisterBody,
   ServiceName as ServiceNameSchema,
 } from '../protocol/registry.ts'
-import type { WatchHub } from './watch.ts'
+import { tooManyWatchers, type WatchHub } from './watch.ts'
 import type { InstanceRecord, RegistryStore } from './store.ts'
-import { snapshotView, toView } from './views.ts'
+import { snapshotEvent, snapshotView, toView } from './views.ts'
 import { replayHeartbeatBody, type DiscoveryResponses } from './fast-path.ts'
 import type { FastifyReply, FastifyRequest, RequestPayload } from 'fastify'
+import type { AppError } from '../http/errors.ts'
+import type { RegistryAuth } from './auth.ts'
+import { healthUrlAllowed } from './health-checker.ts'
 
 /** What the routes report, for logs and metrics. */
 export interface RegistryEvents {
@@ -35,6 +38,13 @@ export interface RegistryRouteOptions {
   /** Milliseconds left of the warm-up after start, while instances are still re-registering. */
   warmupRemainingMs: () => number
   responses: DiscoveryResponses
+  auth: RegistryAuth
+  /** Counts a write against its client's rate limit (an `onRequest` hook); refuses it past the limit. */
+  limitWrites: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+  /** The most bytes an instance's metadata may take, as JSON. */
+  maxMetadataBytes: number
+  /** Hosts a health URL may name besides the instance's own. */
+  healthCheckAllowedHosts: readonly string[]
 }
 
 const MAX_WAIT_MS = 300_000
@@ -61,13 +71,44 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
       'instance_id' in ref ? `No instance with id ${ref.instance_id} is registered` : `No instance of ${ref.service_name} at ${ref.url} is registered`,
     )
 
+  const { auth, limitWrites } = options
+  const refused = (reply: FastifyReply, error: AppError) => {
+    if (error.status === 401) reply.header('www-authenticate', 'Bearer realm="registry"')
+    return error
+  }
+  /** Throws the answer to a write the request may not make; returns who makes it. */
+  const authorize = (request: FastifyRequest, reply: FastifyReply, serviceName: string | undefined, owner: string | undefined) => {
+    const decision = auth.mayWrite(request.raw, serviceName, owner)
+    if (!decision.ok) throw refused(reply, decision.error)
+    return decision.principal
+  }
+
   app.post(
     '/register',
-    { schema: { tags: ['registry'], summary: 'Register an instance (or refresh it)', body: RegisterBody, response: { 200: Instance, 201: Instance } } },
+    {
+      onRequest: limitWrites,
+      schema: { tags: ['registry'], summary: 'Register an instance (or refresh it)', body: RegisterBody, response: { 200: Instance, 201: Instance } },
+    },
     async (request, reply) => {
-      const result = store.register(request.body)
+      const { body } = request
+      // A refresh must come from the instance's owner: nobody else may replace its URL, health URL or metadata.
+      const principal = authorize(request, reply, body.service_name, store.find({ service_name: body.service_name, url: body.url })?.owner)
+      if (body.metadata !== undefined && Buffer.byteLength(JSON.stringify(body.metadata)) > options.maxMetadataBytes) {
+        throw registryError('METADATA_TOO_LARGE', `Metadata may take at most ${options.maxMetadataBytes} bytes as JSON`)
+      }
+      // The registry probes health URLs: they must not turn it into a scanner of other hosts.
+      if (body.health_url !== undefined && !healthUrlAllowed(body.url, body.health_url, options.healthCheckAllowedHosts)) {
+        throw registryError(
+          'HEALTH_URL_HOST_NOT_ALLOWED',
+          `health_url must be on the instance's own host (${new URL(body.url).hostname}) or on one listed in REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS`,
+        )
+      }
+      const result = store.register(body, principal.owner)
       if (result.kind === 'full') {
         throw registryError('REGISTRY_FULL', `The registry already holds ${result.limit} instances (REGISTRY_MAX_INSTANCES)`)
+      }
+      if (result.kind === 'service_full') {
+        throw registryError('SERVICE_FULL', `${body.service_name} already has ${result.limit} instances (REGISTRY_MAX_INSTANCES_PER_SERVICE)`)
       }
       if (result.kind === 'conflict') {
         throw registryError('INSTANCE_ID_CONFLICT', `Instance id ${result.existing.id} belongs to ${result.existing.serviceName} at ${result.existing.url}`)
@@ -81,32 +122,50 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
   )
 
   const heartbeatRoute = {
+    onRequest: limitWrites,
     schema: { tags: ['registry'], summary: 'Heartbeat an instance', body: HeartbeatBody, response: { 200: Instance } },
     // A heartbeat the fast path passed on arrives with its body already read: parse that.
     preParsing: function replayFastPathBody(request: FastifyRequest, _reply: FastifyReply, payload: RequestPayload, done: (error: null, payload: RequestPayload) => void) {
       done(null, replayHeartbeatBody(request.raw) ?? payload)
     },
   }
-  app.post('/heartbeat', heartbeatRoute, async (request) => {
-    const instance = store.heartbeat(request.body)
+  /** The instance a write names, once the request may change it: 401/403 first, then 404. */
+  const ownInstance = (request: FastifyRequest, reply: FastifyReply, ref: InstanceRef) => {
+    const current = store.find(ref)
+    authorize(request, reply, current?.serviceName, current?.owner)
+    return current
+  }
+
+  app.post('/heartbeat', heartbeatRoute, async (request, reply) => {
+    const current = ownInstance(request, reply, request.body)
+    const instance = current && store.heartbeat(request.body)
     events.heartbeat(instance)
     if (!instance) throw notFound(request.body)
     return toView(instance)
   })
 
-  app.post('/deregister', { schema: { tags: ['registry'], summary: 'Deregister an instance by service name and URL, or id', body: InstanceRef } }, async (request) => {
-    const instance = store.deregister(request.body)
-    if (!instance) throw notFound(request.body)
-    events.deregistered(instance)
-    return toView(instance)
-  })
+  app.post(
+    '/deregister',
+    { onRequest: limitWrites, schema: { tags: ['registry'], summary: 'Deregister an instance by service name and URL, or id', body: InstanceRef } },
+    async (request, reply) => {
+      const instance = ownInstance(request, reply, request.body) && store.deregister(request.body)
+      if (!instance) throw notFound(request.body)
+      events.deregistered(instance)
+      return toView(instance)
+    },
+  )
 
-  app.delete('/instances/:id', { schema: { tags: ['registry'], summary: 'Deregister an instance by id', params: InstanceParams } }, async (request, reply) => {
-    const instance = store.deregister({ instance_id: request.params.id })
-    if (!instance) throw notFound({ instance_id: request.params.id })
-    events.deregistered(instance)
-    return reply.code(204).send()
-  })
+  app.delete(
+    '/instances/:id',
+    { onRequest: limitWrites, schema: { tags: ['registry'], summary: 'Deregister an instance by id', params: InstanceParams } },
+    async (request, reply) => {
+      const ref = { instance_id: request.params.id }
+      const instance = ownInstance(request, reply, ref) && store.deregister(ref)
+      if (!instance) throw notFound(ref)
+      events.deregistered(instance)
+      return reply.code(204).send()
+    },
+  )
 
   app.get(
     '/discover/:service_name',
@@ -116,22 +175,29 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
       const { index, wait, epoch } = request.query
       let snapshot = store.discover(name)
       // A blocking query: answer at once if the caller's view is out of date, else on the next change.
+      // HEAD gets the answer's headers at once: nothing to wait for without a body.
       if (index !== undefined && (epoch === undefined || epoch === options.epoch) && snapshot.index === index) {
-        const warmup = options.warmupRemainingMs()
-        // While warming up, answer when it ends too, so that clients learn the registry is whole.
-        const waitMs = Math.min(wait === undefined ? DEFAULT_WAIT_MS : (parseWait(wait) ?? DEFAULT_WAIT_MS), MAX_WAIT_MS, warmup > 0 ? warmup : MAX_WAIT_MS)
-        // A client that goes away ends its wait. The listener is on the connection, which outlives the
-        // request when kept alive: remove it, or every blocking query on the connection leaves one.
-        const gone = new AbortController()
-        const onClose = () => gone.abort()
-        const socket = request.raw.socket
-        socket.once('close', onClose)
-        try {
-          await options.hub.waitForChange(name, waitMs, gone.signal)
-        } finally {
-          socket.removeListener('close', onClose)
+        // A watcher, and beyond the cap refused (a plain discover never is).
+        if (options.hub.full) throw tooManyWatchers(reply, options.hub)
+        if (request.method !== 'HEAD') {
+          const warmup = options.warmupRemainingMs()
+          // While warming up, answer when it ends too, so that clients learn the registry is whole.
+          const waitMs = Math.min(wait === undefined ? DEFAULT_WAIT_MS : (parseWait(wait) ?? DEFAULT_WAIT_MS), MAX_WAIT_MS, warmup > 0 ? warmup : MAX_WAIT_MS)
+          // A client that goes away ends its wait (one gone already, at once: it would hold a place
+          // under the cap for nothing). The listener is on the connection, which outlives the
+          // request when kept alive: remove it, or every blocking query on the connection leaves one.
+          const gone = new AbortController()
+          const onClose = () => gone.abort()
+          const socket = request.raw.socket
+          socket.once('close', onClose)
+          if (socket.destroyed) gone.abort()
+          try {
+            await options.hub.waitForChange(name, waitMs, gone.signal)
+          } finally {
+            socket.removeListener('close', onClose)
+          }
+          snapshot = store.discover(name)
         }
-        snapshot = store.discover(name)
       }
       const body = options.responses.body(snapshot)
       const warmup = options.warmupRemainingMs()
@@ -146,27 +212,38 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
 
   // Server-sent events: a snapshot, then each change (every instance, any status), for
   // dashboards and other subscribers.
-  app.get('/events', { schema: { tags: ['registry'], summary: 'Stream changes as server-sent events', querystring: EventsQuery } }, async (request, reply) => {
-    const service = request.query.service
-    reply.hijack()
-    const response = reply.raw
-    response.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive',
-      [REGISTRY_HEADERS.epoch]: options.epoch,
-    })
-    const snapshots = service === undefined ? store.services() : [store.members(service)]
-    // Ask EventSource clients to reconnect after 1 s (not the browser's default 3 s).
-    response.write('retry: 1000\n\n')
-    response.write(`event: snapshot\ndata: ${JSON.stringify({ epoch: options.epoch, services: snapshots.map(snapshotView) })}\n\n`)
-    const remove = options.hub.addStream({ service, response })
-    const keepalive = setInterval(() => response.write(': keep-alive\n\n'), KEEPALIVE_MS)
-    keepalive.unref()
-    response.on('close', () => {
-      clearInterval(keepalive)
-      remove()
-    })
+  // HEAD is declared with GET rather than derived by Fastify, whose derived HEAD would add a
+  // `content-length: 0` that the stream never has.
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/events',
+    schema: { tags: ['registry'], summary: 'Stream changes as server-sent events', querystring: EventsQuery },
+    handler: async (request, reply) => {
+      const service = request.query.service
+      // A watcher, and beyond the cap refused.
+      if (options.hub.full) throw tooManyWatchers(reply, options.hub)
+      const headers = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', [REGISTRY_HEADERS.epoch]: options.epoch }
+      // HEAD: the stream's status and headers, and no stream.
+      if (request.method === 'HEAD') return reply.headers(headers).send()
+      reply.hijack()
+      const response = reply.raw
+      response.writeHead(200, { ...headers, connection: 'keep-alive' })
+      const snapshots = service === undefined ? store.services() : [store.members(service)]
+      const { socket } = request.raw
+      const stream = { service, response, peer: `${socket.remoteAddress}:${socket.remotePort}` }
+      // Ask EventSource clients to reconnect after 1 s (not the browser's default 3 s).
+      const remove = options.hub.addStream(stream, `retry: 1000\n\n${snapshotEvent(options.epoch, snapshots)}`)
+      // Through the hub, so that a client that reads nothing at all is dropped too.
+      const keepalive = setInterval(() => options.hub.send(stream, ': keep-alive\n\n'), KEEPALIVE_MS)
+      keepalive.unref()
+      const stop = () => {
+        clearInterval(keepalive)
+        remove()
+      }
+      // A client gone before now has had its close event already.
+      if (response.destroyed) stop()
+      else response.on('close', stop)
+    },
   })
 
   // Every unexpired instance, whatever its status, for people and dashboards.

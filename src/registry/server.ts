@@ -13,6 +13,10 @@ import { WatchHub } from './watch.ts'
 import { type RoleRuntime, startRole } from '../runtime/role.ts'
 import { registerDashboard } from './dashboard/routes.ts'
 import { effectiveStatus, type InstanceRecord, type RegistryStore } from './store.ts'
+import rateLimit from '@fastify/rate-limit'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { RegistryAuth } from './auth.ts'
+import { registryError } from './errors.ts'
 
 export interface RegistryAppOptions {
   logger: Logger
@@ -20,6 +24,19 @@ export interface RegistryAppOptions {
   /** After start, clients keep their previous view while instances re-register; default TTL/2. */
   warmupMs?: number
   maxInstances?: number
+  maxInstancesPerService?: number
+  /** Blocking queries and event streams at once (REGISTRY_MAX_WATCHERS); default 1024. */
+  maxWatchers?: number
+  /** Unsent bytes an event stream may hold before it is dropped as a slow consumer; default 1 MiB. */
+  maxStreamBufferBytes?: number
+  /** Who may read and write; by default protected mode (writes from loopback only, reads open). */
+  auth?: RegistryAuth
+  /** Writes per minute per client address (0: no limit); default 1200. */
+  writeRateLimitPerMinute?: number
+  /** The most bytes an instance's metadata may take as JSON; default 4096. */
+  maxMetadataBytes?: number
+  /** Hosts a health URL may name besides the instance's own (REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS). */
+  healthCheckAllowedHosts?: readonly string[]
   clock?: Clock
   store?: RegistryStore
   metrics?: Metrics
@@ -29,6 +46,7 @@ export interface RegistryAppOptions {
 
 export interface RegistryApp {
   app: App
+  auth: RegistryAuth
   store: RegistryStore
   metrics: Metrics
   hub: WatchHub
@@ -36,6 +54,9 @@ export interface RegistryApp {
   /** Evicts expired instances once and logs each; the sweeper calls this on an interval. */
   sweep: () => void
 }
+
+/** What REGISTRY_READ_TOKEN guards: the registry's data, not its health or documentation. */
+const READ_ROUTES = new Set(['/discover/:service_name', '/events', '/services', '/metrics'])
 
 const fields = (instance: InstanceRecord) => ({ service_name: instance.serviceName, instance_id: instance.id, url: instance.url })
 
@@ -51,6 +72,9 @@ function registryMetrics(metrics: Metrics, store: RegistryStore, hub: WatchHub) 
     gauge.set({ kind: 'blocking_query' }, hub.blockingQueries)
     gauge.set({ kind: 'event_stream' }, hub.streams)
   })
+  const watchersDropped = metrics.counter('registry_watchers_dropped_total', 'Watchers the registry dropped, by reason', ['reason'])
+  // Shown from the start, at 0, so that an alert can take its rate.
+  watchersDropped.inc({ reason: 'slow_consumer' }, 0)
   metrics.gauge('registry_instances', 'Unexpired instances by service and status', ['service', 'status'], (gauge) => {
     gauge.reset()
     for (const service of store.services()) {
@@ -63,17 +87,28 @@ function registryMetrics(metrics: Metrics, store: RegistryStore, hub: WatchHub) 
     heartbeats: heartbeatCounts(metrics),
     evictions: metrics.counter('registry_evictions_total', 'Instances evicted for missing heartbeats', ['service']),
     healthChecks: metrics.counter('registry_health_checks_total', 'Health check probes, by outcome', ['outcome']),
+    watchersDropped,
   }
 }
 
 export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { counters: ReturnType<typeof registryMetrics> } {
   const { logger } = options
-  const store = options.store ?? new MemoryStore({ ttlMs: options.ttlMs, clock: options.clock, maxInstances: options.maxInstances })
+  const store =
+    options.store ?? new MemoryStore({ ttlMs: options.ttlMs, clock: options.clock, maxInstances: options.maxInstances, maxInstancesPerService: options.maxInstancesPerService })
+  const auth = options.auth ?? new RegistryAuth({ logger })
   const metrics = options.metrics ?? new Metrics('registry')
   const clock = options.clock ?? Date.now
-  const hub = new WatchHub(store, (serviceName, streams) => {
-    const event = changeEvent(store.members(serviceName))
-    for (const stream of streams) if (stream.service === undefined || stream.service === serviceName) stream.response.write(event)
+  const hub = new WatchHub(store, {
+    changeEvent: (serviceName) => changeEvent(store.members(serviceName)),
+    maxWatchers: options.maxWatchers,
+    maxStreamBufferBytes: options.maxStreamBufferBytes,
+    onDropped: (stream, reason, bufferedBytes) => {
+      counters.watchersDropped.inc({ reason })
+      logger.warn(
+        { event: 'watcher_dropped', reason, peer: stream.peer, service: stream.service, buffered_bytes: bufferedBytes },
+        'event stream dropped: its client does not read what it is sent',
+      )
+    },
   })
   const counters = registryMetrics(metrics, store, hub)
   const epoch = randomBytes(8).toString('hex')
@@ -93,9 +128,15 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
     // Answered before Fastify while no hook they skip applies; traced, for instance, the routes
     // serve every request rather than some going untraced (see fast-path.ts).
     fastPath: registryFastPath(
-      discoverFastPath({ store, responses, epoch, warmupRemainingMs, metrics, logger, closing: () => draining }),
-      heartbeatFastPath({ store, metrics, logger, closing: () => draining, onHeartbeat: (instance) => events.heartbeat(instance) }),
+      discoverFastPath({ store, responses, epoch, warmupRemainingMs, metrics, logger, auth, closing: () => draining }),
+      heartbeatFastPath({ store, metrics, logger, auth, closing: () => draining, onHeartbeat: (instance) => events.heartbeat(instance) }),
     ),
+  })
+  // With REGISTRY_READ_TOKEN, what the registry knows (and its metrics) is for token holders only.
+  app.addHook('onRequest', function requireReadToken(request, reply, done) {
+    if (!auth.readsNeedToken || !READ_ROUTES.has(request.routeOptions.url ?? '') || auth.mayRead(request.raw)) return done()
+    reply.header('www-authenticate', 'Bearer realm="registry"')
+    done(auth.readRefused())
   })
   app.addHook('preClose', async () => {
     draining = true
@@ -107,13 +148,14 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
     registered: (instance, created) => {
       counters.registrations.inc({ service: instance.serviceName, kind: created ? 'new' : 'refresh' })
       logger.info(
-        { event: created ? 'registered' : 're-registered', ...fields(instance), status: effectiveStatus(instance) },
+        { event: created ? 'registered' : 're-registered', ...fields(instance), status: effectiveStatus(instance), owner: instance.owner },
         created ? 'instance registered' : 'instance re-registered',
       )
     },
     deregistered: (instance) => {
       counters.deregistrations.inc({ service: instance.serviceName })
       logger.info({ event: 'deregistered', ...fields(instance) }, 'instance deregistered')
+      forgetIfGone(instance.serviceName)
     },
     heartbeat: (instance) => {
       if (!instance) return counters.heartbeats.unknown.inc()
@@ -124,10 +166,40 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
       }
     },
   }
+  // A service that is gone leaves no label sets behind: names cannot pile up in /metrics either.
+  const forgetIfGone = (service: string) => {
+    if (store.members(service).instances.length > 0) return
+    counters.registrations.remove({ service, kind: 'new' })
+    counters.registrations.remove({ service, kind: 'refresh' })
+    counters.deregistrations.remove({ service })
+    counters.evictions.remove({ service })
+  }
+  const writesPerMinute = options.writeRateLimitPerMinute ?? 1200
   // Routes go in a plugin registered after the OpenAPI one, which documents them.
   void app.register(async (scoped) => {
     const routes = scoped as unknown as App
-    registerRegistryRoutes(routes, { store, events, hub, epoch, warmupRemainingMs, responses })
+    await routes.register(rateLimit, { global: false })
+    // Per client address, over a minute; a named hook, so the heartbeat fast path can honour it.
+    const limiter = routes.rateLimit({
+      max: writesPerMinute === 0 ? Number.MAX_SAFE_INTEGER : writesPerMinute,
+      timeWindow: 60_000,
+      errorResponseBuilder: (_request, context) => registryError('RATE_LIMITED', `At most ${context.max} writes a minute from one address; retry in ${context.after}`),
+    })
+    const limitWrites = async function limitWrites(request: FastifyRequest, reply: FastifyReply) {
+      if (writesPerMinute > 0) await (limiter as unknown as (request: FastifyRequest, reply: FastifyReply) => Promise<void>).call(routes, request, reply)
+    }
+    registerRegistryRoutes(routes, {
+      store,
+      events,
+      hub,
+      epoch,
+      warmupRemainingMs,
+      responses,
+      auth,
+      limitWrites,
+      maxMetadataBytes: options.maxMetadataBytes ?? 4096,
+      healthCheckAllowedHosts: options.healthCheckAllowedHosts ?? [],
+    })
     registerHealthRoutes(routes, { checks: {}, isDraining: () => draining })
   })
   registerDashboard(app, { ttlMs: options.ttlMs })
@@ -136,9 +208,10 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
     for (const instance of store.evictExpired()) {
       counters.evictions.inc({ service: instance.serviceName })
       logger.info({ event: 'evicted', ...fields(instance), last_heartbeat: new Date(instance.lastHeartbeat).toISOString() }, 'instance evicted: no heartbeat within the TTL')
+      forgetIfGone(instance.serviceName)
     }
   }
-  return { app, store, metrics, hub, epoch, sweep, counters }
+  return { app, store, metrics, hub, epoch, sweep, counters, auth }
 }
 
 /** How often the sweeper runs: a quarter of the TTL, between 50 ms and 5 s. */
@@ -153,9 +226,24 @@ export interface RegistryOptions {
   ttlSeconds: number
   warmupSeconds: number
   maxInstances: number
+  maxInstancesPerService: number
+  /** Blocking queries and event streams at once (REGISTRY_MAX_WATCHERS). */
+  maxWatchers: number
+  /** Writes per minute per client address; 0: no limit. */
+  writeRateLimitPerMinute: number
+  /** REGISTRY_TOKEN: writes anything. None (and no ACL file): protected mode, writes from loopback only. */
+  adminToken: string | undefined
+  /** REGISTRY_READ_TOKEN: when set, reads need a token. */
+  readToken: string | undefined
+  /** REGISTRY_ACL_FILE: scoped tokens, reloaded on SIGHUP and when the file changes. */
+  aclFile: string | undefined
   healthCheckIntervalSeconds: number
   healthCheckTimeoutSeconds: number
   healthCheckFailures: number
+  /** REGISTRY_HEALTH_CHECK_CONCURRENCY: the most health probes in flight at once. */
+  healthCheckConcurrency: number
+  /** REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS: hosts a health URL may name besides its instance's own. */
+  healthCheckAllowedHosts: string[]
   shutdownTimeoutSeconds: number
 }
 
@@ -167,7 +255,19 @@ export interface Registry extends RegistryApp {
 export function buildRegistry(options: RegistryOptions, runtime: RoleRuntime): Registry {
   const { logger, telemetry } = runtime
   const ttlMs = options.ttlSeconds * 1000
-  const registry = buildRegistryApp({ logger, ttlMs, warmupMs: options.warmupSeconds * 1000, maxInstances: options.maxInstances, telemetry })
+  const auth = new RegistryAuth({ adminToken: options.adminToken, readToken: options.readToken, aclFile: options.aclFile, logger })
+  auth.loadSync()
+  const registry = buildRegistryApp({
+    logger,
+    ttlMs,
+    warmupMs: options.warmupSeconds * 1000,
+    maxInstances: options.maxInstances,
+    maxInstancesPerService: options.maxInstancesPerService,
+    maxWatchers: options.maxWatchers,
+    writeRateLimitPerMinute: options.writeRateLimitPerMinute,
+    auth,
+    telemetry,
+  })
   const start = async () => {
     const checker = new HealthChecker({
       store: registry.store,
@@ -175,6 +275,8 @@ export function buildRegistry(options: RegistryOptions, runtime: RoleRuntime): R
       intervalMs: options.healthCheckIntervalSeconds * 1000,
       timeoutMs: options.healthCheckTimeoutSeconds * 1000,
       failuresToDown: options.healthCheckFailures,
+      concurrency: options.healthCheckConcurrency,
+      allowedHosts: options.healthCheckAllowedHosts,
       onResult: (outcome) => registry.counters.healthChecks.inc({ outcome }),
     })
     let sweeper: NodeJS.Timeout | undefined
@@ -185,6 +287,8 @@ export function buildRegistry(options: RegistryOptions, runtime: RoleRuntime): R
       port: options.port,
       shutdownTimeoutMs: options.shutdownTimeoutSeconds * 1000,
       stop: runtime.stop,
+      // Scoped tokens rotate without a restart: SIGHUP (or a change to the file) re-reads them.
+      ...(options.aclFile === undefined ? {} : { onHangup: () => void auth.reload('SIGHUP') }),
       listening: async (port) => {
         // The epoch names this registry process to its clients (a response header): the same name
         // on its spans ties the two together.
@@ -192,9 +296,19 @@ export function buildRegistry(options: RegistryOptions, runtime: RoleRuntime): R
         sweeper = setInterval(registry.sweep, sweepIntervalMs(ttlMs))
         sweeper.unref()
         checker.start()
+        auth.watch()
         logger.info(
           { event: 'listening', port, ttl_seconds: options.ttlSeconds, epoch: registry.epoch, warmup_seconds: options.warmupSeconds },
           `registry listening on ${options.host}:${port}`,
+        )
+        logger.info(
+          {
+            event: 'auth',
+            writes: auth.protectedMode ? 'loopback only (protected mode: no REGISTRY_TOKEN or REGISTRY_ACL_FILE)' : 'token required',
+            reads: auth.readsNeedToken ? 'token required' : 'open',
+            acl_file: options.aclFile,
+          },
+          auth.protectedMode ? 'no registry token configured: writes accepted from this machine only' : 'registry writes need a token',
         )
       },
       shutdownSteps: () => [
@@ -203,6 +317,7 @@ export function buildRegistry(options: RegistryOptions, runtime: RoleRuntime): R
           name: 'stop sweeping and health checks',
           run: () => {
             clearInterval(sweeper)
+            auth.close()
             return checker.stop()
           },
         },

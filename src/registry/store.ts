@@ -12,6 +12,8 @@ export interface InstanceRecord {
   readonly metadata: Readonly<Record<string, string>>
   readonly registeredAt: number
   readonly lastHeartbeat: number
+  /** Who registered it (`token:admin`, `acl:<name>` or `loopback`): only they may change it. */
+  readonly owner: string
 }
 
 /** The status clients see: `down` while the health check fails, else what the instance reported. */
@@ -24,6 +26,7 @@ export type RegisterResult =
   | { kind: 'refreshed'; instance: InstanceRecord }
   | { kind: 'conflict'; existing: InstanceRecord }
   | { kind: 'full'; limit: number }
+  | { kind: 'service_full'; limit: number }
 
 export interface ServiceSnapshot {
   readonly serviceName: string
@@ -37,7 +40,10 @@ export interface ServiceSnapshot {
  * (shared by several registry replicas) implements the same interface.
  */
 export interface RegistryStore {
-  register(request: RegisterBody): RegisterResult
+  /** Registers (or refreshes) an instance; a new one belongs to `owner` (default the admin), a refreshed one keeps its owner. */
+  register(request: RegisterBody, owner?: string): RegisterResult
+  /** The instance a reference names, if registered (expired or not). */
+  find(ref: InstanceRef): InstanceRecord | undefined
   heartbeat(ref: HeartbeatBody): InstanceRecord | undefined
   deregister(ref: InstanceRef): InstanceRecord | undefined
   /** Records a health check result for an instance; undefined if it is gone. */

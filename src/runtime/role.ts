@@ -24,12 +24,14 @@ export interface RoleStart {
   listening?: (port: number) => Promise<void> | void
   /** The steps of a graceful stop, in order; the server's own close is one of them. */
   shutdownSteps: () => ShutdownStep[]
+  /** SIGHUP calls this (a reload) instead of stopping the role. */
+  onHangup?: () => void
 }
 
 export interface RunningRole {
   port: number
-  /** Stops the role as a signal would, then exits the process. */
-  shutdown: (reason: string) => Promise<void>
+  /** Stops the role as a signal would, then exits the process (with `exitCode`, default 0). */
+  shutdown: (reason: string, exitCode?: number) => Promise<void>
 }
 
 /**
@@ -37,7 +39,13 @@ export interface RunningRole {
  * `inject()`): install the one shutdown path, listen, then start what needs the address.
  */
 export async function startRole(role: RoleStart): Promise<RunningRole> {
-  const shutdown = installShutdown({ logger: role.logger, timeoutMs: role.shutdownTimeoutMs, steps: role.shutdownSteps, stop: role.stop })
+  const shutdown = installShutdown({
+    logger: role.logger,
+    timeoutMs: role.shutdownTimeoutMs,
+    steps: role.shutdownSteps,
+    stop: role.stop,
+    ...(role.onHangup ? { onHangup: role.onHangup } : {}),
+  })
   await role.app.listen({ host: role.host, port: role.port })
   const address = role.app.server.address()
   const port = typeof address === 'object' && address ? address.port : role.port

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { RegistryClient } from '../discovery/registry-client.ts'
+import { type RegistryAuthError, RegistryClient } from '../discovery/registry-client.ts'
 import { Registration } from '../discovery/registration.ts'
 import { buildApp, type App } from '../http/app.ts'
 import type { AppError } from '../http/errors.ts'
@@ -9,7 +9,7 @@ import type { Telemetry } from '../http/telemetry.ts'
 import type { Logger } from '../lib/logger.ts'
 import { instanceIdFor } from '../protocol/registry.ts'
 import { advertisedUrl } from './address.ts'
-import { type RoleRuntime, startRole } from './role.ts'
+import { type RoleRuntime, type RunningRole, startRole } from './role.ts'
 import type { ShutdownStep } from './shutdown.ts'
 
 /** What the runtime needs to know to run a service (the configuration has more). */
@@ -17,6 +17,8 @@ export interface ServiceOptions {
   host: string
   port: number
   registryUrls: string[]
+  /** REGISTRY_TOKEN (or _FILE): sent to the registry with every request. */
+  registryToken: string | undefined
   /** Advertised URL; undefined means derive it from the bound address once listening. */
   serviceUrl: string | undefined
   heartbeatIntervalSeconds: number
@@ -92,7 +94,7 @@ export async function buildService(definition: ServiceDefinition): Promise<Servi
       combine: async (own) => (parts.openapi ? parts.openapi(own) : own),
     },
   })
-  const registryClient = new RegistryClient({ urls: options.registryUrls })
+  const registryClient = new RegistryClient({ urls: options.registryUrls, ...(options.registryToken === undefined ? {} : { token: options.registryToken }) })
   // Routes go in a plugin registered after the OpenAPI one, which documents them.
   await app.register(async (scoped) => {
     const routes = scoped as unknown as App
@@ -110,6 +112,20 @@ export async function buildService(definition: ServiceDefinition): Promise<Servi
 
   const start = async (): Promise<RunningService> => {
     let url = ''
+    // A token the registry refuses is a configuration mistake that retrying cannot fix: say which
+    // variable to set, and exit 1 (an orchestrator shows the crash loop; a log would go unread).
+    const refused = (error: RegistryAuthError) => {
+      const fix =
+        error.code === 'PROTECTED_MODE'
+          ? 'the registry has no token configured and accepts writes from its own machine only: set REGISTRY_TOKEN (or REGISTRY_TOKEN_FILE) on the registry and on this service'
+          : `set REGISTRY_TOKEN (or REGISTRY_TOKEN_FILE) to a token the registry accepts for ${name}${options.registryToken === undefined ? ' (none is set)' : ''}`
+      logger.fatal(
+        { event: 'registry_refused', registry: error.registry, status: error.status, code: error.code, err_message: error.message },
+        `the registry refused to register ${name}: ${fix}`,
+      )
+      void started.promise.then((running) => running.shutdown('registry refused the token', 1))
+    }
+    const started = Promise.withResolvers<RunningRole>()
     const running = await startRole({
       app,
       logger,
@@ -132,6 +148,7 @@ export async function buildService(definition: ServiceDefinition): Promise<Servi
           status: () => (draining ? 'draining' : 'up'),
           heartbeatIntervalMs: options.heartbeatIntervalSeconds * 1000,
           logger,
+          onRefused: refused,
         })
         registration.start()
         logger.info({ event: 'listening', port, url, registry: options.registryUrls }, `${name} listening on ${options.host}:${port}, advertised as ${url}`)
@@ -153,6 +170,7 @@ export async function buildService(definition: ServiceDefinition): Promise<Servi
         { name: 'flush traces', run: () => telemetry.shutdown() },
       ],
     })
+    started.resolve(running)
     return { app, url, registration: registration!, shutdown: running.shutdown }
   }
   return { app, registryClient, metrics, start }

@@ -13,11 +13,16 @@ export interface ShutdownOptions {
   steps: () => ShutdownStep[]
   /** Aborted when the process should stop for a reason of its own (its stdout was closed). */
   stop?: AbortSignal
+  /** When given, SIGHUP calls this (a reload, as daemons do) instead of stopping the process. */
+  onHangup?: () => void
 }
 
 export interface Shutdown {
-  /** Runs the shutdown now (once; later calls wait for the same run). The process then exits. */
-  close(reason: string): Promise<void>
+  /**
+   * Runs the shutdown now (once; later calls wait for the same run). The process then exits, with
+   * `exitCode` (default 0: a requested stop; 1 for a role that cannot run, e.g. refused by the registry).
+   */
+  close(reason: string, exitCode?: number): Promise<void>
 }
 
 /**
@@ -29,6 +34,7 @@ export interface Shutdown {
 export function installShutdown(options: ShutdownOptions): Shutdown {
   const { logger } = options
   let reason = 'requested'
+  let code = 0
   let started = false
   let finished: () => void = () => {}
   const done = new Promise<void>((resolve) => (finished = resolve))
@@ -39,6 +45,7 @@ export function installShutdown(options: ShutdownOptions): Shutdown {
       onTimeout: (delay: number) => logger.error({ event: 'shutdown_timeout', timeout_ms: delay }, 'shutdown timed out; exiting'),
       onSecondSignal: (signal: string) => logger.warn({ event: 'shutdown_forced', signal }, 'second signal; exiting now'),
       onSecondError: (error: unknown) => logger.fatal({ event: 'crashed', err: error }, 'another uncaught error while shutting down; exiting now'),
+      ...(options.onHangup ? { skip: ['SIGHUP'] } : {}),
     },
     async ({ signal, err }) => {
       started = true
@@ -56,12 +63,15 @@ export function installShutdown(options: ShutdownOptions): Shutdown {
       }
       logger.info({ event: 'shutdown_complete' }, 'shutdown complete')
       finished()
+      // close-with-grace exits 0 after a requested close: a role that could not run exits 1.
+      if (code !== 0) process.exit(code)
     },
   )
-  const close = (why: string): Promise<void> => {
+  const close = (why: string, exitCode = 0): Promise<void> => {
     if (!started) {
       started = true
       reason = why
+      code = exitCode
       void handle.close()
     }
     return done
@@ -70,5 +80,6 @@ export function installShutdown(options: ShutdownOptions): Shutdown {
   // the parent exits, however it exits (kill -9 included), and we go too.
   if (process.send) process.once('disconnect', () => void close('parent process exited'))
   options.stop?.addEventListener('abort', () => void close('stdout closed'), { once: true })
+  if (options.onHangup) process.on('SIGHUP', options.onHangup)
   return { close }
 }

@@ -24,9 +24,22 @@ const FAILURE_CODES = {
   bad_response: 'UPSTREAM_FAILED',
 } as const satisfies Record<UpstreamError['failure'], string>
 
-/** The answer for a call that got no usable HTTP answer: 503, 502 or 504 with a stable code. */
+// What a client is told: the service's name and what went wrong, never the error's own message,
+// which names instances (addresses), registries and library codes (ECONNREFUSED, UND_ERR_...).
+// Those stay in the log: the service client logs every failed attempt, the resolver the registry.
+const FAILURE_DETAILS = {
+  no_instances: (service: string) => `No healthy instance of the ${service} service is available`,
+  unavailable: (service: string) => `The ${service} service could not be reached`,
+  timeout: (service: string) => `The ${service} service did not answer in time`,
+  bad_response: (service: string) => `The ${service} service answered with an invalid response`,
+} as const satisfies Record<UpstreamError['failure'], (service: string) => string>
+
+/** The answer for a call that got no usable HTTP answer: 503, 502 or 504 with a stable code and a generic detail. */
 export function upstreamFailure(error: UpstreamError): AppError {
-  return upstreamError(FAILURE_CODES[error.failure], error.message)
+  const failure = upstreamError(FAILURE_CODES[error.failure], FAILURE_DETAILS[error.failure](error.service))
+  // Kept for whoever logs the error; never part of the answer.
+  failure.cause = error
+  return failure
 }
 
 /** How calls to other services behave (from the environment: balancing, timeouts, breakers, retry budget). */

@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { ConfigError, DEFAULTS, loadAllConfig, loadGatewayConfig, loadRegistryConfig, loadServiceConfig } from '../../src/config/index.ts'
 import { advertisedUrl } from '../../src/runtime/address.ts'
@@ -40,6 +43,23 @@ describe('configuration', () => {
     assert.equal(registry.healthCheckFailures, 3)
     assert.equal(registry.maxInstances, 10_000)
     assert.equal(registry.warmupSeconds, 15)
+  })
+
+  it('reads the health check concurrency and allowed hosts', () => {
+    assert.equal(loadRegistryConfig({}).healthCheckConcurrency, 16)
+    assert.deepEqual(loadRegistryConfig({}).healthCheckAllowedHosts, [])
+    const config = loadRegistryConfig({
+      REGISTRY_HEALTH_CHECK_CONCURRENCY: '1000',
+      REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS: ' Health.Internal, 10.0.0.5,,::1 ,[FD00::2]',
+    })
+    assert.equal(config.healthCheckConcurrency, 1000)
+    assert.deepEqual(config.healthCheckAllowedHosts, ['health.internal', '10.0.0.5', '[::1]', '[fd00::2]'])
+    assert.equal(loadRegistryConfig({ REGISTRY_HEALTH_CHECK_CONCURRENCY: '1' }).healthCheckConcurrency, 1)
+  })
+
+  it('reads the watcher cap', () => {
+    assert.equal(loadRegistryConfig({}).maxWatchers, 1024)
+    assert.equal(loadRegistryConfig({ REGISTRY_MAX_WATCHERS: '50' }).maxWatchers, 50)
   })
 
   it('reads the gateway routing table and refuses a malformed one', () => {
@@ -100,7 +120,16 @@ describe('configuration', () => {
     ['DATABASE_URL', { DATABASE_URL: 'mysql://db/x' }, 'product'],
     ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, 'registry'],
     ['LOG_FORMAT', { LOG_FORMAT: 'xml' }, 'registry'],
+    ['REGISTRY_MAX_WATCHERS', { REGISTRY_MAX_WATCHERS: '0' }, 'registry'],
+    ['REGISTRY_MAX_WATCHERS', { REGISTRY_MAX_WATCHERS: 'lots' }, 'registry'],
     ['REGISTRY_HEALTH_CHECK_FAILURES', { REGISTRY_HEALTH_CHECK_FAILURES: '0' }, 'registry'],
+    ['REGISTRY_HEALTH_CHECK_CONCURRENCY', { REGISTRY_HEALTH_CHECK_CONCURRENCY: '0' }, 'registry'],
+    ['REGISTRY_HEALTH_CHECK_CONCURRENCY', { REGISTRY_HEALTH_CHECK_CONCURRENCY: '1001' }, 'registry'],
+    ['REGISTRY_HEALTH_CHECK_CONCURRENCY', { REGISTRY_HEALTH_CHECK_CONCURRENCY: 'many' }, 'registry'],
+    ['REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS', { REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS: 'http://health.internal' }, 'registry'],
+    ['REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS', { REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS: 'health.internal:9000' }, 'registry'],
+    ['REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS', { REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS: 'ok.internal,bad host' }, 'registry'],
+    ['REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS', { REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS: '300.1.1.1' }, 'registry'],
     ['HOST', { HOST: 'bad host!' }, 'registry'],
     ['PRODUCT_PORTS', { PRODUCT_PORTS: '8081,8081' }, 'all'],
     ['ORDER_PORTS', { ORDER_PORTS: '8083,x' }, 'all'],
@@ -119,6 +148,65 @@ describe('configuration', () => {
   it('never echoes a database password in an error', () => {
     const error = configError(() => loadServiceConfig({ DATABASE_URL: 'mysql://user:s3cret@db/x' }, 'product'))
     assert.ok(!error.message.includes('s3cret'))
+  })
+
+  it('reads DATABASE_URL_FILE (a Compose or Kubernetes secret): trailing newline dropped, never with DATABASE_URL, the URL never in an error', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'config-test-'))
+    try {
+      const file = (name: string, content: string) => {
+        writeFileSync(join(dir, name), content)
+        return join(dir, name)
+      }
+      const good = file('good', 'postgres://app:s3cret@postgres:5432/app\n')
+      assert.equal(loadServiceConfig({ DATABASE_URL_FILE: good }, 'product').databaseUrl, 'postgres://app:s3cret@postgres:5432/app')
+      assert.equal(loadServiceConfig({ DATABASE_URL_FILE: file('crlf', 'postgresql://app:s3cret@db/app\r\n') }, 'order').databaseUrl, 'postgresql://app:s3cret@db/app')
+
+      const both = configError(() => loadServiceConfig({ DATABASE_URL: 'postgres://app:s3cret@db/app', DATABASE_URL_FILE: good }, 'product'))
+      assert.equal(both.variable, 'DATABASE_URL_FILE')
+      const missing = configError(() => loadServiceConfig({ DATABASE_URL_FILE: join(dir, 'absent') }, 'product'))
+      assert.equal(missing.variable, 'DATABASE_URL_FILE')
+      assert.ok(missing.message.includes(join(dir, 'absent')), missing.message)
+      // An empty file is a mistake, not a request for SQLite.
+      assert.equal(configError(() => loadServiceConfig({ DATABASE_URL_FILE: file('empty', '') }, 'product')).variable, 'DATABASE_URL_FILE')
+      for (const content of ['mysql://user:s3cret@db/x\n', 'user:s3cret@db', 's3cret']) {
+        const error = configError(() => loadServiceConfig({ DATABASE_URL_FILE: file('bad', content) }, 'product'))
+        assert.equal(error.variable, 'DATABASE_URL_FILE')
+        assert.match(error.message, /expected /)
+        for (const message of [error.message, both.message]) assert.ok(!message.includes('s3cret'), message)
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('reads registry tokens from the environment or a file (trailing newline dropped), never echoing one', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'msa-config-tokens-'))
+    try {
+      const token = 'a-registry-token-0123456789'
+      const file = join(dir, 'token')
+      writeFileSync(file, `${token}\n`)
+      assert.equal(loadRegistryConfig({ REGISTRY_TOKEN_FILE: file }).adminToken, token)
+      assert.equal(loadServiceConfig({ REGISTRY_TOKEN_FILE: file }, 'product').registryToken, token)
+      assert.equal(loadRegistryConfig({ REGISTRY_READ_TOKEN: token }).readToken, token)
+      assert.equal(loadRegistryConfig({}).adminToken, undefined)
+      assert.equal(configError(() => loadRegistryConfig({ REGISTRY_TOKEN: token, REGISTRY_TOKEN_FILE: file })).variable, 'REGISTRY_TOKEN_FILE')
+      assert.equal(configError(() => loadServiceConfig({ REGISTRY_TOKEN_FILE: join(dir, 'missing') }, 'order')).variable, 'REGISTRY_TOKEN_FILE')
+      const short = configError(() => loadRegistryConfig({ REGISTRY_TOKEN: 'short-secret' }))
+      assert.equal(short.variable, 'REGISTRY_TOKEN')
+      assert.ok(!short.message.includes('short-secret'), short.message)
+
+      const acl = join(dir, 'acl.json')
+      writeFileSync(acl, JSON.stringify({ tokens: [{ name: 'product', sha256: 'ab'.repeat(32), services: ['product'] }] }))
+      assert.equal(loadRegistryConfig({ REGISTRY_ACL_FILE: acl }).aclFile, acl)
+      writeFileSync(acl, '{"tokens": [{"name": "product"}]}')
+      assert.match(configError(() => loadRegistryConfig({ REGISTRY_ACL_FILE: acl })).message, /REGISTRY_ACL_FILE/)
+      assert.equal(configError(() => loadRegistryConfig({ REGISTRY_ACL_FILE: join(dir, 'none.json') })).variable, 'REGISTRY_ACL_FILE')
+      assert.equal(loadRegistryConfig({ REGISTRY_WRITE_RATE_LIMIT: '0' }).writeRateLimitPerMinute, 0)
+      assert.equal(loadRegistryConfig({ REGISTRY_MAX_INSTANCES_PER_SERVICE: '5' }).maxInstancesPerService, 5)
+      assert.equal(configError(() => loadRegistryConfig({ REGISTRY_MAX_INSTANCES_PER_SERVICE: '0' })).variable, 'REGISTRY_MAX_INSTANCES_PER_SERVICE')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   it('advertises the bind address, or a non-loopback address when binding every interface', () => {

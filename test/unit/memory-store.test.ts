@@ -34,6 +34,21 @@ describe('MemoryStore', () => {
     assert.equal(again.instance.id, result.instance.id)
   })
 
+  it('tells watchers of a refresh once, never showing the instance missing in between', () => {
+    const { store } = setup()
+    store.register(product(8081))
+    store.register(product(8082))
+    const seen: number[] = []
+    store.watch((name) => seen.push(store.members(name).instances.length))
+    store.register({ ...product(8081), metadata: { zone: 'b' } })
+    assert.deepEqual(seen, [2])
+    // The only instance of a service, refreshed: the service is not forgotten on the way.
+    store.register({ service_name: 'order', url: 'http://10.0.0.2:8083' })
+    seen.length = 0
+    store.register({ service_name: 'order', url: 'http://10.0.0.2:8083', status: 'draining' })
+    assert.deepEqual(seen, [1])
+  })
+
   it('refreshes instead of duplicating when the same instance registers again', () => {
     const { store, clock } = setup()
     const first = store.register(product(8081))

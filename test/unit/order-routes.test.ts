@@ -215,6 +215,62 @@ describe('order routes against a product service', () => {
     assert.equal(response.json().code, 'VALIDATION_FAILED')
   })
 
+  // The gateway sets X-Auth-Subject from a verified token (and strips the client's).
+  const as = (subject: string) => ({ 'x-auth-subject': subject })
+  const ids = (response: { json: () => { items: Array<{ id: string }> } }) => response.json().items.map((o) => o.id)
+
+  it("records the caller's subject: a caller lists and reads only its own orders, another's is 404", async () => {
+    const alice = as(`alice-${Date.now()}`)
+    const bob = as(`bob-${Date.now()}`)
+    const placed = await app.inject({ method: 'POST', url: '/orders', headers: alice, payload: { product_id: PRODUCT_ID, quantity: 2 } })
+    assert.equal(placed.statusCode, 201)
+    const order = placed.json()
+    assert.deepEqual(ids(await app.inject({ method: 'GET', url: '/orders?limit=100', headers: alice })), [order.id])
+    assert.deepEqual((await app.inject({ method: 'GET', url: `/orders/${order.id}`, headers: alice })).json(), order)
+    assert.deepEqual(ids(await app.inject({ method: 'GET', url: '/orders?limit=100', headers: bob })), [])
+    // Another caller's order is answered exactly as an unknown one.
+    const hidden = await app.inject({ method: 'GET', url: `/orders/${order.id}`, headers: bob })
+    const unknown = await app.inject({ method: 'GET', url: '/orders/00000000-0000-4000-8000-000000000000', headers: bob })
+    assert.equal(hidden.statusCode, 404)
+    assert.equal(hidden.json().code, 'ORDER_NOT_FOUND')
+    assert.equal(unknown.statusCode, 404)
+    assert.equal(unknown.json().code, hidden.json().code)
+    // Anonymous requests (no gateway authentication) see only anonymous orders.
+    assert.ok(!ids(await app.inject({ method: 'GET', url: '/orders?limit=100' })).includes(order.id))
+    assert.equal((await app.inject({ method: 'GET', url: `/orders/${order.id}` })).statusCode, 404)
+    const anonymous = (await place({ product_id: PRODUCT_ID, quantity: 1 })).json()
+    assert.ok(ids(await app.inject({ method: 'GET', url: '/orders?limit=100' })).includes(anonymous.id))
+    assert.ok(!ids(await app.inject({ method: 'GET', url: '/orders?limit=100', headers: alice })).includes(anonymous.id))
+  })
+
+  it('scopes Idempotency-Key per caller: the same key from two callers makes two orders', async () => {
+    const key = `shared-${Date.now()}`
+    const payload = { product_id: PRODUCT_ID, quantity: 1 }
+    const alice = await app.inject({ method: 'POST', url: '/orders', headers: { ...as('alice'), 'idempotency-key': key }, payload })
+    const bob = await app.inject({ method: 'POST', url: '/orders', headers: { ...as('bob'), 'idempotency-key': key }, payload: { ...payload, quantity: 2 } })
+    const anonymous = await app.inject({ method: 'POST', url: '/orders', headers: { 'idempotency-key': key }, payload })
+    assert.deepEqual(
+      [alice, bob, anonymous].map((r) => [r.statusCode, r.headers['idempotent-replayed']]),
+      [
+        [201, 'false'],
+        [201, 'false'],
+        [201, 'false'],
+      ],
+    )
+    assert.equal(new Set([alice, bob, anonymous].map((r) => r.json().id)).size, 3)
+    const again = await app.inject({ method: 'POST', url: '/orders', headers: { ...as('bob'), 'idempotency-key': key }, payload: { ...payload, quantity: 2 } })
+    assert.equal(again.headers['idempotent-replayed'], 'true')
+    assert.equal(again.json().id, bob.json().id)
+  })
+
+  it('refuses a malformed X-Auth-Subject with 400 rather than serving it as anonymous', async () => {
+    for (const subject of ['', 'two words', 'x'.repeat(256)]) {
+      const response = await app.inject({ method: 'GET', url: '/orders', headers: as(subject) })
+      assert.equal(response.statusCode, 400, JSON.stringify(subject))
+      assert.equal(response.json().code, 'VALIDATION_FAILED')
+    }
+  })
+
   it('answers 404 ORDER_NOT_FOUND for an unknown order', async () => {
     const response = await app.inject({ method: 'GET', url: '/orders/00000000-0000-4000-8000-000000000000' })
     assert.equal(response.statusCode, 404)

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
@@ -10,7 +11,7 @@ import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
 import { sql } from 'kysely'
 import { migrate, openDatabase, type Database } from '../../src/db/database.ts'
-import { OrderRepository, type OrderDatabase } from '../../src/services/order/repository.ts'
+import { type IdempotentResult, orderMigrations, OrderRepository, type OrderDatabase } from '../../src/services/order/repository.ts'
 import { productMigrations, ProductRepository, type ProductDatabase } from '../../src/services/product/repository.ts'
 import { createTestDatabase, type TestDatabase } from '../helpers/postgres.ts'
 import { startTcpProxy } from '../helpers/tcp-proxy.ts'
@@ -50,7 +51,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       const startAt = Date.now() + 2000
       const applied = await Promise.all(['product', 'order', 'product', 'order', 'product'].map((service) => migrateInChild(service, dir, pgDatabase?.url, startAt)))
       // Each migration ran exactly once across the replicas.
-      assert.deepEqual(applied.flat().sort(), ['0001_orders', '0001_products', '0002_order_idempotency'])
+      assert.deepEqual(applied.flat().sort(), ['0001_orders', '0001_products', '0002_order_idempotency', '0003_order_callers'])
       // Running them again is a no-op.
       assert.deepEqual(await migrate(database, 'product', productMigrations), [])
     })
@@ -83,16 +84,16 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
 
     it('stores orders with amounts as integers', async () => {
       const orders = new OrderRepository(database.db)
-      const created = await orders.create({
+      const created = await orders.create(null, {
         productId: '11111111-1111-4111-8111-111111111111',
         quantity: 10_000,
         unitPriceCents: 100_000_000_000,
         totalPriceCents: 1_000_000_000_000_000,
       })
-      const fetched = await orders.get(created.id)
+      const fetched = await orders.get(null, created.id)
       assert.deepEqual(fetched, created)
       assert.equal(fetched?.totalPriceCents, 1_000_000_000_000_000)
-      const listed = await orders.list(10)
+      const listed = await orders.list(null, 10)
       assert.ok(listed.items.some((o) => o.id === created.id))
     })
 
@@ -103,7 +104,7 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
       const replicas = dialect === 'postgres' ? [database, open(), open()] : [database, database, database]
       try {
         const input = { productId: '11111111-1111-4111-8111-111111111111', quantity: 2, unitPriceCents: 150, totalPriceCents: 300 }
-        const results = await Promise.all(replicas.map((replica) => new OrderRepository(replica.db).createIdempotent('race-key', 'hash-1', input)))
+        const results = await Promise.all(replicas.map((replica) => new OrderRepository(replica.db).createIdempotent(null, 'race-key', 'hash-1', input)))
         const ids = new Set(results.map((r) => (r.kind === 'mismatch' ? 'mismatch' : r.order.id)))
         assert.equal(ids.size, 1, 'every replica answers with the same order')
         assert.equal(results.filter((r) => r.kind === 'created').length, 1)
@@ -114,12 +115,67 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
           .execute()
         assert.equal(stored.length, 1)
         const orders = new OrderRepository(database.db)
-        assert.equal((await orders.createIdempotent('race-key', 'hash-2', input)).kind, 'mismatch')
-        assert.equal((await orders.replay('race-key', 'hash-1'))?.kind, 'replayed')
-        assert.equal(await orders.replay('unused-key', 'hash-1'), undefined)
+        assert.equal((await orders.createIdempotent(null, 'race-key', 'hash-2', input)).kind, 'mismatch')
+        assert.equal((await orders.replay(null, 'race-key', 'hash-1'))?.kind, 'replayed')
+        assert.equal(await orders.replay(null, 'unused-key', 'hash-1'), undefined)
       } finally {
         if (dialect === 'postgres') await Promise.all(replicas.slice(1).map((replica) => replica.close()))
       }
+    })
+
+    it('scopes orders to their caller: each lists and reads only its own, anonymous only anonymous ones', async () => {
+      const orders = new OrderRepository(database.db)
+      const input = { productId: '11111111-1111-4111-8111-111111111111', quantity: 1, unitPriceCents: 100, totalPriceCents: 100 }
+      const alice = `alice-${randomUUID()}`
+      const bob = `bob-${randomUUID()}`
+      const mine = [await orders.create(alice, input), await orders.create(alice, input), await orders.create(alice, input)]
+      const anonymous = await orders.create(null, input)
+      assert.equal(mine[0]!.caller, alice)
+      assert.equal(anonymous.caller, null)
+      // Alice's, a page at a time: all of hers and nothing else.
+      const seen: string[] = []
+      let after: { createdAt: string; id: string } | undefined
+      for (let page = 0; page < 10; page++) {
+        const result = await orders.list(alice, 2, after)
+        seen.push(...result.items.map((o) => o.id))
+        if (!result.more) break
+        after = result.last
+      }
+      assert.deepEqual(seen.sort(), mine.map((o) => o.id).sort())
+      assert.deepEqual((await orders.list(bob, 100)).items, [])
+      const anonymousIds = (await orders.list(null, 100)).items.map((o) => o.id)
+      assert.ok(anonymousIds.includes(anonymous.id))
+      for (const order of mine) assert.ok(!anonymousIds.includes(order.id), "an anonymous list holds no subject's order")
+      // Another caller's order reads as an unknown one.
+      assert.deepEqual(await orders.get(alice, mine[0]!.id), mine[0])
+      assert.equal(await orders.get(bob, mine[0]!.id), undefined)
+      assert.equal(await orders.get(null, mine[0]!.id), undefined)
+      assert.equal(await orders.get(alice, anonymous.id), undefined)
+    })
+
+    it('scopes an Idempotency-Key to its caller: one key from two callers makes two orders', async () => {
+      const orders = new OrderRepository(database.db)
+      const input = { productId: '11111111-1111-4111-8111-111111111111', quantity: 3, unitPriceCents: 10, totalPriceCents: 30 }
+      const key = `shared-${randomUUID()}`
+      const alice = `alice-${randomUUID()}`
+      const bob = `bob-${randomUUID()}`
+      const first = await orders.createIdempotent(alice, key, 'hash-a', input)
+      const second = await orders.createIdempotent(bob, key, 'hash-b', input)
+      const third = await orders.createIdempotent(null, key, 'hash-c', input)
+      const results: IdempotentResult[] = [first, second, third]
+      assert.deepEqual(
+        results.map((r) => r.kind),
+        ['created', 'created', 'created'],
+      )
+      const ids = results.map((r) => (r.kind === 'mismatch' ? '' : r.order.id))
+      assert.equal(new Set(ids).size, 3)
+      // Each caller replays its own, and only its own.
+      const again = await orders.createIdempotent(alice, key, 'hash-a', input)
+      assert.equal(again.kind, 'replayed')
+      assert.equal(again.kind === 'replayed' && again.order.id, ids[0])
+      assert.equal((await orders.replay(bob, key, 'hash-b'))?.kind, 'replayed')
+      assert.equal((await orders.replay(bob, key, 'hash-a'))?.kind, 'mismatch')
+      assert.equal(await orders.replay(`carol-${randomUUID()}`, key, 'hash-a'), undefined)
     })
 
     it('sees writes made through another connection (replicas share data)', async () => {
@@ -134,6 +190,46 @@ for (const dialect of ['sqlite', 'postgres'] as const) {
 
     it('answers ping while the database is reachable', async () => {
       await database.ping()
+    })
+  })
+}
+
+for (const dialect of ['sqlite', 'postgres'] as const) {
+  describe(`upgrading the order tables on ${dialect}`, () => {
+    const dir = mkdtempSync(join(tmpdir(), 'msa-upgrade-'))
+    let pgDatabase: TestDatabase | undefined
+    let database: Database<OrderDatabase>
+
+    before(async () => {
+      if (dialect === 'postgres') pgDatabase = await createTestDatabase()
+      database = openDatabase<OrderDatabase>({ name: 'order', dataDir: dir, databaseUrl: pgDatabase?.url })
+    })
+
+    after(async () => {
+      await database?.close()
+      await pgDatabase?.drop()
+      rmSync(dir, { recursive: true, force: true })
+    })
+
+    it('keeps existing orders and Idempotency-Keys as anonymous ones', async () => {
+      const { '0003_order_callers': _, ...earlier } = orderMigrations
+      assert.deepEqual(await migrate(database, 'order', earlier), ['0001_orders', '0002_order_idempotency'])
+      const id = randomUUID()
+      const createdAt = new Date().toISOString()
+      await sql`insert into orders (id, product_id, quantity, unit_price_cents, total_price_cents, status, created_at)
+        values (${id}, '11111111-1111-4111-8111-111111111111', 2, 150, 300, 'confirmed', ${createdAt})`.execute(database.db)
+      await sql`insert into order_idempotency ("key", request_hash, order_id, created_at) values ('old-key', 'old-hash', ${id}, ${createdAt})`.execute(database.db)
+      assert.deepEqual(await migrate(database, 'order', orderMigrations), ['0003_order_callers'])
+      const orders = new OrderRepository(database.db)
+      const old = await orders.get(null, id)
+      assert.equal(old?.caller, null)
+      assert.equal(old?.totalPriceCents, 300)
+      assert.ok((await orders.list(null, 100)).items.some((o) => o.id === id))
+      const replayed = await orders.replay(null, 'old-key', 'old-hash')
+      assert.equal(replayed?.kind === 'replayed' && replayed.order.id, id)
+      // The key was anonymous: a subject using it makes its own order.
+      const input = { productId: '11111111-1111-4111-8111-111111111111', quantity: 2, unitPriceCents: 150, totalPriceCents: 300 }
+      assert.equal((await orders.createIdempotent('alice', 'old-key', 'old-hash', input)).kind, 'created')
     })
   })
 }

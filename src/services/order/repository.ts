@@ -1,8 +1,16 @@
 import { randomUUID } from 'node:crypto'
-import type { Kysely } from 'kysely'
+import { type Kysely, sql } from 'kysely'
 import type { Migration } from 'kysely/migration'
 import { isUniqueViolation } from '../../db/errors.ts'
 import { toPage, type Position } from '../../http/pagination.ts'
+
+/**
+ * Who placed an order: the subject the gateway verified, or null for an anonymous request (the
+ * gateway without authentication, or a caller inside the network). Every read and write is
+ * scoped to one caller: a subject sees only its own orders, and anonymous requests only
+ * anonymous ones.
+ */
+export type Caller = string | null
 
 export interface OrdersTable {
   id: string
@@ -12,9 +20,12 @@ export interface OrdersTable {
   total_price_cents: number
   status: 'confirmed'
   created_at: string
+  caller: string | null
 }
 
-export interface OrderIdempotencyTable {
+/** One Idempotency-Key of one caller; `caller` is '' for anonymous requests (a key must be NOT NULL to be unique). */
+export interface OrderIdempotencyKeysTable {
+  caller: string
   key: string
   request_hash: string
   order_id: string
@@ -23,7 +34,7 @@ export interface OrderIdempotencyTable {
 
 export interface OrderDatabase {
   orders: OrdersTable
-  order_idempotency: OrderIdempotencyTable
+  order_idempotency_keys: OrderIdempotencyKeysTable
 }
 
 export type IdempotentResult = { kind: 'created'; order: OrderRecord } | { kind: 'replayed'; order: OrderRecord } | { kind: 'mismatch' }
@@ -36,6 +47,14 @@ export interface OrderRecord {
   totalPriceCents: number
   status: 'confirmed'
   createdAt: string
+  caller: Caller
+}
+
+export interface OrderInput {
+  productId: string
+  quantity: number
+  unitPriceCents: number
+  totalPriceCents: number
 }
 
 export const orderMigrations: Record<string, Migration> = {
@@ -65,6 +84,29 @@ export const orderMigrations: Record<string, Migration> = {
         .execute()
     },
   },
+  // Orders get their caller, and Idempotency-Keys become unique per caller. SQLite cannot change a
+  // primary key in place, so the keys move to a new table keyed by (caller, key); the existing
+  // ones, all from anonymous requests, come along. The old table stays (unused) so that replicas
+  // still running the previous version keep working during a rolling upgrade; a later migration
+  // may drop it.
+  '0003_order_callers': {
+    async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('orders').addColumn('caller', 'varchar(255)').execute()
+      // Every list is one caller's, oldest first.
+      await db.schema.createIndex('orders_caller_created_at_id').on('orders').columns(['caller', 'created_at', 'id']).execute()
+      await db.schema
+        .createTable('order_idempotency_keys')
+        .addColumn('caller', 'varchar(255)', (col) => col.notNull())
+        .addColumn('key', 'varchar(255)', (col) => col.notNull())
+        .addColumn('request_hash', 'varchar(64)', (col) => col.notNull())
+        .addColumn('order_id', 'varchar(36)', (col) => col.notNull())
+        .addColumn('created_at', 'varchar(32)', (col) => col.notNull())
+        .addPrimaryKeyConstraint('order_idempotency_keys_pkey', ['caller', 'key'])
+        .execute()
+      await sql`insert into order_idempotency_keys (caller, "key", request_hash, order_id, created_at)
+        select '', "key", request_hash, order_id, created_at from order_idempotency`.execute(db)
+    },
+  },
 }
 
 const toRecord = (row: OrdersTable): OrderRecord => ({
@@ -75,9 +117,13 @@ const toRecord = (row: OrdersTable): OrderRecord => ({
   totalPriceCents: Number(row.total_price_cents),
   status: row.status,
   createdAt: row.created_at,
+  caller: row.caller,
 })
 
-const COLUMNS = ['id', 'product_id', 'quantity', 'unit_price_cents', 'total_price_cents', 'status', 'created_at'] as const
+const COLUMNS = ['id', 'product_id', 'quantity', 'unit_price_cents', 'total_price_cents', 'status', 'created_at', 'caller'] as const
+
+/** The caller as the idempotency table stores it. Subjects are never empty, so '' is nobody's. */
+const keyScope = (caller: Caller): string => caller ?? ''
 
 export class OrderRepository {
   readonly #db: Kysely<OrderDatabase>
@@ -88,13 +134,13 @@ export class OrderRepository {
     this.#clock = clock
   }
 
-  async create(input: { productId: string; quantity: number; unitPriceCents: number; totalPriceCents: number }): Promise<OrderRecord> {
-    const row = this.#row(input)
+  async create(caller: Caller, input: OrderInput): Promise<OrderRecord> {
+    const row = this.#row(caller, input)
     await this.#db.insertInto('orders').values(row).execute()
     return toRecord(row)
   }
 
-  #row(input: { productId: string; quantity: number; unitPriceCents: number; totalPriceCents: number }): OrdersTable {
+  #row(caller: Caller, input: OrderInput): OrdersTable {
     return {
       id: randomUUID(),
       product_id: input.productId,
@@ -103,54 +149,68 @@ export class OrderRepository {
       total_price_cents: input.totalPriceCents,
       status: 'confirmed',
       created_at: this.#clock().toISOString(),
+      caller,
     }
   }
 
   /**
-   * Stores the order and its Idempotency-Key in one transaction. When another request (on any
-   * replica) stored the key first, this one's order is rolled back and the first order returned,
-   * or `mismatch` if that key was used for a different request.
+   * Stores the order and the caller's Idempotency-Key in one transaction. When another request (on
+   * any replica) stored the same caller's key first, this one's order is rolled back and the first
+   * order returned, or `mismatch` if that key was used for a different request. Another caller's
+   * use of the same key is another key.
    */
-  async createIdempotent(
-    key: string,
-    requestHash: string,
-    input: { productId: string; quantity: number; unitPriceCents: number; totalPriceCents: number },
-  ): Promise<IdempotentResult> {
-    const existing = await this.replay(key, requestHash)
+  async createIdempotent(caller: Caller, key: string, requestHash: string, input: OrderInput): Promise<IdempotentResult> {
+    const existing = await this.replay(caller, key, requestHash)
     if (existing) return existing
-    const row = this.#row(input)
+    const row = this.#row(caller, input)
     try {
       await this.#db.transaction().execute(async (trx) => {
         await trx.insertInto('orders').values(row).execute()
-        await trx.insertInto('order_idempotency').values({ key, request_hash: requestHash, order_id: row.id, created_at: row.created_at }).execute()
+        await trx
+          .insertInto('order_idempotency_keys')
+          .values({ caller: keyScope(caller), key, request_hash: requestHash, order_id: row.id, created_at: row.created_at })
+          .execute()
       })
       return { kind: 'created', order: toRecord(row) }
     } catch (error) {
       if (!isUniqueViolation(error)) throw error
-      const winner = await this.replay(key, requestHash)
+      const winner = await this.replay(caller, key, requestHash)
       if (!winner) throw error
       return winner
     }
   }
 
-  /** The outcome of an earlier request with this key, if there was one. */
-  async replay(key: string, requestHash: string): Promise<IdempotentResult | undefined> {
-    const entry = await this.#db.selectFrom('order_idempotency').select(['request_hash', 'order_id']).where('key', '=', key).executeTakeFirst()
+  /** The outcome of the caller's earlier request with this key, if there was one. */
+  async replay(caller: Caller, key: string, requestHash: string): Promise<IdempotentResult | undefined> {
+    const entry = await this.#db
+      .selectFrom('order_idempotency_keys')
+      .select(['request_hash', 'order_id'])
+      .where('caller', '=', keyScope(caller))
+      .where('key', '=', key)
+      .executeTakeFirst()
     if (!entry) return undefined
     if (entry.request_hash !== requestHash) return { kind: 'mismatch' }
-    const order = await this.get(entry.order_id)
+    const order = await this.get(caller, entry.order_id)
     return order ? { kind: 'replayed', order } : undefined
   }
 
-  async get(id: string): Promise<OrderRecord | undefined> {
-    const row = await this.#db.selectFrom('orders').select(COLUMNS).where('id', '=', id).executeTakeFirst()
+  /** The caller's order with this id; another caller's is undefined, as an unknown id is. */
+  async get(caller: Caller, id: string): Promise<OrderRecord | undefined> {
+    const row = await this.#db
+      .selectFrom('orders')
+      .select(COLUMNS)
+      .where('id', '=', id)
+      .where((eb) => (caller === null ? eb('caller', 'is', null) : eb('caller', '=', caller)))
+      .executeTakeFirst()
     return row ? toRecord(row) : undefined
   }
 
-  async list(limit: number, after?: Position): Promise<{ items: OrderRecord[]; last?: Position; more: boolean }> {
+  /** The caller's orders, oldest first. */
+  async list(caller: Caller, limit: number, after?: Position): Promise<{ items: OrderRecord[]; last?: Position; more: boolean }> {
     let query = this.#db
       .selectFrom('orders')
       .select(COLUMNS)
+      .where((eb) => (caller === null ? eb('caller', 'is', null) : eb('caller', '=', caller)))
       .orderBy('created_at')
       .orderBy('id')
       .limit(limit + 1)

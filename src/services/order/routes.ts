@@ -1,11 +1,14 @@
 import { createHash } from 'node:crypto'
+import type { FastifyRequest } from 'fastify'
 import { Type } from 'typebox'
 import type { App } from '../../http/app.ts'
+import { httpError } from '../../http/errors.ts'
+import { isSubject, SUBJECT_HEADER } from '../../contracts/auth.ts'
 import { orderError } from './errors.ts'
 import { fromCents, multiplyCents } from '../../contracts/money.ts'
 import { listPage, PageQuery } from '../../http/pagination.ts'
 import type { ProductClient } from './product-client.ts'
-import type { OrderRecord, OrderRepository } from './repository.ts'
+import type { Caller, OrderRecord, OrderRepository } from './repository.ts'
 import { CreateOrderBody, Order, OrderParams } from './schema.ts'
 
 export function toOrder(record: OrderRecord): Order {
@@ -33,17 +36,36 @@ const hashRequest = (productId: string, quantity: number) =>
     .update(JSON.stringify({ product_id: productId, quantity }))
     .digest('hex')
 
+/**
+ * Whose request this is: the subject the gateway verified (it removes the header from what
+ * clients send), or null for an anonymous request. Not in the route schemas, so that the
+ * documents clients read do not offer it as a parameter. A malformed one is refused rather than
+ * taken as anonymous: it means a caller inside the network is broken, not that nobody called.
+ */
+function callerOf(request: FastifyRequest): Caller {
+  const subject = request.headers[SUBJECT_HEADER]
+  if (subject === undefined) return null
+  if (isSubject(subject)) return subject
+  throw httpError('VALIDATION_FAILED', `headers/${SUBJECT_HEADER}: must be 1 to 255 visible ASCII characters`, {
+    errors: [{ path: `headers/${SUBJECT_HEADER}`, message: 'must be 1 to 255 visible ASCII characters' }],
+  })
+}
+
 const keyReused = () => orderError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used for a different order request')
 
 export function registerOrderRoutes(app: App, repository: OrderRepository, products: ProductClient): void {
   app.get(
     '/orders',
     { schema: { tags: ['orders'], summary: 'List orders, oldest first, a page at a time', querystring: PageQuery, response: { 200: OrderList } } },
-    async (request) => listPage(request.query, (limit, after) => repository.list(limit, after), toOrder),
+    async (request) => {
+      const caller = callerOf(request)
+      return listPage(request.query, (limit, after) => repository.list(caller, limit, after), toOrder)
+    },
   )
 
   app.get('/orders/:id', { schema: { tags: ['orders'], summary: 'Get an order', params: OrderParams, response: { 200: Order } } }, async (request) => {
-    const record = await repository.get(request.params.id)
+    // Another caller's order is answered as an unknown one: its existence is not the caller's to learn.
+    const record = await repository.get(callerOf(request), request.params.id)
     if (!record) throw orderError('ORDER_NOT_FOUND', `No order with id ${request.params.id}`)
     return toOrder(record)
   })
@@ -53,6 +75,7 @@ export function registerOrderRoutes(app: App, repository: OrderRepository, produ
     { schema: { tags: ['orders'], summary: 'Place an order, priced from the product service', body: CreateOrderBody, headers: OrderHeaders, response: { 201: Order } } },
     async (request, reply) => {
       const { product_id: productId, quantity } = request.body
+      const caller = callerOf(request)
       const key = request.headers['idempotency-key']
       const created = (record: OrderRecord, replayed: boolean) =>
         reply
@@ -62,8 +85,9 @@ export function registerOrderRoutes(app: App, repository: OrderRepository, produ
           .send(toOrder(record))
       const requestHash = key === undefined ? '' : hashRequest(productId, quantity)
       if (key !== undefined) {
-        // A retry of a request we already served: answer it again without calling anyone.
-        const earlier = await repository.replay(key, requestHash)
+        // A retry of a request we already served: answer it again without calling anyone. Keys are
+        // the caller's own: another caller's use of the same key is another order.
+        const earlier = await repository.replay(caller, key, requestHash)
         if (earlier?.kind === 'mismatch') throw keyReused()
         if (earlier) return created(earlier.order, true)
       }
@@ -72,8 +96,8 @@ export function registerOrderRoutes(app: App, repository: OrderRepository, produ
       // span context: request ids must cross hops with tracing off too.
       const product = await products.get(productId, { requestId: request.id })
       const input = { productId, quantity, unitPriceCents: product.priceCents, totalPriceCents: multiplyCents(product.priceCents, quantity) }
-      if (key === undefined) return created(await repository.create(input), false)
-      const result = await repository.createIdempotent(key, requestHash, input)
+      if (key === undefined) return created(await repository.create(caller, input), false)
+      const result = await repository.createIdempotent(caller, key, requestHash, input)
       if (result.kind === 'mismatch') throw keyReused()
       return created(result.order, result.kind === 'replayed')
     },
