@@ -1,6 +1,8 @@
 // The registry dashboard in real headless Chromium against a real registry process: it shows
 // what is registered, follows changes live without a reload, filters, fits a phone, and
-// reconnects by itself when the registry restarts.
+// reconnects by itself when the registry restarts; and against a registry whose reads need a
+// token (REGISTRY_READ_TOKEN), it asks for one, keeps it for the tab's session only, sends it as a
+// header (never in an address), and forgets it when asked.
 import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
@@ -44,8 +46,11 @@ class Heartbeats {
   #timer: NodeJS.Timeout | undefined
   readonly #startedAt = Date.now()
   readonly registryUrl: () => string
-  constructor(registryUrl: () => string) {
+  /** With a write token (a registry with REGISTRY_TOKEN), as `Authorization: Bearer`. */
+  readonly #headers: Record<string, string>
+  constructor(registryUrl: () => string, token?: string) {
     this.registryUrl = registryUrl
+    this.#headers = token === undefined ? {} : { authorization: `Bearer ${token}` }
   }
 
   start(): void {
@@ -61,7 +66,7 @@ class Heartbeats {
   }
 
   async register(registration: Registration, heartbeat = true): Promise<string> {
-    const response = await http('POST', `${this.registryUrl()}/register`, registration)
+    const response = await http('POST', `${this.registryUrl()}/register`, registration, this.#headers)
     assert.ok(response.status === 201 || response.status === 200, `register ${registration.url}: ${response.status} ${response.text}`)
     if (heartbeat) this.alive.set(response.body.id, registration)
     return response.body.id as string
@@ -70,8 +75,8 @@ class Heartbeats {
   async #beat(registration: Registration): Promise<void> {
     try {
       const { service_name, url } = registration
-      const response = await http('POST', `${this.registryUrl()}/heartbeat`, { service_name, url })
-      if (response.status === 404) await http('POST', `${this.registryUrl()}/register`, registration)
+      const response = await http('POST', `${this.registryUrl()}/heartbeat`, { service_name, url }, this.#headers)
+      if (response.status === 404) await http('POST', `${this.registryUrl()}/register`, registration, this.#headers)
     } catch {
       // The registry is down (the restart test): the next beat tries again.
     }
@@ -323,12 +328,228 @@ describe('registry dashboard in Chromium', () => {
     await inPage(page, 'window.__sameDocument = true')
     await registry.stop()
     await page.locator('body:not([data-connection="live"])').waitFor({ timeout: UI_TIMEOUT_MS })
-    // Same port: the page's EventSource keeps the address it had.
+    // Same port: the page reconnects to the address it had.
     registry = await startRole('registry', { env: { ...registryEnv, PORT: String(registryPort) } })
     await page.locator('body[data-connection="live"]').waitFor({ timeout: UI_TIMEOUT_MS + 5000 })
     await waitFor(async () => (await page.locator('#epoch').textContent()) !== before, { timeoutMs: UI_TIMEOUT_MS, what: 'the new epoch' })
     // The heartbeating instances register again (404 on heartbeat) and come back on the page.
     for (const id of [ids.product1!, ids.product2!, ids.order1!]) await row(page, id).waitFor({ timeout: UI_TIMEOUT_MS })
     assert.equal(await inPage(page, 'window.__sameDocument'), true, 'the page was not reloaded')
+  })
+})
+
+describe('registry dashboard in Chromium, when reads need a token', () => {
+  const ADMIN = 'dashboard-admin-token-0123456789abcdef'
+  const READER = 'dashboard-read-token-0123456789abcdef'
+  let registry: RunningProcess
+  let browser: Browser
+  let context: BrowserContext
+  let page: Page
+  const heartbeats = new Heartbeats(() => registry.url, ADMIN)
+  const ids: Record<string, string> = {}
+  const problems: string[] = []
+  /** Every request the page made to the registry's reads: where, with which Authorization. */
+  const reads: { url: string; authorization: string | undefined }[] = []
+  const shots = screenshotDir('dashboard')
+  const registryEnv = { REGISTRY_TTL_SECONDS: String(TTL_SECONDS), REGISTRY_TOKEN: ADMIN, REGISTRY_READ_TOKEN: READER }
+  let restarting = false
+  /** Registry processes stopped along the way (their logs are checked too). */
+  const stopped: RunningProcess[] = []
+
+  const form = () => page.getByRole('form', { name: 'This registry needs a read token' })
+  const tokenField = () => page.getByLabel('Read token', { exact: true })
+  const stored = () =>
+    inPage<{ session: string | null; local: number; cookie: string }>(
+      page,
+      '({ session: sessionStorage.getItem("registry-read-token"), local: localStorage.length, cookie: document.cookie })',
+    )
+  /** The page asks for a token and holds nothing the registry said. */
+  const showsTheForm = async () => {
+    await form().waitFor({ timeout: UI_TIMEOUT_MS })
+    await page.locator('body[data-auth="needed"][data-connection="locked"]').waitFor({ timeout: UI_TIMEOUT_MS })
+    assert.equal(await tokenField().getAttribute('type'), 'password')
+    assert.deepEqual(await shownIds(page), [], 'no instance is on the page')
+    assert.equal(await page.locator('#services > *').count(), 0, 'no service is on the page')
+    assert.equal(await page.locator('#instances').isVisible(), false)
+    assert.equal(await page.locator('#filters').isVisible(), false)
+    assert.equal(await page.getByRole('button', { name: 'Forget token' }).isVisible(), false)
+  }
+
+  before(async () => {
+    browser = await launchChromium()
+    registry = await startRole('registry', { env: registryEnv })
+    heartbeats.start()
+    ids.product1 = await heartbeats.register({ service_name: 'product', url: 'http://127.0.0.1:18181', metadata: { version: '1.4.2' } })
+    ids.order1 = await heartbeats.register({ service_name: 'order', url: 'http://127.0.0.1:18183', status: 'starting' })
+    context = await browser.newContext({ viewport: { width: 1280, height: 800 }, colorScheme: 'light' })
+    page = await context.newPage()
+    page.on('console', (message) => {
+      // The browser logs each refused request itself: those 401s are what this test expects, and
+      // so are refused connections while the registry restarts.
+      if (/status of 401/.test(message.text()) || (restarting && /ERR_CONNECTION_REFUSED/.test(message.text()))) return
+      if (message.type() === 'error' || message.type() === 'warning') problems.push(`console ${message.type()}: ${message.text()}`)
+    })
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`))
+    page.on('request', (request) => {
+      const { pathname } = new URL(request.url())
+      if (pathname === '/events' || pathname === '/services') reads.push({ url: request.url(), authorization: request.headers().authorization })
+    })
+  })
+
+  after(async () => {
+    heartbeats.stop()
+    await browser?.close()
+    await registry?.stop()
+    // The token never reached the registry's logs (as it would have in a query string).
+    for (const line of [...stopped, registry].flatMap((proc) => proc?.output ?? [])) assert.ok(!line.includes(READER), `the registry logged the read token: ${line}`)
+  })
+
+  it('serves the page openly, and its data only with a token', async () => {
+    for (const path of ['/', '/ui', '/ui/dashboard.js', '/ui/sign-in.js', '/ui/sse.js']) assert.equal((await http('GET', `${registry.url}${path}`)).status, 200, path)
+    for (const path of ['/events', '/services']) {
+      const refused = await http('GET', `${registry.url}${path}`)
+      assert.equal(refused.status, 401, path)
+      assert.equal(refused.headers.get('www-authenticate'), 'Bearer realm="registry"', path)
+    }
+    const page = await http('GET', `${registry.url}/ui`)
+    assert.match(page.headers.get('content-security-policy') ?? '', /connect-src 'self'/)
+    assert.match(page.headers.get('content-security-policy') ?? '', /form-action 'none'/)
+  })
+
+  it('parses server-sent events split anywhere, as the browser would', async () => {
+    await page.goto(registry.url)
+    const parsed = await inPage<Record<string, { events: { type: string; data: string }[]; retries: number[] }>>(
+      page,
+      `(async () => {
+        const { SseParser } = await import('/ui/sse.js')
+        const run = (chunks) => {
+          const events = []
+          const retries = []
+          const parser = new SseParser({ onEvent: (e) => events.push(e), onRetry: (ms) => retries.push(ms) })
+          for (const chunk of chunks) parser.push(chunk)
+          return { events, retries }
+        }
+        return {
+          crlfSplit: run(['retry: 1000\\r', '\\n\\r', '\\nevent: snap', 'shot\\r\\ndata: {"a":', '1}\\r\\n\\r', '', '\\n']),
+          fields: run([': keep-alive\\n\\n', 'data:one\\ndata: two\\nid: 7\\nretry: soon\\n\\n', 'event: change\\ndata\\n\\n', 'data: never ended']),
+          crOnly: run(['event: change\\rdata: x\\r\\r']),
+        }
+      })()`,
+    )
+    assert.deepEqual(parsed.crlfSplit, { events: [{ type: 'snapshot', data: '{"a":1}' }], retries: [1000] })
+    assert.deepEqual(parsed.fields, {
+      events: [
+        { type: 'message', data: 'one\ntwo' },
+        { type: 'change', data: '' },
+      ],
+      retries: [],
+    })
+    assert.deepEqual(parsed.crOnly, { events: [{ type: 'change', data: 'x' }], retries: [] })
+  })
+
+  it('asks for the token, and shows no data without one', async () => {
+    await page.goto(registry.url)
+    await showsTheForm()
+    assert.equal(await page.getByRole('heading', { name: 'This registry needs a read token' }).isVisible(), true)
+    assert.equal(await page.getByRole('button', { name: 'Show the registry' }).isVisible(), true)
+    assert.equal(await inPage(page, 'document.activeElement?.id'), 'token', 'the field has the focus')
+    assert.equal(await page.locator('#sign-in-message').isVisible(), false, 'no message before a token is tried')
+    await page.screenshot({ path: join(shots, 'sign-in.png'), fullPage: true })
+  })
+
+  it('refuses a wrong token, with a message', async () => {
+    await tokenField().fill('not-the-read-token')
+    await page.getByRole('button', { name: 'Show the registry' }).click()
+    const alert = page.getByRole('alert')
+    await alert.getByText('The registry did not accept that token').waitFor({ timeout: UI_TIMEOUT_MS })
+    await showsTheForm()
+    assert.equal(await tokenField().getAttribute('aria-invalid'), 'true')
+    assert.equal((await stored()).session, null, 'a refused token is not kept')
+  })
+
+  it('shows the instances with the right token, and follows changes live', async () => {
+    await tokenField().fill(READER)
+    await tokenField().press('Enter')
+    await page.locator('body[data-connection="live"][data-auth="token"]').waitFor({ timeout: UI_TIMEOUT_MS })
+    for (const id of Object.values(ids)) await row(page, id).waitFor({ timeout: UI_TIMEOUT_MS })
+    assert.deepEqual(await shownIds(page), Object.values(ids).sort())
+    assert.equal(await form().isVisible(), false)
+    assert.equal(await page.locator('#sign-in-message').isVisible(), false)
+    assert.equal(await page.getByRole('button', { name: 'Forget token' }).isVisible(), true)
+
+    // Live: a new instance appears without a reload.
+    await inPage(page, 'window.__sameDocument = true')
+    ids.product2 = await heartbeats.register({ service_name: 'product', url: 'http://127.0.0.1:18182', metadata: { version: '1.4.3' } })
+    await row(page, ids.product2).waitFor({ timeout: UI_TIMEOUT_MS })
+    assert.equal(await inPage(page, 'window.__sameDocument'), true, 'the page was not reloaded')
+    assert.equal(await page.locator('#stat-instances').textContent(), '3')
+
+    // The heartbeat refresh reads with the token too, and is answered.
+    await page.waitForResponse((response) => new URL(response.url()).pathname === '/services' && response.status() === 200, { timeout: UI_TIMEOUT_MS })
+    // The token went only into the Authorization header: never into an address, nor anywhere but
+    // this tab's session storage.
+    assert.ok(reads.some((read) => read.authorization === `Bearer ${READER}`))
+    for (const read of reads) assert.doesNotMatch(read.url, /\?|token/i, read.url)
+    assert.doesNotMatch(page.url(), /token/i)
+    assert.deepEqual(await stored(), { session: READER, local: 0, cookie: '' })
+    assert.equal(await tokenField().inputValue(), '', 'the field does not hold the token')
+  })
+
+  it('keeps the token for the session across a reload', async () => {
+    await page.reload()
+    for (const id of Object.values(ids)) await row(page, id).waitFor({ timeout: UI_TIMEOUT_MS })
+    await page.locator('body[data-connection="live"][data-auth="token"]').waitFor({ timeout: UI_TIMEOUT_MS })
+    assert.equal(await form().isVisible(), false)
+    await page.screenshot({ path: join(shots, 'with-token.png'), fullPage: true })
+
+    // Another tab (here a new browser context) has a session of its own: no token.
+    const other = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true })
+    try {
+      const otherPage = await other.newPage()
+      await otherPage.goto(registry.url)
+      await otherPage.getByRole('form', { name: 'This registry needs a read token' }).waitFor({ timeout: UI_TIMEOUT_MS })
+      assert.equal(await otherPage.locator('#services tr[data-instance-id]').count(), 0)
+      await otherPage.screenshot({ path: join(shots, 'phone-sign-in.png'), fullPage: true })
+      // On a phone too, with the token: the form, then the data with the forget button, fit.
+      await otherPage.getByLabel('Read token', { exact: true }).fill(READER)
+      await otherPage.getByRole('button', { name: 'Show the registry' }).click()
+      for (const id of Object.values(ids)) await row(otherPage, id).waitFor({ timeout: UI_TIMEOUT_MS })
+      await otherPage.getByRole('button', { name: 'Forget token' }).waitFor({ timeout: UI_TIMEOUT_MS })
+      const widths = await inPage<{ scroll: number; client: number }>(otherPage, '({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth })')
+      assert.ok(widths.scroll <= widths.client, `no horizontal overflow on a phone: ${widths.scroll} > ${widths.client}`)
+      await otherPage.screenshot({ path: join(shots, 'phone-with-token.png'), fullPage: true })
+    } finally {
+      await other.close()
+    }
+  })
+
+  it('reconnects with the token when the registry restarts', async () => {
+    const before = await page.locator('#epoch').textContent()
+    await inPage(page, 'window.__sameDocument = true')
+    const port = registry.port
+    restarting = true
+    stopped.push(registry)
+    await registry.stop()
+    await page.locator('body:not([data-connection="live"])').waitFor({ timeout: UI_TIMEOUT_MS })
+    registry = await startRole('registry', { env: { ...registryEnv, PORT: String(port) } })
+    await page.locator('body[data-connection="live"][data-auth="token"]').waitFor({ timeout: UI_TIMEOUT_MS + 5000 })
+    restarting = false
+    await waitFor(async () => (await page.locator('#epoch').textContent()) !== before, { timeoutMs: UI_TIMEOUT_MS, what: 'the new epoch' })
+    for (const id of Object.values(ids)) await row(page, id).waitFor({ timeout: UI_TIMEOUT_MS })
+    assert.equal(await form().isVisible(), false, 'the token was kept, and accepted again')
+    assert.equal(await inPage(page, 'window.__sameDocument'), true, 'the page was not reloaded')
+  })
+
+  it('forgets the token when asked, and asks for it again', async () => {
+    await inPage(page, 'window.__sameDocument = true')
+    await page.getByRole('button', { name: 'Forget token' }).click()
+    await showsTheForm()
+    assert.equal(await inPage(page, 'window.__sameDocument'), true, 'forgotten in place, not by a reload')
+    assert.equal(await page.locator('#epoch').textContent(), '–')
+    assert.deepEqual(await stored(), { session: null, local: 0, cookie: '' })
+    // Nor after a reload.
+    await page.reload()
+    await showsTheForm()
+    assert.deepEqual(problems, [], 'no console errors or CSP violations')
   })
 })

@@ -48,6 +48,13 @@ export function applySnapshot(data) {
   return typeof epoch === 'string' ? epoch : undefined
 }
 
+/** Forgets everything: the registry no longer lets the page read it (a token was refused or forgotten). */
+export function clearModel() {
+  byService.clear()
+  appeared.clear()
+  haveSnapshot = false
+}
+
 /**
  * Replaces one service's instances with a `change` event's; before the first snapshot there is
  * nothing to change.
