@@ -1,12 +1,14 @@
-// HTTP from inside the Compose network: only the registry publishes a port, and the host must
-// not send traffic to container addresses, so requests to product and order replicas run in a
-// container of the project (`podman exec ... node -e`), with the image's own Node.
+// HTTP from inside the Compose network: only the gateway (and the registry, on 127.0.0.1) publish
+// a port, and the host must not send traffic to container addresses, so requests to product and
+// order replicas run in a container of the project (`podman exec ... node -e`), or in a new
+// container on its network (`podman run`), with the image's own Node.
 import { run } from './engine.ts'
 
 export interface HttpCall {
   method?: 'GET' | 'POST' | 'DELETE'
   url: string
   body?: unknown
+  headers?: Record<string, string>
   timeoutMs?: number
 }
 
@@ -24,7 +26,7 @@ async function send(call) {
   try {
     const response = await fetch(call.url, {
       method: call.method ?? 'GET',
-      headers: call.body === undefined ? undefined : { 'content-type': 'application/json' },
+      headers: { ...(call.body === undefined ? {} : { 'content-type': 'application/json' }), ...call.headers },
       body: call.body === undefined ? undefined : JSON.stringify(call.body),
       signal: AbortSignal.timeout(call.timeoutMs ?? 20000),
     })
@@ -63,4 +65,22 @@ export class InNetworkClient {
     if (!answer) throw new Error(`no answer for ${call.method ?? 'GET'} ${call.url}`)
     return answer
   }
+}
+
+/**
+ * Sends HTTP requests from a new container on `network` (removed when done): one that has none of
+ * the deployment's secrets, as any other workload on that network would be.
+ */
+export async function sendFromNewContainer(
+  options: { image: string; network: string; labels: Record<string, string> },
+  calls: HttpCall[],
+  timeoutMs = 120_000,
+): Promise<HttpAnswer[]> {
+  const labels = Object.entries(options.labels).flatMap(([name, value]) => ['--label', `${name}=${value}`])
+  const result = await run(
+    'podman',
+    ['run', '--rm', '--network', options.network, '--no-healthcheck', ...labels, '--entrypoint', 'node', options.image, '--input-type=module', '-e', BATCH, JSON.stringify(calls)],
+    { timeoutMs },
+  )
+  return JSON.parse(result.stdout) as HttpAnswer[]
 }

@@ -1,23 +1,26 @@
 // `npm run test:compose`: deploys docker-compose.yml for real (podman + docker-compose over its
-// socket, `--scale product=3 --scale order=2`) and checks what the deployment promises: every
-// replica in discovery at its own address, products and orders through the published gateway,
-// data shared through PostgreSQL, a crashed instance leaving discovery within the TTL while
-// orders keep succeeding, a SIGTERM'd instance deregistering at once, graceful stops, and a
-// prompt exit on SIGTERM even while a service is still starting.
+// socket, `--scale product=3 --scale order=2`, secrets from deploy/make-secrets.sh) and checks what
+// the deployment promises: no start without the secrets; every replica in discovery at its own
+// address, each service with its own scoped token; a container on the network without a valid
+// token cannot register or touch an instance; only the gateway (and the registry, on 127.0.0.1)
+// published; resource limits in force; products and orders through the published gateway, data
+// shared through PostgreSQL, a crashed instance leaving discovery within the TTL while orders keep
+// succeeding, a SIGTERM'd instance deregistering at once, graceful stops, and a prompt exit on
+// SIGTERM even while a service is still starting.
 // Everything it creates is torn down at the end, also on failure or Ctrl-C.
-// See deploy/README-deployment.md.
+// See the README's Deployment section.
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { createHash, randomBytes } from 'node:crypto'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { waitFor } from '../helpers/wait.ts'
-import { REPO_ROOT, ensurePackages, run, startSocketService, type SocketService } from './engine.ts'
+import { REPO_ROOT, engineEnv, ensurePackages, run, startSocketService, type SocketService } from './engine.ts'
 import { ensureNodeBaseImage, ensurePostgresImage } from './images.ts'
-import { InNetworkClient, type HttpAnswer } from './in-network.ts'
-import { PROJECT_PREFIX, Stack, clearState, reapAbandonedRuns, saveState, type ContainerInfo } from './stack.ts'
+import { InNetworkClient, sendFromNewContainer, type HttpAnswer, type HttpCall } from './in-network.ts'
+import { PROJECT_PREFIX, Stack, clearState, reapAbandonedRuns, removeProjectResources, saveState, type ContainerInfo } from './stack.ts'
 
 /** As set in test/compose/docker-compose.test.yml. */
 const TTL_MS = 3000
@@ -50,7 +53,26 @@ let stack: Stack | undefined
 let client: InNetworkClient | undefined
 let registryUrl = ''
 let gatewayUrl = ''
+let registryPort = 0
+let gatewayPort = 0
+/** The Compose variables of the run (DOCKER_HOST, images, ports, SECRETS_DIR). */
+let composeEnv: Record<string, string> = {}
+/** Made by deploy/make-secrets.sh for this run only (never the developer's ./secrets). */
+let secretsDir = ''
 let failed = false
+
+const SECRET_FILES = ['registry_admin_token', 'product_registry_token', 'order_registry_token', 'gateway_registry_token', 'postgres_password', 'database_url'] as const
+const ACL_FILE = 'registry-acl/registry_acl.json'
+const MARKER_FILE = 'made-by-deploy-make-secrets.env'
+
+function secretOf(name: (typeof SECRET_FILES)[number]): string {
+  return readFileSync(join(secretsDir, name), 'utf8').replace(/\n$/, '')
+}
+
+async function makeSecrets(): Promise<string> {
+  const result = await run('bash', [join(REPO_ROOT, 'deploy', 'make-secrets.sh')], { env: { ...engineEnv(), SECRETS_DIR: secretsDir }, timeoutMs: 60_000 })
+  return result.stdout + result.stderr
+}
 
 /** Wraps a test body so that teardown knows to print the services' logs. */
 function step(body: () => Promise<void>): () => Promise<void> {
@@ -184,25 +206,24 @@ before(async () => {
     socket = await phase('podman API socket', () => startSocketService(workDir!, join(workDir!, 'podman-service.log')))
     saveState({ project, runnerPid: process.pid, workDir, socketPid: socket.pid, socketPath: socket.socketPath })
 
-    const registryPort = await hostPort(8080)
-    const gatewayPort = await hostPort(8000, [registryPort])
+    registryPort = await hostPort(8080)
+    gatewayPort = await hostPort(8000, [registryPort])
     if (registryPort !== 8080 || gatewayPort !== 8000) log(`8080 or 8000 is taken: registry on ${registryPort}, gateway on ${gatewayPort}`)
     registryUrl = `http://127.0.0.1:${registryPort}`
     gatewayUrl = `http://127.0.0.1:${gatewayPort}`
-    stack = new Stack({
-      project,
-      files: COMPOSE_FILES,
-      logFile,
-      env: {
-        ...composeVariables(),
-        DOCKER_HOST: socket.dockerHost,
-        NODE_IMAGE: nodeImage,
-        TEST_POSTGRES_IMAGE: postgresImage,
-        IMAGE: APP_IMAGE,
-        REGISTRY_HOST_PORT: String(registryPort),
-        GATEWAY_HOST_PORT: String(gatewayPort),
-      },
-    })
+    secretsDir = join(workDir, 'secrets')
+    await phase('secrets (deploy/make-secrets.sh)', makeSecrets)
+    composeEnv = {
+      ...composeVariables(),
+      DOCKER_HOST: socket.dockerHost,
+      NODE_IMAGE: nodeImage,
+      TEST_POSTGRES_IMAGE: postgresImage,
+      IMAGE: APP_IMAGE,
+      REGISTRY_HOST_PORT: String(registryPort),
+      GATEWAY_HOST_PORT: String(gatewayPort),
+      SECRETS_DIR: secretsDir,
+    }
+    stack = new Stack({ project, files: COMPOSE_FILES, logFile, env: composeEnv })
     log(`docker-compose up -d --build --scale product=${SCALE.product} --scale order=${SCALE.order}`)
     await phase('docker-compose up --build (image build and start)', () =>
       stack!.compose(['up', '-d', '--build', '--scale', `product=${SCALE.product}`, '--scale', `order=${SCALE.order}`], { timeoutMs: 900_000 }),
@@ -246,20 +267,198 @@ test(
 )
 
 test(
-  'one image serves every role: non-root, node as PID 1, compiled JavaScript only (and the dashboard files), HEALTHCHECK passing',
+  'deploy/make-secrets.sh: a private folder, a scoped token per service in the ACL, nothing changed by a second run; without it Compose starts nothing',
+  step(async () => {
+    assert.equal(statSync(secretsDir).mode & 0o777, 0o700, 'the secrets folder is 0700')
+    for (const name of [...SECRET_FILES, ACL_FILE]) {
+      const mode = statSync(join(secretsDir, name)).mode & 0o777
+      assert.equal(mode & 0o022, 0, `${name} (${mode.toString(8)}) is writable by its owner only`)
+    }
+    assert.equal(statSync(join(secretsDir, 'postgres_password')).mode & 0o777, 0o600, 'postgres_password is 0600')
+    const tokens = ['registry_admin_token', 'product_registry_token', 'order_registry_token', 'gateway_registry_token', 'postgres_password'] as const
+    const values = tokens.map((name) => secretOf(name))
+    for (const [i, value] of values.entries()) assert.match(value, /^[0-9a-f]{64}$/, `${tokens[i]}: 256 random bits`)
+    assert.equal(new Set(values).size, values.length, 'every token differs')
+    assert.equal(secretOf('database_url'), `postgres://app:${secretOf('postgres_password')}@postgres:5432/app`)
+    const acl = JSON.parse(readFileSync(join(secretsDir, ACL_FILE), 'utf8')) as { tokens: Array<{ name: string; sha256: string; services: string[] }> }
+    const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
+    assert.deepEqual(
+      acl.tokens.map((t) => [t.services, t.sha256]).sort(),
+      (['gateway', 'order', 'product'] as const).map((service) => [[service], sha256(secretOf(`${service}_registry_token`))]).sort(),
+      'one scoped token per service, for that service only; the admin token is not in the ACL',
+    )
+
+    const before = readdirSync(secretsDir).map((name) => [name, statSync(join(secretsDir, name)).mtimeMs])
+    assert.match(await makeSecrets(), /every secret is in .* already/)
+    assert.deepEqual(
+      readdirSync(secretsDir).map((name) => [name, statSync(join(secretsDir, name)).mtimeMs]),
+      before,
+      'a second run changes nothing',
+    )
+
+    // `up` without the secrets: refused before anything is made (no empty folders in their place).
+    const missing = join(workDir!, 'no-secrets')
+    const without = new Stack({ project: `${project}-nosecrets`, files: COMPOSE_FILES, logFile: join(workDir!, 'run.log'), env: { ...composeEnv, SECRETS_DIR: missing } })
+    const refused = await without.compose(['up', '-d', '--no-build'], { allowFailure: true, timeoutMs: 60_000 })
+    assert.notEqual(refused.code, 0, 'docker-compose up without the secrets fails')
+    assert.ok((refused.stdout + refused.stderr).includes(join(missing, MARKER_FILE)), `it names the missing file: ${refused.stdout}${refused.stderr}`)
+    assert.deepEqual(await without.leftovers(), [], 'and creates nothing')
+    assert.ok(!existsSync(missing), 'not even the secrets folder')
+  }),
+)
+
+/** The `code` of a problem+json answer. */
+function codeOf(answer: HttpAnswer): string {
+  return (answer.body as { code?: string } | null)?.code ?? ''
+}
+
+/** The product service's own image and code, started on the network without a valid token: how it ends. */
+async function productWithout(token: string | undefined): Promise<{ code: number | null; fatal: Record<string, unknown> | undefined }> {
+  const result = await run(
+    'podman',
+    [
+      'run',
+      '--rm',
+      '--network',
+      stack!.network,
+      '--no-healthcheck',
+      '--label',
+      `com.docker.compose.project=${project}`,
+      '--env',
+      'REGISTRY_URL=http://registry:8080',
+      // The value comes from this process's environment, so that it is not on a command line.
+      ...(token === undefined ? [] : ['--env', 'REGISTRY_TOKEN']),
+      APP_IMAGE,
+      'product',
+    ],
+    { env: engineEnv(token === undefined ? {} : { REGISTRY_TOKEN: token }), allowFailure: true, timeoutMs: 60_000 },
+  )
+  const fatal = (result.stdout + result.stderr)
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .find((entry) => entry.level === 'fatal')
+  return { code: result.code, fatal }
+}
+
+test(
+  'a container on the Compose network without a valid token cannot register or touch an instance; discovery keeps only the real instances',
+  step(async () => {
+    const real = await discover('product')
+    assert.equal(real.length, SCALE.product)
+    const victim = real[0]!.id
+    const registry = 'http://registry:8080'
+    const impostor = { service_name: 'product', url: 'http://impostor.invalid:8081' }
+    const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
+    const wrong = randomBytes(32).toString('hex')
+    const calls: Array<[HttpCall, number, string]> = [
+      // Reads are open: the registry is reachable from here, so every refusal below is the registry's.
+      [{ url: `${registry}/discover/product` }, 200, ''],
+      [{ method: 'POST', url: `${registry}/register`, body: impostor }, 401, 'UNAUTHORIZED'],
+      [{ method: 'POST', url: `${registry}/register`, body: impostor, headers: bearer(wrong) }, 401, 'UNAUTHORIZED'],
+      [{ method: 'POST', url: `${registry}/register`, body: impostor, headers: bearer(secretOf('gateway_registry_token')) }, 403, 'TOKEN_NOT_ALLOWED'],
+      [{ method: 'POST', url: `${registry}/heartbeat`, body: { instance_id: victim } }, 401, 'UNAUTHORIZED'],
+      [{ method: 'POST', url: `${registry}/deregister`, body: { instance_id: victim }, headers: bearer(secretOf('order_registry_token')) }, 403, 'TOKEN_NOT_ALLOWED'],
+      [{ method: 'DELETE', url: `${registry}/instances/${encodeURIComponent(victim)}`, headers: bearer(wrong) }, 401, 'UNAUTHORIZED'],
+    ]
+    const [answers, noToken, otherToken] = await Promise.all([
+      sendFromNewContainer(
+        { image: APP_IMAGE, network: stack!.network, labels: { 'com.docker.compose.project': project } },
+        calls.map(([call]) => call),
+      ),
+      productWithout(undefined),
+      productWithout(secretOf('order_registry_token')),
+    ])
+    assert.deepEqual(
+      answers.map((a, i) => `${calls[i]![0].method ?? 'GET'} ${new URL(calls[i]![0].url).pathname}: ${a.status} ${codeOf(a)}`),
+      calls.map(([call, status, code]) => `${call.method ?? 'GET'} ${new URL(call.url).pathname}: ${status} ${code}`),
+    )
+    // The product service itself, without its token or with order's: it stops (exit 1), saying why.
+    for (const [what, outcome, status, code] of [
+      ['no token', noToken, 401, 'UNAUTHORIZED'],
+      ["order's token", otherToken, 403, 'TOKEN_NOT_ALLOWED'],
+    ] as const) {
+      assert.equal(outcome.code, 1, `product with ${what}: exit code`)
+      assert.deepEqual(
+        [outcome.fatal?.event, outcome.fatal?.status, outcome.fatal?.code],
+        ['registry_refused', status, code],
+        `product with ${what}: ${JSON.stringify(outcome.fatal)}`,
+      )
+      assert.match(String(outcome.fatal?.msg), /REGISTRY_TOKEN/)
+    }
+
+    const after = await discover('product')
+    assert.deepEqual(after.map((i) => i.id).sort(), real.map((i) => i.id).sort(), 'the same product instances, and only them')
+    assert.deepEqual(after.map((i) => hostOf(i.url)).sort(), (await running('product')).map((c) => c.ip).sort())
+    assert.equal((await discover('product')).length, SCALE.product)
+  }),
+)
+
+test(
+  'only the gateway is published, and the registry on 127.0.0.1 only; product, order and PostgreSQL are reachable inside the network only',
+  step(async () => {
+    const containers = (await stack!.containers()).filter((c) => c.running)
+    assert.deepEqual([...new Set(containers.map((c) => c.service))].sort(), ['gateway', 'order', 'postgres', 'product', 'registry'])
+    for (const container of containers) {
+      const published = Object.fromEntries(Object.entries(container.published).map(([port, bindings]) => [port, bindings.map((b) => `${b.hostIp || '0.0.0.0'}:${b.hostPort}`)]))
+      const expected =
+        container.service === 'gateway' ? { '8000/tcp': [`0.0.0.0:${gatewayPort}`] } : container.service === 'registry' ? { '8080/tcp': [`127.0.0.1:${registryPort}`] } : {}
+      assert.deepEqual(published, expected, `${container.name} publishes`)
+    }
+    // From inside the network, at the host's own address on it: the gateway's published port
+    // answers there (it is published on every address), the registry's does not (loopback only).
+    const host = await stack!.networkGateway()
+    const [gateway, registry] = await client!.send([{ url: `http://${host}:${gatewayPort}/health/ready` }, { url: `http://${host}:${registryPort}/health/ready`, timeoutMs: 3000 }])
+    assert.equal(gateway!.status, 200, `the gateway at ${host}:${gatewayPort}: ${JSON.stringify(gateway)}`)
+    assert.equal(registry!.status, 0, `the registry at ${host}:${registryPort} must not answer: ${JSON.stringify(registry)}`)
+  }),
+)
+
+/** The secrets each service is given, and nothing more. */
+const SECRETS_OF: Record<string, string[]> = {
+  registry: ['registry_admin_token'],
+  product: ['database_url', 'product_registry_token'],
+  order: ['database_url', 'order_registry_token'],
+  gateway: ['gateway_registry_token'],
+}
+
+test(
+  'one image serves every role: non-root, node as PID 1, compiled JavaScript only (and the dashboard files), its own secrets only, resource limits in force, HEALTHCHECK passing',
   step(async () => {
     const containers = (await Promise.all(['registry', ...Object.keys(INSTANCES)].map((service) => running(service)))).flat()
     assert.equal(containers.length, 1 + SCALE.product + SCALE.order + 1)
+    // cgroup v1 (this machine) or v2: what the kernel enforces, as seen from inside.
     const probe = `
       const fs = await import('node:fs')
       const status = fs.readFileSync('/proc/1/status', 'utf8')
+      const read = (...paths) => { for (const p of paths) { try { return fs.readFileSync(p, 'utf8').trim() } catch {} } return '' }
+      const quota = read('/sys/fs/cgroup/cpu.max') || read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us') + ' ' + read('/sys/fs/cgroup/cpu/cpu.cfs_period_us')
       console.log(JSON.stringify({
         pid1: fs.readFileSync('/proc/1/cmdline', 'utf8').split('\\0').filter(Boolean),
         uid: Number(/^Uid:\\s+(\\d+)/m.exec(status)[1]),
         compiled: fs.existsSync('/app/dist/cli.js'),
         sources: fs.existsSync('/app/src'),
         devDependencies: fs.existsSync('/app/node_modules/typescript'),
+        secrets: fs.existsSync('/run/secrets') ? fs.readdirSync('/run/secrets').sort() : [],
+        readable: fs.existsSync('/run/secrets') ? fs.readdirSync('/run/secrets').every((f) => fs.readFileSync('/run/secrets/' + f, 'utf8').length > 0) : true,
+        acl: fs.existsSync('/run/registry-acl/registry_acl.json'),
+        memory: Number(read('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes')),
+        pids: Number(read('/sys/fs/cgroup/pids.max', '/sys/fs/cgroup/pids/pids.max')),
+        cpus: quota.split(' ').map(Number).reduce((q, p) => q / p),
       }))`
+    const secretValues = SECRET_FILES.map((name) => secretOf(name))
+    for (const container of [...containers, ...(await running('postgres'))]) {
+      const { limits } = container
+      assert.ok(limits.memoryBytes > 0 && limits.cpus > 0 && limits.pids > 0, `${container.name} has memory, CPU and PID limits: ${JSON.stringify(limits)}`)
+      assert.equal(limits.memorySwapBytes, limits.memoryBytes, `${container.name}: no swap beyond its memory limit`)
+      // Secrets come as files: no value of one is in any container's configured environment.
+      const leaked = container.env.filter((entry) => secretValues.some((value) => entry.includes(value)))
+      assert.deepEqual(
+        leaked.map((entry) => entry.split('=')[0]),
+        [],
+        `${container.name}: secrets in its environment`,
+      )
+    }
     for (const container of containers) {
       assert.equal(container.user, 'node', `${container.name} runs as node`)
       const facts = JSON.parse((await run('podman', ['exec', container.id, 'node', '--input-type=module', '-e', probe])).stdout) as {
@@ -268,10 +467,24 @@ test(
         compiled: boolean
         sources: boolean
         devDependencies: boolean
+        secrets: string[]
+        readable: boolean
+        acl: boolean
+        memory: number
+        pids: number
+        cpus: number
       }
       assert.deepEqual(facts.pid1, ['node', 'dist/cli.js', container.service], `${container.name}: node is PID 1`)
       assert.notEqual(facts.uid, 0, `${container.name}: PID 1 is not root`)
       assert.deepEqual([facts.compiled, facts.sources, facts.devDependencies], [true, false, false], `${container.name}: dist only, no src or dev dependencies`)
+      assert.deepEqual(facts.secrets, SECRETS_OF[container.service], `${container.name}: its own secrets only`)
+      assert.ok(facts.readable, `${container.name}: the node user reads its secrets`)
+      assert.equal(facts.acl, container.service === 'registry', `${container.name}: the ACL is the registry's only`)
+      assert.deepEqual(
+        { memory: facts.memory, pids: facts.pids, cpus: facts.cpus },
+        { memory: container.limits.memoryBytes, pids: container.limits.pids, cpus: container.limits.cpus },
+        `${container.name}: the limits are enforced (its cgroup)`,
+      )
       const health = await run('podman', ['healthcheck', 'run', container.id], { allowFailure: true, timeoutMs: 30_000 })
       assert.equal(health.code, 0, `${container.name}: HEALTHCHECK (${health.stdout.trim()} ${health.stderr.trim()})`)
     }
@@ -490,6 +703,8 @@ function tearDown(): Promise<void> {
       process.stderr.write(await stack.logs(VERBOSE ? 400 : 60))
     }
     if (stack) await stack.tearDown(log)
+    // The refused `up` without secrets makes nothing; this only matters if that check failed.
+    await removeProjectResources(`${project}-nosecrets`)
     await socket?.stop()
     const leftovers = stack ? await stack.leftovers() : []
     if (leftovers.length > 0) {

@@ -18,14 +18,33 @@ export interface ContainerInfo {
   user: string
   /** The container's address on the project's network. */
   ip: string
+  /** Its environment as configured (what `podman inspect` shows anyone who may inspect it). */
+  env: string[]
+  /** Host ports it publishes: `8000/tcp` -> [{ hostIp: '0.0.0.0', hostPort: '8000' }]. */
+  published: Record<string, Array<{ hostIp: string; hostPort: string }>>
+  limits: { memoryBytes: number; memorySwapBytes: number; cpus: number; pids: number }
 }
 
 interface InspectJson {
   Id: string
   Name: string
-  Config: { User?: string; Labels?: Record<string, string> | null }
+  Config: { User?: string; Labels?: Record<string, string> | null; Env?: string[] | null }
   State: { Running: boolean; ExitCode: number }
   NetworkSettings: { Networks?: Record<string, { IPAddress?: string }> | null }
+  HostConfig: {
+    PortBindings?: Record<string, Array<{ HostIp?: string; HostPort?: string }> | null> | null
+    Memory?: number
+    MemorySwap?: number
+    NanoCpus?: number
+    CpuQuota?: number
+    CpuPeriod?: number
+    PidsLimit?: number
+  }
+}
+
+function cpus(host: InspectJson['HostConfig']): number {
+  if (host.NanoCpus) return host.NanoCpus / 1e9
+  return host.CpuQuota && host.CpuPeriod ? host.CpuQuota / host.CpuPeriod : 0
 }
 
 export interface StackOptions {
@@ -83,6 +102,13 @@ export class Stack {
         exitCode: c.State.ExitCode,
         user: c.Config.User ?? '',
         ip: c.NetworkSettings.Networks?.[this.network]?.IPAddress ?? '',
+        env: c.Config.Env ?? [],
+        published: Object.fromEntries(
+          Object.entries(c.HostConfig.PortBindings ?? {})
+            .map(([port, bindings]) => [port, (bindings ?? []).map((b) => ({ hostIp: b.HostIp ?? '', hostPort: b.HostPort ?? '' }))] as const)
+            .filter(([, bindings]) => bindings.length > 0),
+        ),
+        limits: { memoryBytes: c.HostConfig.Memory ?? 0, memorySwapBytes: c.HostConfig.MemorySwap ?? 0, cpus: cpus(c.HostConfig), pids: c.HostConfig.PidsLimit ?? 0 },
       }))
       .sort((a, b) => a.name.localeCompare(b.name))
   }
@@ -91,6 +117,14 @@ export class Stack {
     const found = (await this.containers(service)).find((c) => c.running)
     if (!found) throw new Error(`no running ${service} container in ${this.project}`)
     return found
+  }
+
+  /** The host's own address on the project's network (its gateway). */
+  async networkGateway(): Promise<string> {
+    const result = await this.podman(['network', 'inspect', this.network, '--format', '{{range .Subnets}}{{.Gateway}} {{end}}'])
+    const gateway = result.stdout.trim().split(/\s+/)[0]
+    if (!gateway) throw new Error(`no gateway address for ${this.network}: ${result.stdout}`)
+    return gateway
   }
 
   /** The last `lines` lines of every service's log, for a failure report. */
