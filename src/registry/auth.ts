@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { hash, timingSafeEqual } from 'node:crypto'
 import { readFileSync, watch, type FSWatcher } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
@@ -56,7 +56,7 @@ interface ScopedToken {
   services: readonly string[]
 }
 
-const sha256 = (text: string) => createHash('sha256').update(text).digest()
+const sha256 = (text: string): Buffer => hash('sha256', text, 'buffer')
 
 /** Parses an ACL file's text; throws an Error that says what is wrong (never echoing a digest). */
 export function parseAcl(text: string): ScopedToken[] {
@@ -118,9 +118,11 @@ export class RegistryAuth {
   readonly #aclFile: string | undefined
   readonly #logger: Logger
   #scoped: ScopedToken[] = []
+  /** Bumped when the tokens change: what connections remember from before no longer counts. */
+  #generation = 0
+  readonly #byConnection = new WeakMap<object, { header: string; generation: number; principal: Principal | typeof UNKNOWN }>()
   #watcher: FSWatcher | undefined
   #reloadTimer: NodeJS.Timeout | undefined
-  readonly #principals = new WeakMap<IncomingMessage, Principal | typeof UNKNOWN | undefined>()
 
   constructor(options: RegistryAuthOptions) {
     this.#admin = options.adminToken === undefined ? undefined : sha256(options.adminToken)
@@ -141,6 +143,7 @@ export class RegistryAuth {
     try {
       const scoped = parseAcl(await readFile(this.#aclFile, 'utf8'))
       this.#scoped = scoped
+      this.#generation++
       this.#logger.info({ event: 'acl_reloaded', reason, file: this.#aclFile, tokens: scoped.map((t) => t.name) }, `ACL reloaded: ${scoped.length} scoped tokens`)
       return true
     } catch (error) {
@@ -186,16 +189,23 @@ export class RegistryAuth {
     return this.#read !== undefined
   }
 
-  /** The request's principal: undefined without a token, UNKNOWN for a token nobody holds. */
+  /**
+   * The request's principal: undefined without a token, UNKNOWN for a token nobody holds. A
+   * kept-alive client sends the same header with every request: the answer is kept on its
+   * connection (hashing each time cost more than the rest of a discovery answer) until the header
+   * or the tokens change. Comparing with the header the same client sent before reveals nothing.
+   */
   #principal(request: IncomingMessage): Principal | typeof UNKNOWN | undefined {
-    if (this.#principals.has(request)) return this.#principals.get(request)
-    const principal = this.#identify(request.headers.authorization)
-    this.#principals.set(request, principal)
+    const header = request.headers.authorization
+    if (header === undefined) return undefined
+    const cached = this.#byConnection.get(request.socket)
+    if (cached !== undefined && cached.header === header && cached.generation === this.#generation) return cached.principal
+    const principal = this.#identify(header)
+    this.#byConnection.set(request.socket, { header, generation: this.#generation, principal })
     return principal
   }
 
-  #identify(header: string | undefined): Principal | typeof UNKNOWN | undefined {
-    if (header === undefined) return undefined
+  #identify(header: string): Principal | typeof UNKNOWN {
     const match = BEARER.exec(header)
     if (!match) return UNKNOWN
     const digest = sha256(match[1]!)

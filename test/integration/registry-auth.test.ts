@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { Pool } from 'undici'
 import { http } from '../helpers/http.ts'
 import { startRole, type RunningProcess } from '../helpers/process.ts'
 import { tempDir } from '../helpers/system.ts'
@@ -75,6 +76,26 @@ describe('registry tokens between processes', () => {
       read.body.instances.map((i: { id: string }) => i.id),
       [id],
     )
+    // One kept-alive connection whose token changes between requests: each request is judged by its own.
+    const pool = new Pool(registry.url, { connections: 1 })
+    try {
+      const beat = async (headers: Record<string, string>) => {
+        const response = await pool.request({
+          method: 'POST',
+          path: '/heartbeat',
+          headers: { 'content-type': 'application/json', ...headers },
+          body: JSON.stringify({ instance_id: id }),
+        })
+        await response.body.dump()
+        return response.statusCode
+      }
+      assert.deepEqual(
+        [await beat(bearer(ADMIN)), await beat(bearer(`${ADMIN}x`)), await beat({}), await beat(bearer(PRODUCT)), await beat(bearer(ADMIN))],
+        [200, 401, 401, 403, 200],
+      )
+    } finally {
+      await pool.close()
+    }
     assert.equal((await http('DELETE', `${registry.url}/instances/${id}`, undefined, bearer(ADMIN))).status, 204)
   })
 
