@@ -111,7 +111,8 @@ export function routeAnswers(
   next: (request: IncomingMessage, response: ServerResponse) => void,
   logger: Logger,
 ): void {
-  logger.error({ event: 'fast_path_failed', url: request.url, err: error }, 'fast path failed; the route answers')
+  // The path only, as in every request line: a query string may carry secrets.
+  logger.error({ event: 'fast_path_failed', url: request.url?.split('?')[0], err: error }, 'fast path failed; the route answers')
   if (response.headersSent) response.destroy()
   else next(request, response)
 }

@@ -35,8 +35,10 @@ function traceRequests(app: FastifyInstance): void {
       const route = request.routeOptions.url
       span.updateName(route ? `${request.method} ${route}` : request.method)
       // The semantic conventions keep the query out of url.path (the plugin puts the raw URL there).
+      // The query itself is not recorded: like a log line, a span must not carry what a query
+      // string may hold (tokens, personal data).
       const query = request.url.indexOf('?')
-      if (query >= 0) span.setAttributes({ 'url.path': request.url.slice(0, query), 'url.query': request.url.slice(query + 1) })
+      if (query >= 0) span.setAttribute('url.path', request.url.slice(0, query))
     },
   })
   // The plugin is CommonJS and so loads the API's CommonJS copy, whose proxy provider never hears
