@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { clockTicksPerSecond, runLoad, type LoadResult } from './load.ts'
 import { freePort, spawnPinned, type Pinned } from './processes.ts'
-import { startRegistry } from './servers.ts'
+import { BENCH_TOKEN, startRegistry } from './servers.ts'
 
 // The gateway against nginx: GET /products/{id} from one product instance, hit directly, through
 // nginx (one worker, keep-alive to the upstream) and through the gateway. Every server shares one
@@ -23,6 +23,8 @@ const quietEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => ({
   HOST: '127.0.0.1',
   LOG_LEVEL: 'warn',
   LOG_FORMAT: 'json',
+  // The registry runs with tokens (REGISTRY_ENV): the services send the admin's.
+  REGISTRY_TOKEN: BENCH_TOKEN,
   ...extra,
 })
 

@@ -3,6 +3,7 @@
 // deregisters an instance; prints how long each change took to reach each watcher.
 // Usage: watch-worker.ts <registry base URL> <watch|poll> <watchers> <rounds>
 import { Pool } from 'undici'
+import { JSON_HEADERS, READ_HEADERS } from './servers.ts'
 
 const [baseUrl = '', mode = 'watch', watchersArg = '1000', roundsArg = '10'] = process.argv.slice(2)
 const WATCHERS = Number(watchersArg)
@@ -18,19 +19,19 @@ interface View {
 }
 
 async function discover(query: string): Promise<View> {
-  const response = await pool.request({ path: `/discover/${SERVICE}${query}`, method: 'GET' })
+  const response = await pool.request({ path: `/discover/${SERVICE}${query}`, method: 'GET', headers: READ_HEADERS })
   const body = (await response.body.json()) as { instances: unknown[] }
   return { index: Number(response.headers['x-registry-index']), epoch: String(response.headers['x-registry-epoch']), count: body.instances.length }
 }
 
 async function write(path: string, body: unknown): Promise<void> {
-  const response = await pool.request({ path, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  const response = await pool.request({ path, method: 'POST', headers: JSON_HEADERS, body: JSON.stringify(body) })
   await response.body.dump()
   if (response.statusCode >= 300) throw new Error(`POST ${path} answered ${response.statusCode}`)
 }
 
 async function parkedWatchers(): Promise<number> {
-  const response = await pool.request({ path: '/metrics', method: 'GET' })
+  const response = await pool.request({ path: '/metrics', method: 'GET', headers: READ_HEADERS })
   const text = await response.body.text()
   return Number(/registry_watchers\{kind="blocking_query"[^}]*\} (\d+)/.exec(text)?.[1] ?? 0)
 }
