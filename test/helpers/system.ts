@@ -1,10 +1,14 @@
 // Helpers shared by the multi-process integration tests: temp dirs, free ports, discovery,
 // starting several roles with every started process tracked for `after`, pids and open files.
 import { mkdtempSync, readdirSync, readlinkSync, rmSync } from 'node:fs'
-import { createServer, type Server } from 'node:net'
+import type { Server as HttpServer } from 'node:http'
+import { type AddressInfo, createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Registration } from '../../src/discovery/registration.ts'
+import { RegistryClient } from '../../src/discovery/registry-client.ts'
 import { http } from './http.ts'
+import { silentLogger } from './logger.ts'
 import { startRole, type RunningProcess, type StartOptions } from './process.ts'
 
 export interface TempDir {
@@ -111,5 +115,33 @@ export function openFiles(pid: number): string[] {
     })
   } catch {
     return []
+  }
+}
+
+/** A test's own HTTP server, registered with the registry under a service name. */
+export interface RegisteredServer {
+  url: string
+  /** Deregisters, then closes the server and its connections. */
+  close: () => Promise<void>
+}
+
+/**
+ * Listens on a free loopback port and keeps the server registered as `serviceName` (heartbeats
+ * every 500 ms), as a service outside this repository would with the discovery library.
+ */
+export async function registeredServer(registryUrl: string, serviceName: string, server: HttpServer): Promise<RegisteredServer> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const client = new RegistryClient({ urls: [registryUrl] })
+  const registration = new Registration({ client, serviceName, url, heartbeatIntervalMs: 500, logger: silentLogger() })
+  registration.start()
+  return {
+    url,
+    close: async () => {
+      await registration.stop()
+      await client.close()
+      server.closeAllConnections()
+      await new Promise((resolve) => server.close(resolve))
+    },
   }
 }

@@ -3,15 +3,11 @@
 // its own orders; a subject header sent by a client never reaches a service, auth on or off.
 import assert from 'node:assert/strict'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { SignJWT } from 'jose'
-import { RegistryClient } from '../../src/discovery/registry-client.ts'
-import { Registration } from '../../src/discovery/registration.ts'
 import { http } from '../helpers/http.ts'
-import { silentLogger } from '../helpers/logger.ts'
 import type { RunningProcess } from '../helpers/process.ts'
-import { discover, startRoles, startTracked, stopAll, tempDir } from '../helpers/system.ts'
+import { discover, type RegisteredServer, registeredServer, startRoles, startTracked, stopAll, tempDir } from '../helpers/system.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 const SECRET = 'integration-secret-0123456789abcdef-0123456789'
@@ -38,9 +34,7 @@ describe('gateway authentication', () => {
   let registry: RunningProcess
   let gateway: RunningProcess
   let openGateway: RunningProcess
-  let echo: Server
-  let registryClient: RegistryClient
-  let registration: Registration
+  let echo: RegisteredServer
 
   before(async () => {
     registry = await startTracked(started, 'registry', { env: { REGISTRY_TTL_SECONDS: '3' } })
@@ -53,17 +47,7 @@ describe('gateway authentication', () => {
       ['gateway', { env: { ...env, ...routes, GATEWAY_JWT_SECRET: SECRET } }],
       ['gateway', { env: { ...env, ...routes } }],
     ).then((processes) => processes.slice(2))
-    echo = echoServer()
-    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve))
-    registryClient = new RegistryClient({ urls: [registry.url] })
-    registration = new Registration({
-      client: registryClient,
-      serviceName: 'echo',
-      url: `http://127.0.0.1:${(echo.address() as AddressInfo).port}`,
-      heartbeatIntervalMs: 500,
-      logger: silentLogger(),
-    })
-    registration.start()
+    echo = await registeredServer(registry.url, 'echo', echoServer())
     await waitFor(
       async () =>
         (await discover(registry.url, 'product')).length === 1 && (await discover(registry.url, 'order')).length === 1 && (await discover(registry.url, 'echo')).length === 1,
@@ -72,10 +56,7 @@ describe('gateway authentication', () => {
   })
 
   after(async () => {
-    await registration?.stop()
-    await registryClient?.close()
-    echo?.closeAllConnections()
-    await new Promise((resolve) => echo?.close(resolve))
+    await echo?.close()
     await stopAll(started)
     dir.remove()
   })

@@ -2,14 +2,10 @@
 // added and removed, bodies streamed, and a problem+json answer when no instance can serve.
 import assert from 'node:assert/strict'
 import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
-import { RegistryClient } from '../../src/discovery/registry-client.ts'
-import { Registration } from '../../src/discovery/registration.ts'
 import { http } from '../helpers/http.ts'
-import { silentLogger } from '../helpers/logger.ts'
 import { startRole, type RunningProcess } from '../helpers/process.ts'
-import { discover, tempDir } from '../helpers/system.ts'
+import { discover, type RegisteredServer, registeredServer, tempDir } from '../helpers/system.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 /** A GET with exactly the headers given (fetch would drop hop-by-hop ones). */
@@ -48,9 +44,7 @@ describe('gateway', () => {
   let products: RunningProcess[] = []
   let order: RunningProcess
   let gateway: RunningProcess
-  let echo: Server
-  let registration: Registration
-  let registryClient: RegistryClient
+  let echo: RegisteredServer
 
   before(async () => {
     registry = await startRole('registry', { env: { REGISTRY_TTL_SECONDS: '3' } })
@@ -60,25 +54,12 @@ describe('gateway', () => {
     gateway = await startRole('gateway', {
       env: { ...env, GATEWAY_ROUTES: '/products=product,/orders=order,/echo=echo,/ghost=ghost', UPSTREAM_TIMEOUT_SECONDS: '0.5' },
     })
-    echo = echoServer()
-    await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve))
-    registryClient = new RegistryClient({ urls: [registry.url] })
-    registration = new Registration({
-      client: registryClient,
-      serviceName: 'echo',
-      url: `http://127.0.0.1:${(echo.address() as AddressInfo).port}`,
-      heartbeatIntervalMs: 500,
-      logger: silentLogger(),
-    })
-    registration.start()
+    echo = await registeredServer(registry.url, 'echo', echoServer())
     await waitFor(async () => (await discover(registry.url, 'product')).length === 2 && (await discover(registry.url, 'echo')).length === 1, { what: 'instances' })
   })
 
   after(async () => {
-    await registration?.stop()
-    await registryClient?.close()
-    echo?.closeAllConnections()
-    await new Promise((resolve) => echo?.close(resolve))
+    await echo?.close()
     await Promise.all([...products, order, gateway].filter(Boolean).map((p) => p.stop()))
     await registry?.stop()
     dir.remove()

@@ -6,28 +6,20 @@ import { connect, type AddressInfo, type Socket } from 'node:net'
 import { Writable } from 'node:stream'
 import { afterEach, describe, it } from 'node:test'
 import { createLogger } from '../../src/lib/logger.ts'
-import { buildRegistryApp, type RegistryApp, type RegistryAppOptions } from '../../src/registry/server.ts'
+import type { RegistryApp } from '../../src/registry/server.ts'
 import { MemoryStore } from '../../src/registry/memory-store.ts'
 import type { InstanceRecord, ServiceSnapshot } from '../../src/registry/store.ts'
 import { changeEvent, instanceSerializations, snapshotEvent, snapshotJson, snapshotView } from '../../src/registry/views.ts'
 import { WatchHub, type EventStream } from '../../src/registry/watch.ts'
-import { silentLogger } from '../helpers/logger.ts'
+import { closeRegistries, registry } from '../helpers/registry-app.ts'
 import { rawConnect, type RawConnection } from '../helpers/raw-http.ts'
 import { waitFor } from '../helpers/wait.ts'
 
-let open: RegistryApp[] = []
 const sockets: Socket[] = []
 afterEach(async () => {
   for (const socket of sockets.splice(0)) socket.destroy()
-  await Promise.all(open.map((r) => r.app.close()))
-  open = []
+  await closeRegistries()
 })
-
-function registry(options: Partial<RegistryAppOptions> = {}): RegistryApp {
-  const built = buildRegistryApp({ logger: silentLogger(), ttlMs: 60_000, warmupMs: 0, ...options })
-  open.push(built)
-  return built
-}
 
 async function listening(built: RegistryApp): Promise<number> {
   await built.app.listen({ host: '127.0.0.1', port: 0 })

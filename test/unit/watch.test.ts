@@ -2,24 +2,15 @@ import assert from 'node:assert/strict'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
 import { afterEach, describe, it } from 'node:test'
-import { buildRegistryApp, type RegistryApp, type RegistryAppOptions } from '../../src/registry/server.ts'
+import { buildRegistryApp } from '../../src/registry/server.ts'
 import { parseWait } from '../../src/protocol/registry.ts'
 import { createLogger } from '../../src/lib/logger.ts'
 import { silentLogger } from '../helpers/logger.ts'
 import { rawConnect } from '../helpers/raw-http.ts'
 import { waitFor } from '../helpers/wait.ts'
+import { closeRegistries, registry } from '../helpers/registry-app.ts'
 
-let open: RegistryApp[] = []
-afterEach(async () => {
-  await Promise.all(open.map((r) => r.app.close()))
-  open = []
-})
-
-function registry(options: Partial<RegistryAppOptions> = {}): RegistryApp {
-  const built = buildRegistryApp({ logger: silentLogger(), ttlMs: 60_000, warmupMs: 0, ...options })
-  open.push(built)
-  return built
-}
+afterEach(closeRegistries)
 
 const settledWithin = async <T>(promise: Promise<T>, ms: number): Promise<boolean> =>
   Promise.race([promise.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms))])
