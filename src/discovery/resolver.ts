@@ -3,7 +3,7 @@ import { context, ROOT_CONTEXT } from '@opentelemetry/api'
 import { backoffDelay, type BackoffOptions } from '../lib/backoff.ts'
 import { silentLogger, type Logger } from './logger.ts'
 import { describe } from '../lib/errors.ts'
-import { RegistryUnavailableError, type DiscoveryView, type RegistryClient, type RegistryInstance } from './registry-client.ts'
+import { RegistryAuthError, RegistryUnavailableError, type DiscoveryView, type RegistryClient, type RegistryInstance } from './registry-client.ts'
 
 export interface ResolverOptions {
   client: RegistryClient
@@ -172,6 +172,12 @@ export class Resolver {
     this.#registryReachable = reachable
     if (reachable) {
       this.#logger.info({ event: 'registry_back', registry: this.#client.currentUrl }, 'registry reachable again; watches resumed')
+    } else if (error instanceof RegistryAuthError) {
+      // Not an outage: reads need a token (the registry's REGISTRY_READ_TOKEN) this client lacks.
+      this.#logger.error(
+        { event: 'discovery_refused', service_name: serviceName, status: error.status, code: error.code, err_message: describe(error) },
+        "the registry refused this client's token for discovery; serving the last known instances",
+      )
     } else {
       this.#logger.warn(
         { event: 'registry_unreachable', service_name: serviceName, cached_instances: this.#views.get(serviceName ?? '')?.instances.length ?? 0, err_message: describe(error) },

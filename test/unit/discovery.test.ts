@@ -6,6 +6,7 @@ import { backoffDelay, jitter } from '../../src/lib/backoff.ts'
 import { RegistryClient } from '../../src/discovery/registry-client.ts'
 import { Registration } from '../../src/discovery/registration.ts'
 import { Resolver } from '../../src/discovery/resolver.ts'
+import { RegistryAuth } from '../../src/registry/auth.ts'
 import { buildRegistryApp, type RegistryApp } from '../../src/registry/server.ts'
 import { silentLogger } from '../helpers/logger.ts'
 import { waitFor } from '../helpers/wait.ts'
@@ -176,6 +177,46 @@ describe('resolver', () => {
       )
     }
     assert.equal(resolver.status().services.product?.instances, 1)
+  })
+
+  it('says the registry refused its token (not that it is unreachable) when reads need one', async () => {
+    const logger = silentLogger()
+    const auth = new RegistryAuth({ logger, readToken: 'read-token-0123456789abcdef' })
+    const registry = buildRegistryApp({ logger, ttlMs: 60_000, auth })
+    await registry.app.listen({ host: '127.0.0.1', port: 0 })
+    cleanups.push(() => registry.app.close())
+    const url = `http://127.0.0.1:${(registry.app.server.address() as AddressInfo).port}`
+    const lines: Array<{ level: string; fields: Record<string, unknown> }> = []
+    const record = (level: string) => (fields: Record<string, unknown>) => void lines.push({ level, fields })
+    const capture = { debug: record('debug'), info: record('info'), warn: record('warn'), error: record('error') }
+    for (const [token, refused] of [
+      [undefined, true],
+      ['read-token-0123456789abcdef', false],
+    ] as const) {
+      lines.length = 0
+      const client = new RegistryClient({ urls: [url], ...(token ? { token } : {}) })
+      const resolver = new Resolver({ client, logger: capture })
+      cleanups.push(async () => {
+        resolver.close()
+        await client.close()
+      })
+      if (refused) {
+        await assert.rejects(resolver.resolve('product'))
+        const line = lines.find((l) => l.fields.event === 'discovery_refused')
+        assert.equal(line?.level, 'error')
+        assert.equal(line?.fields.status, 401)
+        assert.equal(
+          lines.find((l) => l.fields.event === 'registry_unreachable'),
+          undefined,
+        )
+      } else {
+        assert.deepEqual(await resolver.resolve('product'), [])
+        assert.equal(
+          lines.find((l) => l.fields.event === 'discovery_refused'),
+          undefined,
+        )
+      }
+    }
   })
 
   it('fails when it has never reached the registry', async () => {
