@@ -103,7 +103,33 @@ export interface RegistryAuthOptions {
   logger: Logger
 }
 
-export type WriteDecision = { ok: true; principal: Exclude<Principal, { kind: 'read' }> } | { ok: false; error: AppError }
+/** Why a request may not do what it asks: a registry error code and its detail. */
+export interface Refusal {
+  code: 'UNAUTHORIZED' | 'PROTECTED_MODE' | 'TOKEN_NOT_ALLOWED' | 'NOT_OWNER'
+  detail: string
+}
+
+export type WriteDecision = { ok: true; principal: Exclude<Principal, { kind: 'read' }> } | { ok: false; refusal: Refusal }
+
+/** `WWW-Authenticate` of a 401: a bearer token is what the registry asks for. */
+export const CHALLENGE = 'Bearer realm="registry"'
+
+/**
+ * The answer to a refused request, with the challenge on a 401. Built only by the route that
+ * answers: a fast path that merely declines a request pays for no error (and no stack trace).
+ */
+export function refusalError(refusal: Refusal, setHeader: (name: string, value: string) => void): AppError {
+  if (refusal.code === 'UNAUTHORIZED') setHeader('www-authenticate', CHALLENGE)
+  return registryError(refusal.code, refusal.detail)
+}
+
+const READ_REFUSAL: Refusal = { code: 'UNAUTHORIZED', detail: 'Reads need a registry token (REGISTRY_READ_TOKEN or a write token) as Authorization: Bearer <token>' }
+const PROTECTED_REFUSAL: Refusal = {
+  code: 'PROTECTED_MODE',
+  detail:
+    'The registry has no token configured, so it accepts writes from this machine (loopback) only. Set REGISTRY_TOKEN (or REGISTRY_TOKEN_FILE) on the registry and on its clients to register from elsewhere.',
+}
+const WRITE_REFUSAL: Refusal = { code: 'UNAUTHORIZED', detail: 'Writes need a registry token as Authorization: Bearer <token> (REGISTRY_TOKEN on clients)' }
 
 const BEARER = /^Bearer[ \t]+([\x21-\x7e]{1,4096})[ \t]*$/i
 const UNKNOWN = Symbol('unknown token')
@@ -228,10 +254,8 @@ export class RegistryAuth {
     return principal !== undefined && principal !== UNKNOWN
   }
 
-  /** The answer to a read refused by `mayRead`. */
-  readRefused(): AppError {
-    return registryError('UNAUTHORIZED', 'Reads need a registry token (REGISTRY_READ_TOKEN or a write token) as Authorization: Bearer <token>')
-  }
+  /** Why a read `mayRead` refused is refused. */
+  readonly readRefusal: Refusal = READ_REFUSAL
 
   /**
    * Whether the request may write `serviceName`, and change an instance owned by `owner` (when the
@@ -242,35 +266,22 @@ export class RegistryAuth {
   mayWrite(request: IncomingMessage, serviceName: string | undefined, owner: string | undefined): WriteDecision {
     if (this.protectedMode) {
       if (isLoopback(request.socket.remoteAddress)) return { ok: true, principal: { kind: 'loopback', owner: LOOPBACK_OWNER } }
-      return {
-        ok: false,
-        error: registryError(
-          'PROTECTED_MODE',
-          'The registry has no token configured, so it accepts writes from this machine (loopback) only. Set REGISTRY_TOKEN (or REGISTRY_TOKEN_FILE) on the registry and on its clients to register from elsewhere.',
-        ),
-      }
+      return { ok: false, refusal: PROTECTED_REFUSAL }
     }
     const principal = this.#principal(request)
-    if (principal === undefined || principal === UNKNOWN) {
-      return { ok: false, error: registryError('UNAUTHORIZED', 'Writes need a registry token as Authorization: Bearer <token> (REGISTRY_TOKEN on clients)') }
-    }
-    if (principal.kind === 'read') return { ok: false, error: registryError('TOKEN_NOT_ALLOWED', 'This token may only read') }
+    if (principal === undefined || principal === UNKNOWN) return { ok: false, refusal: WRITE_REFUSAL }
+    if (principal.kind === 'read') return { ok: false, refusal: { code: 'TOKEN_NOT_ALLOWED', detail: 'This token may only read' } }
     if (principal.kind === 'scoped' && serviceName !== undefined) {
       if (!serviceAllowed(principal.services, serviceName)) {
-        return { ok: false, error: registryError('TOKEN_NOT_ALLOWED', `Token ${principal.name} may not write service ${serviceName}`) }
+        return { ok: false, refusal: { code: 'TOKEN_NOT_ALLOWED', detail: `Token ${principal.name} may not write service ${serviceName}` } }
       }
       if (owner !== undefined && owner !== principal.owner) {
         return {
           ok: false,
-          error: registryError('NOT_OWNER', `This instance of ${serviceName} was registered with another token: only that token (or the admin token) may change it`),
+          refusal: { code: 'NOT_OWNER', detail: `This instance of ${serviceName} was registered with another token: only that token (or the admin token) may change it` },
         }
       }
     }
     return { ok: true, principal }
-  }
-
-  /** Whether a request was refused for its credentials (and so deserves `WWW-Authenticate`). */
-  static challenge(error: AppError): string | undefined {
-    return error.status === 401 ? 'Bearer realm="registry"' : undefined
   }
 }

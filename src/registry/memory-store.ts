@@ -1,4 +1,5 @@
 import { instanceIdFor, type HeartbeatBody, type InstanceRef, type RegisterBody } from '../protocol/registry.ts'
+import { ADMIN_OWNER } from './auth.ts'
 import { effectiveStatus, type InstanceRecord, type RegisterResult, type RegistryStore, type ServiceSnapshot } from './store.ts'
 
 export type Clock = () => number
@@ -42,7 +43,7 @@ export class MemoryStore implements RegistryStore {
     this.#maxPerService = options.maxInstancesPerService ?? 1000
   }
 
-  register(request: RegisterBody, owner = 'token:admin'): RegisterResult {
+  register(request: RegisterBody, owner = ADMIN_OWNER): RegisterResult {
     const now = this.#clock()
     const key = keyOf(request.service_name, request.url)
     const existingId = this.#idByKey.get(key)

@@ -17,8 +17,7 @@ import type { InstanceRecord, RegistryStore } from './store.ts'
 import { snapshotEvent, snapshotView, toView } from './views.ts'
 import { replayHeartbeatBody, type DiscoveryResponses } from './fast-path.ts'
 import type { FastifyReply, FastifyRequest, RequestPayload } from 'fastify'
-import type { AppError } from '../http/errors.ts'
-import type { RegistryAuth } from './auth.ts'
+import { refusalError, type RegistryAuth } from './auth.ts'
 import { healthUrlAllowed } from './health-checker.ts'
 
 /** What the routes report, for logs and metrics. */
@@ -72,14 +71,10 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
     )
 
   const { auth, limitWrites } = options
-  const refused = (reply: FastifyReply, error: AppError) => {
-    if (error.status === 401) reply.header('www-authenticate', 'Bearer realm="registry"')
-    return error
-  }
   /** Throws the answer to a write the request may not make; returns who makes it. */
   const authorize = (request: FastifyRequest, reply: FastifyReply, serviceName: string | undefined, owner: string | undefined) => {
     const decision = auth.mayWrite(request.raw, serviceName, owner)
-    if (!decision.ok) throw refused(reply, decision.error)
+    if (!decision.ok) throw refusalError(decision.refusal, (name, value) => reply.header(name, value))
     return decision.principal
   }
 

@@ -15,7 +15,7 @@ import { registerDashboard } from './dashboard/routes.ts'
 import { effectiveStatus, type InstanceRecord, type RegistryStore } from './store.ts'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { RegistryAuth } from './auth.ts'
+import { RegistryAuth, refusalError } from './auth.ts'
 import { registryError } from './errors.ts'
 
 export interface RegistryAppOptions {
@@ -135,8 +135,7 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
   // With REGISTRY_READ_TOKEN, what the registry knows (and its metrics) is for token holders only.
   app.addHook('onRequest', function requireReadToken(request, reply, done) {
     if (!auth.readsNeedToken || !READ_ROUTES.has(request.routeOptions.url ?? '') || auth.mayRead(request.raw)) return done()
-    reply.header('www-authenticate', 'Bearer realm="registry"')
-    done(auth.readRefused())
+    done(refusalError(auth.readRefusal, (name, value) => reply.header(name, value)))
   })
   app.addHook('preClose', async () => {
     draining = true
