@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { type Env, databaseUrl, host, hostnameList, httpUrlList, integer, oneOf, optionalHttpUrl, port, ports, secret, seconds, text } from './parse.ts'
+import { type Env, databaseUrl, fromEnvOrFile, host, hostnameList, httpUrlList, integer, oneOf, optionalHttpUrl, port, ports, secret, seconds, text } from './parse.ts'
 import { parseAcl } from '../registry/auth.ts'
 
 import { LB_STRATEGIES, type LbStrategy } from '../discovery/balancer.ts'
@@ -98,7 +98,7 @@ function common(env: Env, role: Exclude<Role, 'all'>): CommonConfig {
   }
 }
 
-const readToken = (path: string) => readFileSync(path, 'utf8')
+const readSecretFile = (path: string) => readFileSync(path, 'utf8')
 
 /** REGISTRY_ACL_FILE, checked now so that a broken file stops the start with a clear message. */
 function aclFile(env: Env): string | undefined {
@@ -123,8 +123,8 @@ export function loadRegistryConfig(env: Env): RegistryConfig {
     maxInstancesPerService: integer(env, 'REGISTRY_MAX_INSTANCES_PER_SERVICE', DEFAULTS.maxInstancesPerService, { min: 1, max: 1_000_000 }),
     maxWatchers: integer(env, 'REGISTRY_MAX_WATCHERS', DEFAULTS.maxWatchers, { min: 1, max: 1_000_000 }),
     writeRateLimitPerMinute: integer(env, 'REGISTRY_WRITE_RATE_LIMIT', DEFAULTS.writeRateLimitPerMinute, { min: 0, max: 10_000_000 }),
-    adminToken: secret(env, 'REGISTRY_TOKEN', readToken),
-    readToken: secret(env, 'REGISTRY_READ_TOKEN', readToken),
+    adminToken: secret(env, 'REGISTRY_TOKEN', readSecretFile),
+    readToken: secret(env, 'REGISTRY_READ_TOKEN', readSecretFile),
     aclFile: aclFile(env),
     healthCheckIntervalSeconds: seconds(env, 'REGISTRY_HEALTH_CHECK_INTERVAL_SECONDS', DEFAULTS.healthCheckIntervalSeconds, { min: 0.05, max: 3600 }),
     healthCheckTimeoutSeconds: seconds(env, 'REGISTRY_HEALTH_CHECK_TIMEOUT_SECONDS', DEFAULTS.healthCheckTimeoutSeconds, { min: 0.05, max: 60 }),
@@ -138,11 +138,11 @@ export function loadServiceConfig(env: Env, role: 'product' | 'order' | 'gateway
   return {
     ...common(env, role),
     registryUrls: httpUrlList(env, 'REGISTRY_URL', DEFAULTS.registryUrl),
-    registryToken: secret(env, 'REGISTRY_TOKEN', readToken),
+    registryToken: secret(env, 'REGISTRY_TOKEN', readSecretFile),
     serviceUrl: optionalHttpUrl(env, 'SERVICE_URL'),
     heartbeatIntervalSeconds: seconds(env, 'HEARTBEAT_INTERVAL_SECONDS', DEFAULTS.heartbeatIntervalSeconds, { min: 0.05, max: 3600 }),
     dataDir: text(env, 'DATA_DIR', DEFAULTS.dataDir),
-    databaseUrl: databaseUrl(env, 'DATABASE_URL', readToken),
+    databaseUrl: databaseUrl(env, 'DATABASE_URL', readSecretFile),
     upstreamTimeoutSeconds: seconds(env, 'UPSTREAM_TIMEOUT_SECONDS', DEFAULTS.upstreamTimeoutSeconds, { min: 0.05, max: 300 }),
     upstreamConnectTimeoutSeconds: seconds(env, 'UPSTREAM_CONNECT_TIMEOUT_SECONDS', DEFAULTS.upstreamConnectTimeoutSeconds, { min: 0.05, max: 60 }),
     lbStrategy: oneOf(env, 'LB_STRATEGY', DEFAULTS.lbStrategy, LB_STRATEGIES),
@@ -166,21 +166,10 @@ export function loadGatewayConfig(env: Env): GatewayConfig {
  * never appears in an error.
  */
 function gatewayAuth(env: Env): GatewayAuthOptions | undefined {
-  const direct = text(env, 'GATEWAY_JWT_SECRET', '')
-  const file = text(env, 'GATEWAY_JWT_SECRET_FILE', '')
+  const { value: secretValue, variable: secretVariable, file } = fromEnvOrFile(env, 'GATEWAY_JWT_SECRET', readSecretFile, 'the secret')
   const jwksUrl = text(env, 'GATEWAY_JWKS_URL', '')
   const issuer = text(env, 'GATEWAY_JWT_ISSUER', '')
   const audience = text(env, 'GATEWAY_JWT_AUDIENCE', '')
-  if (direct !== '' && file !== '') throw new ConfigError('GATEWAY_JWT_SECRET_FILE', file, 'either GATEWAY_JWT_SECRET or GATEWAY_JWT_SECRET_FILE, not both')
-  let secretValue: string | undefined = direct === '' ? undefined : direct
-  const secretVariable = file === '' ? 'GATEWAY_JWT_SECRET' : 'GATEWAY_JWT_SECRET_FILE'
-  if (file !== '') {
-    try {
-      secretValue = readFileSync(file, 'utf8').replace(/\r?\n$/, '')
-    } catch (error) {
-      throw new ConfigError('GATEWAY_JWT_SECRET_FILE', file, `a readable file holding the secret (${error instanceof Error ? error.message : String(error)})`)
-    }
-  }
   if (secretValue !== undefined && jwksUrl !== '') {
     throw new ConfigError('GATEWAY_JWKS_URL', jwksUrl, `unset when ${secretVariable} is set: tokens are checked with a shared secret or with a JWKS, not both`)
   }
@@ -188,7 +177,7 @@ function gatewayAuth(env: Env): GatewayAuthOptions | undefined {
   if (secretValue !== undefined) {
     const bytes = Buffer.byteLength(secretValue, 'utf8')
     if (bytes < 32 || bytes > 4096) {
-      throw new ConfigError(secretVariable, file === '' ? '<redacted>' : file, 'an HS256 secret of 32 to 4096 bytes (e.g. openssl rand -hex 32)')
+      throw new ConfigError(secretVariable, file ?? '<redacted>', 'an HS256 secret of 32 to 4096 bytes (e.g. openssl rand -hex 32)')
     }
     return { keys: { kind: 'secret', secret: secretValue }, ...extras }
   }

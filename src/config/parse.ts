@@ -141,7 +141,12 @@ export function hostnameList(env: Env, name: string): string[] {
  * `NAME`, or the contents of the file `NAME_FILE` (Docker and Kubernetes secrets), never both; a
  * file's trailing newline is not part of the value. `variable` is where the value came from.
  */
-function fromEnvOrFile(env: Env, name: string, readFile: (path: string) => string, holding: string): { value: string | undefined; variable: string; file: string | undefined } {
+export function fromEnvOrFile(
+  env: Env,
+  name: string,
+  readFile: (path: string) => string,
+  holding: string,
+): { value: string | undefined; variable: string; file: string | undefined } {
   const direct = raw(env, name)
   const file = raw(env, `${name}_FILE`)
   if (direct !== undefined && file !== undefined) throw new ConfigError(`${name}_FILE`, file, `either ${name} or ${name}_FILE, not both`)

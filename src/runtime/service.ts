@@ -94,7 +94,7 @@ export async function buildService(definition: ServiceDefinition): Promise<Servi
       combine: async (own) => (parts.openapi ? parts.openapi(own) : own),
     },
   })
-  const registryClient = new RegistryClient({ urls: options.registryUrls, ...(options.registryToken === undefined ? {} : { token: options.registryToken }) })
+  const registryClient = new RegistryClient({ urls: options.registryUrls, token: options.registryToken })
   // Routes go in a plugin registered after the OpenAPI one, which documents them.
   await app.register(async (scoped) => {
     const routes = scoped as unknown as App
