@@ -4,7 +4,7 @@ import replyFrom from '@fastify/reply-from'
 import { propagation } from '@opentelemetry/api'
 import type { RegistryInstance } from '../discovery/registry-client.ts'
 import { UpstreamError, type ServiceClient } from '../discovery/service-client.ts'
-import { BODY_LIMIT_BYTES, sendProblem, type App } from '../http/app.ts'
+import { BODY_LIMIT_BYTES, LINGER_LIMIT_BYTES, sendProblem, type App } from '../http/app.ts'
 import { type AppError, defineErrors, httpError } from '../http/errors.ts'
 import { upstreamError, upstreamFailure } from '../runtime/upstream.ts'
 import { type Route, upstreamTarget } from './routing.ts'
@@ -216,7 +216,8 @@ export async function registerGatewayRoutes(app: App, options: GatewayRouteOptio
     }
     if (outcome.refusal === undefined || reply.sent) return reply
     if (outcome.refusal === 'client_gone') return reply
-    if (body?.exceeded) discardRest(request, 8 * limit)
+    // As the app does after any other 413: read and drop the rest, within the same bound.
+    if (body?.exceeded) discardRest(request, LINGER_LIMIT_BYTES)
     return sendProblem(reply, outcome.refusal.toProblem(request.url))
   }
 

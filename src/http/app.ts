@@ -159,7 +159,7 @@ const validatorCompiler: FastifySchemaCompiler<TSchema> = (route) =>
 // client still sending its body then meets a reset and never reads the 413 (undici reports
 // EPIPE). For a body of moderate declared size, keep the connection instead: Node reads and
 // discards the rest of the body, and the client reads its answer. Larger ones are closed on.
-const LINGER_LIMIT_BYTES = 8 * BODY_LIMIT_BYTES
+export const LINGER_LIMIT_BYTES = 8 * BODY_LIMIT_BYTES
 
 // A request Node's HTTP parser refuses never reaches Fastify: a malformed request line, a DEL or
 // non-ASCII byte in the target, headers over the limit, a request too slow to arrive. Answer it
