@@ -152,13 +152,22 @@ export function heartbeatFastPath(options: HeartbeatFastPathOptions): FastPathHa
     })
     request.on('end', () => {
       const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received)
+      // The route answers anything else, with the body replayed (a heartbeat applied twice is
+      // the same heartbeat); a store that cannot write (etcd without quorum) is the route's to answer too.
+      const toRoute = (error?: unknown) => {
+        replayed.set(request, body)
+        if (error === undefined) next(request, response)
+        else routeAnswers(error, request, response, next, logger)
+      }
+      let pending: Promise<InstanceRecord | undefined> | undefined
       try {
-        const instance = received === length ? routineHeartbeat(store, options.auth, request, body) : undefined
-        if (!instance) {
-          replayed.set(request, body)
-          next(request, response)
-          return
-        }
+        pending = received === length ? routineHeartbeat(store, options.auth, request, body) : undefined
+      } catch (error) {
+        return toRoute(error)
+      }
+      if (!pending) return toRoute()
+      pending.then((instance) => {
+        if (!instance) return toRoute()
         options.onHeartbeat(instance)
         const answer = Buffer.from(instanceJson(instance))
         response.writeHead(200, {
@@ -169,11 +178,7 @@ export function heartbeatFastPath(options: HeartbeatFastPathOptions): FastPathHa
         response.end(answer)
         served.inc()
         if (logger.isLevelEnabled('debug')) logger.debug({ method: 'POST', route, url: route, status: 200 }, 'request')
-      } catch (error) {
-        // The route answers instead, with the body replayed (a heartbeat applied twice is the same heartbeat).
-        replayed.set(request, body)
-        routeAnswers(error, request, response, next, logger)
-      }
+      }, toRoute)
     })
     // A client that goes away mid-body: its socket is gone, there is no one to answer.
     request.on('error', () => request.destroy())
@@ -182,11 +187,11 @@ export function heartbeatFastPath(options: HeartbeatFastPathOptions): FastPathHa
 }
 
 /**
- * Applies a routine heartbeat and returns the instance; undefined (and nothing applied) for one
- * the route must see: malformed, of an unknown instance, refused to this caller, or changing the
- * instance's status (a membership change, counted by the write rate limit).
+ * Applies a routine heartbeat and resolves to the instance; undefined (and nothing applied) for
+ * one the route must see: malformed, of an unknown instance, refused to this caller, or changing
+ * the instance's status (a membership change, counted by the write rate limit).
  */
-function routineHeartbeat(store: RegistryStore, auth: RegistryAuth, request: IncomingMessage, body: Buffer) {
+function routineHeartbeat(store: RegistryStore, auth: RegistryAuth, request: IncomingMessage, body: Buffer): Promise<InstanceRecord | undefined> | undefined {
   const text = body.toString('utf8')
   if (PROTOTYPE_KEYS.test(text)) return undefined
   let value: unknown

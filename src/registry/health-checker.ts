@@ -93,7 +93,8 @@ export class HealthChecker {
 
   /** One round of probes; skipped while the previous round is still running. */
   async runOnce(): Promise<void> {
-    if (this.#running) return
+    // On etcd, one replica at a time probes (and stores the results for all of them).
+    if (this.#running || !this.#options.store.isLeader()) return
     this.#running = true
     try {
       const { store, logger, allowedHosts = [], concurrency = 16 } = this.#options
@@ -123,7 +124,7 @@ export class HealthChecker {
           const failure = await this.#probe(target.healthUrl)
           if (this.#stopping.signal.aborted) return
           try {
-            this.#record(target.id, target.serviceName, target.url, failure)
+            await this.#record(target.id, target.serviceName, target.url, failure)
           } catch (error) {
             logger.error({ event: 'health_record_failed', instance_id: target.id, err: error }, 'could not record a health check result')
           }
@@ -162,18 +163,19 @@ export class HealthChecker {
     }
   }
 
-  #record(id: string, serviceName: string, url: string, failure: string | undefined): void {
+  async #record(id: string, serviceName: string, url: string, failure: string | undefined): Promise<void> {
     const { store, logger, failuresToDown, onResult } = this.#options
     onResult?.(failure === undefined ? 'passing' : 'failing')
     const count = failure === undefined ? 0 : (this.#failures.get(id) ?? 0) + 1
     this.#failures.set(id, count)
     const before = store.members(serviceName).instances.find((i) => i.id === id)?.health
     if (failure === undefined) {
-      store.setHealth(id, 'passing')
+      // Written only when it changes: on etcd every write is a revision every replica applies.
+      if (before !== 'passing') await store.setHealth(id, 'passing')
       if (before === 'failing') logger.info({ event: 'health_passing', service_name: serviceName, instance_id: id, url }, 'health check passing again; instance back in discovery')
     } else if (count >= failuresToDown) {
-      store.setHealth(id, 'failing')
       if (before !== 'failing') {
+        await store.setHealth(id, 'failing')
         logger.warn({ event: 'health_failing', service_name: serviceName, instance_id: id, url, failures: count, reason: failure }, 'health check failing; instance marked down')
       }
     }

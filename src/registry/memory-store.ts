@@ -1,6 +1,6 @@
 import { instanceIdFor, type HeartbeatBody, type InstanceRef, type RegisterBody } from '../protocol/registry.ts'
 import { ADMIN_OWNER } from './auth.ts'
-import { effectiveStatus, type InstanceRecord, type RegisterResult, type RegistryStore, type ServiceSnapshot } from './store.ts'
+import { effectiveStatus, type InstanceRecord, type RegisterResult, type RegistryStore, type ServiceSnapshot, type StoreStatus } from './store.ts'
 
 export type Clock = () => number
 
@@ -25,6 +25,8 @@ export interface MemoryStoreOptions {
 }
 
 export class MemoryStore implements RegistryStore {
+  readonly kind = 'memory'
+  readonly epoch = undefined
   readonly #ttlMs: number
   readonly #clock: Clock
   readonly #maxInstances: number
@@ -43,7 +45,7 @@ export class MemoryStore implements RegistryStore {
     this.#maxPerService = options.maxInstancesPerService ?? 1000
   }
 
-  register(request: RegisterBody, owner = ADMIN_OWNER): RegisterResult {
+  async register(request: RegisterBody, owner = ADMIN_OWNER): Promise<RegisterResult> {
     const now = this.#clock()
     const key = keyOf(request.service_name, request.url)
     const existingId = this.#idByKey.get(key)
@@ -82,7 +84,7 @@ export class MemoryStore implements RegistryStore {
     return this.#find(ref)
   }
 
-  heartbeat(ref: HeartbeatBody): InstanceRecord | undefined {
+  async heartbeat(ref: HeartbeatBody): Promise<InstanceRecord | undefined> {
     const current = this.#find(ref)
     if (!current) return undefined
     const updated: InstanceRecord = { ...current, lastHeartbeat: this.#clock(), reportedStatus: ref.status ?? current.reportedStatus }
@@ -94,7 +96,7 @@ export class MemoryStore implements RegistryStore {
     return updated
   }
 
-  setHealth(instanceId: string, health: 'passing' | 'failing'): InstanceRecord | undefined {
+  async setHealth(instanceId: string, health: 'passing' | 'failing'): Promise<InstanceRecord | undefined> {
     const current = this.#byId.get(instanceId)
     if (!current) return undefined
     if (current.health === health) return current
@@ -103,7 +105,7 @@ export class MemoryStore implements RegistryStore {
     return updated
   }
 
-  deregister(ref: InstanceRef): InstanceRecord | undefined {
+  async deregister(ref: InstanceRef): Promise<InstanceRecord | undefined> {
     const current = this.#find(ref)
     if (!current) return undefined
     this.#remove(current)
@@ -125,7 +127,7 @@ export class MemoryStore implements RegistryStore {
       .filter((snapshot) => snapshot.instances.length > 0)
   }
 
-  evictExpired(): InstanceRecord[] {
+  async evictExpired(): Promise<InstanceRecord[]> {
     const now = this.#clock()
     const evicted: InstanceRecord[] = []
     for (const instance of this.#byId.values()) {
@@ -143,6 +145,19 @@ export class MemoryStore implements RegistryStore {
     this.#listeners.add(listener)
     return () => this.#listeners.delete(listener)
   }
+
+  // One process holds the whole registry: always caught up, never stale, always the leader.
+  async caughtUp(): Promise<void> {}
+
+  status(): StoreStatus {
+    return { ready: true, stale: false }
+  }
+
+  isLeader(): boolean {
+    return true
+  }
+
+  async close(): Promise<void> {}
 
   #views(serviceName: string): { discover: ServiceSnapshot; members: ServiceSnapshot } {
     const entry = this.#services.get(serviceName)

@@ -98,7 +98,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
           `health_url must be on the instance's own host (${new URL(body.url).hostname}) or on one listed in REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS`,
         )
       }
-      const result = store.register(body, principal.owner)
+      const result = await store.register(body, principal.owner)
       if (result.kind === 'full') {
         throw registryError('REGISTRY_FULL', `The registry already holds ${result.limit} instances (REGISTRY_MAX_INSTANCES)`)
       }
@@ -133,7 +133,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
 
   app.post('/heartbeat', heartbeatRoute, async (request, reply) => {
     const current = ownInstance(request, reply, request.body)
-    const instance = current && store.heartbeat(request.body)
+    const instance = current && (await store.heartbeat(request.body))
     events.heartbeat(instance)
     if (!instance) throw notFound(request.body)
     return toView(instance)
@@ -143,7 +143,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
     '/deregister',
     { onRequest: limitWrites, schema: { tags: ['registry'], summary: 'Deregister an instance by service name and URL, or id', body: InstanceRef } },
     async (request, reply) => {
-      const instance = ownInstance(request, reply, request.body) && store.deregister(request.body)
+      const instance = ownInstance(request, reply, request.body) && (await store.deregister(request.body))
       if (!instance) throw notFound(request.body)
       events.deregistered(instance)
       return toView(instance)
@@ -155,7 +155,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
     { onRequest: limitWrites, schema: { tags: ['registry'], summary: 'Deregister an instance by id', params: InstanceParams } },
     async (request, reply) => {
       const ref = { instance_id: request.params.id }
-      const instance = ownInstance(request, reply, ref) && store.deregister(ref)
+      const instance = ownInstance(request, reply, ref) && (await store.deregister(ref))
       if (!instance) throw notFound(ref)
       events.deregistered(instance)
       return reply.code(204).send()

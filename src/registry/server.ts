@@ -52,7 +52,7 @@ export interface RegistryApp {
   hub: WatchHub
   epoch: string
   /** Evicts expired instances once and logs each; the sweeper calls this on an interval. */
-  sweep: () => void
+  sweep: () => Promise<void>
 }
 
 /** What REGISTRY_READ_TOKEN guards: the registry's data, not its health or documentation. */
@@ -203,8 +203,14 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
   })
   registerDashboard(app, { ttlMs: options.ttlMs })
 
-  const sweep = () => {
-    for (const instance of store.evictExpired()) {
+  const sweep = async () => {
+    let evicted: InstanceRecord[]
+    try {
+      evicted = await store.evictExpired()
+    } catch (error) {
+      return logger.warn({ event: 'sweep_failed', err: error }, 'could not sweep expired instances; trying again next time')
+    }
+    for (const instance of evicted) {
       counters.evictions.inc({ service: instance.serviceName })
       logger.info({ event: 'evicted', ...fields(instance), last_heartbeat: new Date(instance.lastHeartbeat).toISOString() }, 'instance evicted: no heartbeat within the TTL')
       forgetIfGone(instance.serviceName)
@@ -292,7 +298,7 @@ export function buildRegistry(options: RegistryOptions, runtime: RoleRuntime): R
         // The epoch names this registry process to its clients (a response header): the same name
         // on its spans ties the two together.
         await telemetry.start({ serviceName: 'registry', instanceId: `registry-${registry.epoch}`, logger })
-        sweeper = setInterval(registry.sweep, sweepIntervalMs(ttlMs))
+        sweeper = setInterval(() => void registry.sweep(), sweepIntervalMs(ttlMs))
         sweeper.unref()
         checker.start()
         auth.watch()

@@ -35,27 +35,61 @@ export interface ServiceSnapshot {
   readonly instances: readonly InstanceRecord[]
 }
 
+/** Whether the store can be written, and whether what it answers may be out of date. */
+export interface StoreStatus {
+  /** False until the store holds the whole registry (etcd: until the first load). */
+  readonly ready: boolean
+  /** True when reads come from a cache that may miss recent changes (etcd unreachable, quorum lost). */
+  readonly stale: boolean
+  /** Why, for readiness details and logs. */
+  readonly detail?: string
+}
+
 /**
- * What the registry needs from its storage. The memory store is the default; an etcd store
- * (shared by several registry replicas) implements the same interface.
+ * What the registry needs from its storage. The memory store is the default; the etcd store
+ * (shared by several registry replicas) implements the same interface. Reads are synchronous,
+ * from memory (the etcd store's is a watch-fed cache); writes are asynchronous, and a store that
+ * cannot write (etcd without quorum) rejects them with a STORE_UNAVAILABLE error, never hangs.
  */
 export interface RegistryStore {
+  readonly kind: 'memory' | 'etcd'
+  /**
+   * Names the registry's state to clients: the same on every replica of one etcd cluster, so a
+   * client moving between them sees no restart; undefined for a store whose state is the process's.
+   */
+  readonly epoch: string | undefined
   /** Registers (or refreshes) an instance; a new one belongs to `owner` (default the admin), a refreshed one keeps its owner. */
-  register(request: RegisterBody, owner?: string): RegisterResult
+  register(request: RegisterBody, owner?: string): Promise<RegisterResult>
   /** The instance a reference names, if registered (expired or not). */
   find(ref: InstanceRef): InstanceRecord | undefined
-  heartbeat(ref: HeartbeatBody): InstanceRecord | undefined
-  deregister(ref: InstanceRef): InstanceRecord | undefined
+  heartbeat(ref: HeartbeatBody): Promise<InstanceRecord | undefined>
+  deregister(ref: InstanceRef): Promise<InstanceRecord | undefined>
   /** Records a health check result for an instance; undefined if it is gone. */
-  setHealth(instanceId: string, health: 'passing' | 'failing'): InstanceRecord | undefined
+  setHealth(instanceId: string, health: 'passing' | 'failing'): Promise<InstanceRecord | undefined>
   /** Instances clients may use: `up`, and last heartbeat younger than the TTL. */
   discover(serviceName: string): ServiceSnapshot
   /** Every unexpired instance of the service, whatever its status. */
   members(serviceName: string): ServiceSnapshot
   /** Every service with at least one unexpired instance, with all of them (any status). */
   services(): ServiceSnapshot[]
-  /** Removes instances whose heartbeat is older than the TTL; returns what it removed. */
-  evictExpired(): InstanceRecord[]
+  /**
+   * Removes instances whose heartbeat is older than the TTL and returns what it removed (etcd
+   * expires them itself: there, the instances whose leases expired since the last call).
+   */
+  evictExpired(): Promise<InstanceRecord[]>
   /** Calls `listener` with the service's name after each change to its index; returns unsubscribe. */
   watch(listener: (serviceName: string) => void): () => void
+  /**
+   * Resolves once the store's view includes changes up to `index` (an index a client got from
+   * another replica), or when `signal` aborts; the memory store is always there.
+   */
+  caughtUp(index: number, signal: AbortSignal): Promise<void>
+  status(): StoreStatus
+  /**
+   * Whether this process should run the cluster's chores (health checks, eviction logs): always
+   * for the memory store, for one replica at a time on etcd.
+   */
+  isLeader(): boolean
+  /** Stops watching and releases connections; the memory store has nothing to release. */
+  close(): Promise<void>
 }

@@ -24,7 +24,7 @@ afterEach(async () => {
 })
 
 describe('backoff', () => {
-  it('grows exponentially up to the cap, with jitter inside [cap/2, cap]', () => {
+  it('grows exponentially up to the cap, with jitter inside [cap/2, cap]', async () => {
     const options = { initialMs: 100, maxMs: 1000 }
     assert.equal(
       backoffDelay(0, options, () => 1),
@@ -48,7 +48,7 @@ describe('backoff', () => {
     )
   })
 
-  it('jitters a period by at most the fraction', () => {
+  it('jitters a period by at most the fraction', async () => {
     assert.equal(
       jitter(1000, 0.1, () => 0),
       900,
@@ -108,7 +108,7 @@ describe('registration', () => {
     await waitFor(() => registry.store.discover('product').instances[0]!.lastHeartbeat > first.lastHeartbeat, { what: 'a heartbeat' })
 
     // The registry loses the instance (restart, eviction): the next heartbeat's 404 re-registers it.
-    registry.store.deregister({ service_name: 'product', url: 'http://10.9.9.9:1' })
+    await registry.store.deregister({ service_name: 'product', url: 'http://10.9.9.9:1' })
     await waitFor(() => registry.store.discover('product').instances.length === 1, { what: 're-registration' })
 
     const statuses: string[] = []
@@ -160,7 +160,7 @@ describe('registration', () => {
 describe('resolver', () => {
   it('serves the last known instances while the registry is unreachable', async () => {
     const registry = await startRegistry()
-    registry.store.register({ service_name: 'product', url: 'http://10.9.9.9:4' })
+    await registry.store.register({ service_name: 'product', url: 'http://10.9.9.9:4' })
     const client = new RegistryClient({ urls: [registry.url], timeoutMs: 300 })
     const resolver = new Resolver({ client, logger: silentLogger(), waitMs: 200 })
     cleanups.push(
@@ -243,10 +243,10 @@ describe('resolver', () => {
       async () => resolver.close(),
     )
     assert.deepEqual(await resolver.resolve('product'), [])
-    registry.store.register({ service_name: 'product', url: 'http://10.9.9.9:7' })
+    await registry.store.register({ service_name: 'product', url: 'http://10.9.9.9:7' })
     // The watch waits up to 30 s: seeing the change well before proves it was pushed, not polled.
     await waitFor(async () => (await resolver.resolve('product')).length === 1, { timeoutMs: 2000, what: 'the registration' })
-    registry.store.deregister({ service_name: 'product', url: 'http://10.9.9.9:7' })
+    await registry.store.deregister({ service_name: 'product', url: 'http://10.9.9.9:7' })
     await waitFor(async () => (await resolver.resolve('product')).length === 0, { timeoutMs: 2000, what: 'the removal' })
     assert.deepEqual(changes, [0, 1, 0])
   })
@@ -297,8 +297,8 @@ describe('resolver', () => {
     const first = buildRegistryApp({ logger: silentLogger(), ttlMs: 60_000 })
     await first.app.listen({ host: '127.0.0.1', port: 0 })
     const port = (first.app.server.address() as AddressInfo).port
-    first.store.register({ service_name: 'product', url: 'http://10.9.9.9:8' })
-    first.store.register({ service_name: 'product', url: 'http://10.9.9.9:9' })
+    await first.store.register({ service_name: 'product', url: 'http://10.9.9.9:8' })
+    await first.store.register({ service_name: 'product', url: 'http://10.9.9.9:9' })
     const client = new RegistryClient({ urls: [`http://127.0.0.1:${port}`], timeoutMs: 500 })
     const resolver = new Resolver({ client, logger: silentLogger(), waitMs: 30_000 })
     cleanups.push(
@@ -312,7 +312,7 @@ describe('resolver', () => {
     const second = buildRegistryApp({ logger: silentLogger(), ttlMs: 60_000, warmupMs: 600 })
     await second.app.listen({ host: '127.0.0.1', port })
     cleanups.push(() => second.app.close())
-    second.store.register({ service_name: 'product', url: 'http://10.9.9.9:8' })
+    await second.store.register({ service_name: 'product', url: 'http://10.9.9.9:8' })
     await waitFor(() => resolver.status().services.product?.epoch === second.epoch, { what: 'the new epoch' })
     assert.equal((await resolver.resolve('product')).length, 2, 'the instance that has not re-registered yet is kept')
     assert.equal(resolver.status().services.product?.provisional, true)

@@ -40,7 +40,7 @@ describe('the registry fast paths', () => {
 
   it('turn off for a hook they do not honour, and the hook sees every request', async () => {
     const { app, store } = registry()
-    store.register({ service_name: 'product', url: 'http://10.0.0.1:8081' })
+    await store.register({ service_name: 'product', url: 'http://10.0.0.1:8081' })
     const seen: string[] = []
     app.addHook('onRequest', function requireToken(request, _reply, done) {
       seen.push(`${request.method} ${request.url}`)

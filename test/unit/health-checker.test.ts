@@ -59,8 +59,8 @@ describe('registry health checks', () => {
     const store = new MemoryStore({ ttlMs: 60_000 })
     const checker = new HealthChecker({ store, logger: silentLogger(), intervalMs: 60_000, timeoutMs: 1000, failuresToDown: 3, allowedHosts: ['127.0.0.1'] })
     try {
-      store.register({ service_name: 'product', url: 'http://10.1.1.1:1', health_url: healthUrl })
-      store.register({ service_name: 'product', url: 'http://10.1.1.1:2' }) // no health URL: never probed
+      await store.register({ service_name: 'product', url: 'http://10.1.1.1:1', health_url: healthUrl })
+      await store.register({ service_name: 'product', url: 'http://10.1.1.1:2' }) // no health URL: never probed
       const status = () =>
         store
           .members('product')
@@ -82,7 +82,7 @@ describe('registry health checks', () => {
       )
       assert.ok(store.discover('product').index > indexBefore, 'going down is a change watchers see')
       // Heartbeats do not bring a failing instance back; a passing check does.
-      store.heartbeat({ service_name: 'product', url: 'http://10.1.1.1:1' })
+      await store.heartbeat({ service_name: 'product', url: 'http://10.1.1.1:1' })
       assert.equal(store.discover('product').instances.length, 1)
       answer = 200
       await checker.runOnce()
@@ -99,7 +99,7 @@ describe('registry health checks', () => {
     const store = new MemoryStore({ ttlMs: 60_000 })
     const checker = new HealthChecker({ store, logger: silentLogger(), intervalMs: 60_000, timeoutMs: 500, failuresToDown: 1, allowedHosts: ['127.0.0.1'] })
     try {
-      store.register({ service_name: 'order', url: 'http://10.1.1.1:3', health_url: 'http://127.0.0.1:1/health/ready' })
+      await store.register({ service_name: 'order', url: 'http://10.1.1.1:3', health_url: 'http://127.0.0.1:1/health/ready' })
       await checker.runOnce()
       assert.deepEqual(store.discover('order').instances, [])
       assert.equal(effectiveStatus(store.members('order').instances[0]!), 'down')
@@ -126,7 +126,7 @@ describe('health checks use bounded resources', () => {
     const store = new MemoryStore({ ttlMs: 60_000 })
     const checker = new HealthChecker({ store, logger: silentLogger(), intervalMs: 60_000, timeoutMs: 5000, failuresToDown: 1, concurrency: 2 })
     try {
-      for (let n = 0; n < 6; n++) store.register({ service_name: 'product', url: `http://127.0.0.1:${20_000 + n}`, health_url: `${endpoint.origin}/health/${n}` })
+      for (let n = 0; n < 6; n++) await store.register({ service_name: 'product', url: `http://127.0.0.1:${20_000 + n}`, health_url: `${endpoint.origin}/health/${n}` })
       await checker.runOnce()
       assert.deepEqual([...probed].sort(), ['/health/0', '/health/1', '/health/2', '/health/3', '/health/4', '/health/5'])
       assert.equal(most, 2, `at most 2 probes at once (the server saw ${most})`)
@@ -164,8 +164,8 @@ describe('health checks use bounded resources', () => {
     const trickling = 'http://127.0.0.1:20100'
     const normal = 'http://127.0.0.1:20101'
     try {
-      store.register({ service_name: 'product', url: trickling, health_url: `${endpoint.origin}/trickle` })
-      store.register({ service_name: 'product', url: normal, health_url: `${endpoint.origin}/ready` })
+      await store.register({ service_name: 'product', url: trickling, health_url: `${endpoint.origin}/trickle` })
+      await store.register({ service_name: 'product', url: normal, health_url: `${endpoint.origin}/ready` })
       const started = Date.now()
       let roundDone = false
       const round = checker.runOnce().then(() => {
@@ -199,8 +199,8 @@ describe('health checks use bounded resources', () => {
     const store = new MemoryStore({ ttlMs: 60_000 })
     const checker = new HealthChecker({ store, logger: silentLogger(), intervalMs: 60_000, timeoutMs: 30_000, failuresToDown: 1, concurrency: 1 })
     try {
-      store.register({ service_name: 'product', url: 'http://127.0.0.1:20200', health_url: `${endpoint.origin}/hang` })
-      store.register({ service_name: 'product', url: 'http://127.0.0.1:20201', health_url: `${endpoint.origin}/next` })
+      await store.register({ service_name: 'product', url: 'http://127.0.0.1:20200', health_url: `${endpoint.origin}/hang` })
+      await store.register({ service_name: 'product', url: 'http://127.0.0.1:20201', health_url: `${endpoint.origin}/next` })
       const round = checker.runOnce()
       await waitFor(() => arrived >= 1, { timeoutMs: 2000, what: 'the first probe to arrive' })
       const started = Date.now()
@@ -224,7 +224,7 @@ describe('health checks use bounded resources', () => {
       response.end('ok')
     })
     const port = new URL(endpoint.origin).port
-    const register = (store: MemoryStore) => store.register({ service_name: 'product', url: `http://localhost:${port}`, health_url: `${endpoint.origin}/health/ready` })
+    const register = async (store: MemoryStore) => await store.register({ service_name: 'product', url: `http://localhost:${port}`, health_url: `${endpoint.origin}/health/ready` })
     const { logger, lines } = capturingLogger()
     const store = new MemoryStore({ ttlMs: 60_000 })
     const checker = new HealthChecker({ store, logger, intervalMs: 60_000, timeoutMs: 1000, failuresToDown: 1 })
@@ -232,12 +232,12 @@ describe('health checks use bounded resources', () => {
     const allowedStore = new MemoryStore({ ttlMs: 60_000 })
     const allowedChecker = new HealthChecker({ store: allowedStore, logger: silentLogger(), intervalMs: 60_000, timeoutMs: 1000, failuresToDown: 1, allowedHosts: ['127.0.0.1'] })
     try {
-      register(store)
+      await register(store)
       await checker.runOnce()
       await checker.runOnce()
       assert.equal(hits, 0, 'no request reached the disallowed host')
       assert.equal(lines.filter((line) => line.event === 'health_url_refused').length, 1, 'refused once, and said so once')
-      register(allowedStore)
+      await register(allowedStore)
       await allowedChecker.runOnce()
       assert.equal(hits, 1)
     } finally {
@@ -247,7 +247,7 @@ describe('health checks use bounded resources', () => {
     }
   })
 
-  it("allows a health URL on the instance's own host or on an allowed host only", () => {
+  it("allows a health URL on the instance's own host or on an allowed host only", async () => {
     const cases: Array<[instanceUrl: string, healthUrl: string, allowedHosts: string[], expected: boolean]> = [
       ['http://10.0.0.5:8081', 'http://10.0.0.5:8081/health/ready', [], true],
       ['http://10.0.0.5:8081', 'http://10.0.0.5:9090/health', [], true],
@@ -278,19 +278,19 @@ describe('health checks use bounded resources', () => {
 })
 
 describe('instance status', () => {
-  it('discovers only instances that report up, and shows the others in members', () => {
+  it('discovers only instances that report up, and shows the others in members', async () => {
     const store = new MemoryStore({ ttlMs: 60_000 })
-    store.register({ service_name: 'product', url: 'http://10.1.1.1:1', status: 'starting' })
-    store.register({ service_name: 'product', url: 'http://10.1.1.1:2' })
+    await store.register({ service_name: 'product', url: 'http://10.1.1.1:1', status: 'starting' })
+    await store.register({ service_name: 'product', url: 'http://10.1.1.1:2' })
     assert.deepEqual(
       store.discover('product').instances.map((i) => i.url),
       ['http://10.1.1.1:2'],
     )
     const before = store.discover('product').index
-    store.heartbeat({ service_name: 'product', url: 'http://10.1.1.1:1', status: 'up' })
+    await store.heartbeat({ service_name: 'product', url: 'http://10.1.1.1:1', status: 'up' })
     assert.equal(store.discover('product').instances.length, 2)
     assert.ok(store.discover('product').index > before, 'a status change moves the index')
-    store.heartbeat({ service_name: 'product', url: 'http://10.1.1.1:2', status: 'draining' })
+    await store.heartbeat({ service_name: 'product', url: 'http://10.1.1.1:2', status: 'draining' })
     assert.deepEqual(
       store.discover('product').instances.map((i) => i.url),
       ['http://10.1.1.1:1'],

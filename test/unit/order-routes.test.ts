@@ -79,10 +79,10 @@ describe('order routes against a product service', () => {
     registerOrderRoutes(app, new OrderRepository(database.db), new ProductClient(client))
   })
 
-  beforeEach(() => {
+  beforeEach(async () => {
     behaviour = 'ok'
     price = 0.1
-    registry.store.register({ service_name: 'product', url: productUrl })
+    await registry.store.register({ service_name: 'product', url: productUrl })
   })
 
   after(async () => {
@@ -135,7 +135,7 @@ describe('order routes against a product service', () => {
   }
 
   it('answers 503 NO_HEALTHY_INSTANCE when no product instance is registered', async () => {
-    registry.store.deregister({ service_name: 'product', url: productUrl })
+    await registry.store.deregister({ service_name: 'product', url: productUrl })
     // The client serves its cached list while it refreshes in the background: poll.
     const response = await waitFor(
       async () => {
@@ -149,11 +149,11 @@ describe('order routes against a product service', () => {
   })
 
   it('answers 503 when the only product instance refuses connections', async () => {
-    registry.store.deregister({ service_name: 'product', url: productUrl })
+    await registry.store.deregister({ service_name: 'product', url: productUrl })
     const dead = createServer()
     const deadUrl = await listen(dead)
     await new Promise((resolve) => dead.close(resolve))
-    registry.store.register({ service_name: 'product', url: deadUrl })
+    await registry.store.register({ service_name: 'product', url: deadUrl })
     const response = await waitFor(
       async () => {
         const r = await place({ product_id: PRODUCT_ID, quantity: 1 })
@@ -163,7 +163,7 @@ describe('order routes against a product service', () => {
     )
     assert.equal(response.statusCode, 503)
     assert.equal(response.json().code, 'UPSTREAM_UNAVAILABLE')
-    registry.store.deregister({ service_name: 'product', url: deadUrl })
+    await registry.store.deregister({ service_name: 'product', url: deadUrl })
   })
 
   const badOrders: Array<[string, unknown]> = [

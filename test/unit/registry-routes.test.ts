@@ -71,7 +71,7 @@ describe('registry routes', () => {
     assert.equal((await app.inject({ method: 'GET', url: '/discover/product' })).json().instances.length, 0)
     assert.deepEqual((await app.inject({ method: 'GET', url: '/services' })).json(), { services: [] })
     sweep()
-    assert.equal(store.heartbeat({ service_name: 'product', url: 'http://p:1' }), undefined)
+    assert.equal(await store.heartbeat({ service_name: 'product', url: 'http://p:1' }), undefined)
   })
 
   it('answers an unknown service with 200 and an empty list', async () => {

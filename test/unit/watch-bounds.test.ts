@@ -99,7 +99,7 @@ describe('a slow event stream consumer', () => {
     const urls: string[] = []
     for (let i = 0; i < 30; i++) {
       urls.push(`http://10.0.0.1:${1000 + i}`)
-      store.register({ service_name: 'big', url: urls[i]!, metadata: bulk(3500) })
+      await store.register({ service_name: 'big', url: urls[i]!, metadata: bulk(3500) })
     }
     const eventBytes = changeEvent(store.members('big')).length
     assert.ok(eventBytes > 90_000 && eventBytes < 150_000, `event of ${eventBytes} bytes`)
@@ -125,7 +125,7 @@ describe('a slow event stream consumer', () => {
     let changes = 0
     while (hub.streams === 2 && changes < 400) {
       changes++
-      store.heartbeat({ service_name: 'big', url: urls[0]!, status: changes % 2 === 1 ? 'draining' : 'up' })
+      await store.heartbeat({ service_name: 'big', url: urls[0]!, status: changes % 2 === 1 ? 'draining' : 'up' })
       await waitFor(() => healthy.changes() >= changes, { timeoutMs: 5000, what: `change ${changes} at the reading client` })
     }
     assert.equal(hub.streams, 1, `the stalled stream is dropped (after ${changes} changes)`)
@@ -147,7 +147,7 @@ describe('a slow event stream consumer', () => {
     assert.ok(held > 1024 * 1024 && held <= 1024 * 1024 + 2 * eventBytes + 1024, `held ${held} bytes`)
 
     // More changes reach the reader, and nothing more is logged for the dropped one.
-    store.heartbeat({ service_name: 'big', url: urls[1]!, status: 'draining' })
+    await store.heartbeat({ service_name: 'big', url: urls[1]!, status: 'draining' })
     await waitFor(() => healthy.changes() > changes, { what: 'the next change at the reading client' })
     assert.equal(lines.filter((line) => line.event === 'watcher_dropped').length, 1)
     assert.equal(await metricValue(built, /registry_watchers_dropped_total\{reason="slow_consumer"[^}]*\} (\d+)/), '1')
@@ -183,7 +183,7 @@ function fakeResponse() {
 describe('the watch hub', () => {
   const store = () => new MemoryStore({ ttlMs: 60_000 })
 
-  it('counts keep-alive comments against the bound, and lets a stream take its one big latest event', () => {
+  it('counts keep-alive comments against the bound, and lets a stream take its one big latest event', async () => {
     const dropped: string[] = []
     const hub = new WatchHub(store(), { changeEvent: () => '', maxStreamBufferBytes: 1000, onDropped: (stream, reason) => dropped.push(`${stream.peer} ${reason}`) })
     const response = fakeResponse()
@@ -224,7 +224,7 @@ describe('the watcher cap', () => {
   it('refuses a blocking query or event stream beyond it with 503 TOO_MANY_WATCHERS and Retry-After, never a plain discover', async () => {
     const built = registry({ maxWatchers: 2 })
     const { app, store, hub, epoch } = built
-    store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
+    await store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
     const port = await listening(built)
     const base = `http://127.0.0.1:${port}`
     const index = store.discover('product').index
@@ -254,14 +254,14 @@ describe('the watcher cap', () => {
     }
 
     // A place frees up when a watcher ends.
-    store.register({ service_name: 'product', url: 'http://10.0.0.1:2' })
+    await store.register({ service_name: 'product', url: 'http://10.0.0.1:2' })
     assert.equal((await first).statusCode, 200)
     await waitFor(() => hub.watchers === 1, { what: 'the blocking query to end' })
     const next = app.inject({ method: 'GET', url: `/discover/product?index=${store.discover('product').index}&wait=60s` })
     await waitFor(() => hub.watchers === 2, { what: 'a new blocking query admitted' })
     await stream.close()
     await waitFor(() => hub.watchers === 1, { what: 'the stream to end' })
-    store.register({ service_name: 'product', url: 'http://10.0.0.1:3' })
+    await store.register({ service_name: 'product', url: 'http://10.0.0.1:3' })
     assert.equal((await next).statusCode, 200)
   })
 })
@@ -293,7 +293,7 @@ describe('HEAD', () => {
   it("answers at once with the GET's status and headers and no body, and watches nothing", async () => {
     const built = registry()
     const { store, hub, epoch } = built
-    store.register({ service_name: 'product', url: 'http://10.0.0.1:1', metadata: { zone: 'é-ü' } })
+    await store.register({ service_name: 'product', url: 'http://10.0.0.1:1', metadata: { zone: 'é-ü' } })
     const port = await listening(built)
     const base = `http://127.0.0.1:${port}`
     const index = store.discover('product').index
@@ -324,10 +324,10 @@ describe('HEAD', () => {
 })
 
 describe('discovery bodies and change events', () => {
-  it('are exactly the JSON of the views', () => {
+  it('are exactly the JSON of the views', async () => {
     const store = new MemoryStore({ ttlMs: 60_000 })
-    store.register({ service_name: 'product', url: 'http://10.0.0.1:1', metadata: { zone: 'é-ü "quoted" \\ \u2028', b: '' } })
-    store.register({ service_name: 'product', url: 'http://10.0.0.1:2', health_url: 'http://10.0.0.1:2/health', status: 'starting' })
+    await store.register({ service_name: 'product', url: 'http://10.0.0.1:1', metadata: { zone: 'é-ü "quoted" \\ \u2028', b: '' } })
+    await store.register({ service_name: 'product', url: 'http://10.0.0.1:2', health_url: 'http://10.0.0.1:2/health', status: 'starting' })
     const empty: ServiceSnapshot = { serviceName: 'none', index: 0, instances: [] }
     for (const snapshot of [store.members('product'), store.discover('product'), empty]) {
       assert.equal(snapshotJson(snapshot), JSON.stringify(snapshotView(snapshot)))
@@ -343,7 +343,7 @@ describe('discovery bodies and change events', () => {
     const { app, store, hub, epoch } = built
     const records: InstanceRecord[] = []
     for (let i = 0; i < 2000; i++) {
-      const result = store.register({ service_name: 'big', url: `http://10.0.${i >> 8}.${i & 255}:8080`, metadata: { zone: `z${i % 3}` } })
+      const result = await store.register({ service_name: 'big', url: `http://10.0.${i >> 8}.${i & 255}:8080`, metadata: { zone: `z${i % 3}` } })
       assert.ok(result.kind === 'created')
       records.push(result.instance)
     }
@@ -359,11 +359,11 @@ describe('discovery bodies and change events', () => {
 
     // A change to a service no stream follows and no one asks for: nothing to build.
     let before = instanceSerializations()
-    store.register({ service_name: 'unwatched', url: 'http://10.9.9.9:1' })
+    await store.register({ service_name: 'unwatched', url: 'http://10.9.9.9:1' })
     assert.equal(instanceSerializations() - before, 0, 'no event built for a service no stream follows')
 
     before = instanceSerializations()
-    store.heartbeat({ instance_id: records[1234]!.id, status: 'draining' })
+    await store.heartbeat({ instance_id: records[1234]!.id, status: 'draining' })
     const answers = await Promise.all(queries)
     await waitFor(() => streams.every((stream) => stream.received().includes('event: change')), { what: 'the change event on all 25 streams' })
     const cost = instanceSerializations() - before

@@ -18,7 +18,7 @@ const settledWithin = async <T>(promise: Promise<T>, ms: number): Promise<boolea
 describe('blocking queries', () => {
   it('answer at once when the caller is behind, with index, epoch and warm-up headers', async () => {
     const { app, store, epoch } = registry()
-    store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
+    await store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
     const response = await app.inject({ method: 'GET', url: '/discover/product?index=0&wait=10s' })
     assert.equal(response.statusCode, 200)
     assert.ok(Number(response.headers['x-registry-index']) > 0)
@@ -29,14 +29,14 @@ describe('blocking queries', () => {
 
   it('block until the service changes, and only its own changes wake them', async () => {
     const { app, store, epoch } = registry()
-    store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
+    await store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
     const index = store.discover('product').index
     const pending = app.inject({ method: 'GET', url: `/discover/product?index=${index}&epoch=${epoch}&wait=20s` })
-    store.register({ service_name: 'order', url: 'http://10.0.0.2:1' })
+    await store.register({ service_name: 'order', url: 'http://10.0.0.2:1' })
     assert.equal(await settledWithin(pending, 150), false, "another service's change does not wake it")
-    store.heartbeat({ service_name: 'product', url: 'http://10.0.0.1:1' })
+    await store.heartbeat({ service_name: 'product', url: 'http://10.0.0.1:1' })
     assert.equal(await settledWithin(pending, 150), false, 'a routine heartbeat does not wake it')
-    store.register({ service_name: 'product', url: 'http://10.0.0.1:2' })
+    await store.register({ service_name: 'product', url: 'http://10.0.0.1:2' })
     const response = await pending
     assert.equal(response.json().instances.length, 2)
     assert.ok(Number(response.headers['x-registry-index']) > index)
@@ -44,7 +44,7 @@ describe('blocking queries', () => {
 
   it('end when the wait ends, with the same index', async () => {
     const { app, store } = registry()
-    store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
+    await store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
     const index = store.discover('product').index
     const started = Date.now()
     const response = await app.inject({ method: 'GET', url: `/discover/product?index=${index}&wait=200ms` })
@@ -54,7 +54,7 @@ describe('blocking queries', () => {
 
   it('answer at once for an index from another epoch (a restarted registry)', async () => {
     const { app, store } = registry()
-    store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
+    await store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
     const index = store.discover('product').index
     const response = await app.inject({ method: 'GET', url: `/discover/product?index=${index}&epoch=someone-else&wait=20s` })
     assert.equal(response.statusCode, 200)
@@ -93,7 +93,7 @@ describe('blocking queries', () => {
 describe('event stream', () => {
   it('sends a snapshot, then each change of the services it follows', async () => {
     const { app, store } = registry()
-    store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
+    await store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
     await app.listen({ host: '127.0.0.1', port: 0 })
     const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/events?service=product`
     const controller = new AbortController()
@@ -117,8 +117,8 @@ describe('event stream', () => {
     await readUntil(1)
     assert.match(events()[0]!, /^event: snapshot\ndata: /)
     assert.equal(JSON.parse(events()[0]!.split('data: ')[1]!).services[0].instances.length, 1)
-    store.register({ service_name: 'order', url: 'http://10.0.0.2:1' }) // not followed
-    store.register({ service_name: 'product', url: 'http://10.0.0.1:2' })
+    await store.register({ service_name: 'order', url: 'http://10.0.0.2:1' }) // not followed
+    await store.register({ service_name: 'product', url: 'http://10.0.0.1:2' })
     await readUntil(2)
     const change = JSON.parse(events()[1]!.split('data: ')[1]!)
     assert.equal(change.service_name, 'product')
@@ -131,7 +131,7 @@ describe('event stream', () => {
 describe('the discovery fast path', () => {
   it('answers exactly as the route does, counts the request, and leaves everything else to Fastify', async () => {
     const { app, store } = registry()
-    store.register({ service_name: 'product', url: 'http://10.0.0.1:1', metadata: { zone: 'é-ü' } })
+    await store.register({ service_name: 'product', url: 'http://10.0.0.1:1', metadata: { zone: 'é-ü' } })
     await app.listen({ host: '127.0.0.1', port: 0 })
     const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
     const fast = await fetch(`${base}/discover/product`)
@@ -163,7 +163,7 @@ describe('the heartbeat fast path', () => {
 
   it('answers exactly as the route does, and counts every heartbeat once', async () => {
     const { app, store } = stopped()
-    store.register({ service_name: 'product', url: 'http://10.0.0.1:1', metadata: { zone: 'é-ü' } })
+    await store.register({ service_name: 'product', url: 'http://10.0.0.1:1', metadata: { zone: 'é-ü' } })
     await app.listen({ host: '127.0.0.1', port: 0 })
     const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
     const body = JSON.stringify({ service_name: 'product', url: 'http://10.0.0.1:1' })
@@ -200,7 +200,7 @@ describe('the heartbeat fast path', () => {
 
   it('leaves every bad or unusual heartbeat to the route, body and all, which answers as it always does', async () => {
     const { app, store } = stopped()
-    const instance = store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
+    const instance = await store.register({ service_name: 'product', url: 'http://10.0.0.1:1' })
     assert.equal(instance.kind, 'created')
     await app.listen({ host: '127.0.0.1', port: 0 })
     const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`
