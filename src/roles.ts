@@ -37,7 +37,7 @@ export async function runRole(role: Role, env: Env): Promise<void> {
   switch (role) {
     case 'registry': {
       const config = loadRegistryConfig(env)
-      await buildRegistry(config, output(role, config, telemetryFromEnv(env))).start()
+      await (await buildRegistry(config, output(role, config, telemetryFromEnv(env)))).start()
       return
     }
     case 'product': {

@@ -3,7 +3,7 @@ import { type Env, databaseUrl, fromEnvOrFile, host, hostnameList, httpUrlList, 
 import { parseAcl } from '../registry/auth.ts'
 
 import { LB_STRATEGIES, type LbStrategy } from '../discovery/balancer.ts'
-import type { RegistryOptions } from '../registry/server.ts'
+import type { RegistryOptions, StoreChoice } from '../registry/server.ts'
 import type { DatabaseOptions } from '../runtime/database.ts'
 import type { ServiceOptions } from '../runtime/service.ts'
 import type { UpstreamOptions } from '../runtime/upstream.ts'
@@ -47,6 +47,8 @@ export const DEFAULTS = {
   breakerHalfOpenSeconds: 5,
   retryBudgetPercent: 20,
   drainSeconds: 1,
+  etcdEndpoints: 'http://127.0.0.1:2379',
+  etcdPrefix: '/microservices-advanced',
 } as const
 
 export type LogFormat = 'json' | 'pretty'
@@ -131,7 +133,20 @@ export function loadRegistryConfig(env: Env): RegistryConfig {
     healthCheckFailures: integer(env, 'REGISTRY_HEALTH_CHECK_FAILURES', DEFAULTS.healthCheckFailures, { min: 1, max: 100 }),
     healthCheckConcurrency: integer(env, 'REGISTRY_HEALTH_CHECK_CONCURRENCY', DEFAULTS.healthCheckConcurrency, { min: 1, max: 1000 }),
     healthCheckAllowedHosts: hostnameList(env, 'REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS'),
+    store: storeChoice(env),
   }
+}
+
+/** REGISTRY_STORE, and for etcd ETCD_ENDPOINTS and ETCD_PREFIX. */
+function storeChoice(env: Env): StoreChoice {
+  const kind = oneOf(env, 'REGISTRY_STORE', 'memory', ['memory', 'etcd'] as const)
+  if (kind === 'memory') return { kind }
+  const prefix = text(env, 'ETCD_PREFIX', DEFAULTS.etcdPrefix)
+  // Keys are built from it: a plain path, so that one registry's keys never overlap another's.
+  if (!/^\/[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/.test(prefix)) {
+    throw new ConfigError('ETCD_PREFIX', prefix, 'a key prefix such as /microservices-advanced: "/"-separated letters, digits, ".", "_", "-", no trailing "/"')
+  }
+  return { kind, endpoints: httpUrlList(env, 'ETCD_ENDPOINTS', DEFAULTS.etcdEndpoints), prefix }
 }
 
 export function loadServiceConfig(env: Env, role: 'product' | 'order' | 'gateway'): ServiceConfig {

@@ -241,6 +241,8 @@ export function buildApp(options: BuildAppOptions): App {
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const body = toProblem(error, request, options.classifyError)
+    // A 503 of ours is a passing state (no instance yet, a store without quorum): say when to retry.
+    if (body.status === 503 && !reply.hasHeader('retry-after')) reply.header('retry-after', '1')
     // Upstream failures are logged where they happen (the service client); these are ours.
     if (body.code === 'INTERNAL' || (!(error instanceof AppError) && body.status >= 500)) {
       request.log.error({ err: error, code: body.code }, 'request failed')

@@ -16,6 +16,8 @@ export const REGISTRY_HEADERS = {
   epoch: 'x-registry-epoch',
   /** Milliseconds of warm-up left after a start, while instances are still re-registering. */
   warmup: 'x-registry-warmup-ms',
+  /** `true` when the answer comes from a replica that cannot reach its store's quorum: it may miss recent changes. */
+  stale: 'x-registry-stale',
 } as const
 
 /** A stable id for `(service_name, url)`, so the same instance keeps its id across registry restarts. */

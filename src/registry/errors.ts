@@ -14,4 +14,5 @@ export const registryError = defineErrors({
   TOKEN_NOT_ALLOWED: { status: 403, title: 'The token may not do this' },
   NOT_OWNER: { status: 403, title: 'The instance belongs to another token' },
   RATE_LIMITED: { status: 429, title: 'Too many writes; slow down' },
+  STORE_UNAVAILABLE: { status: 503, title: "The registry's store cannot be written now" },
 })

@@ -33,7 +33,7 @@ const PLAIN_DISCOVER = /^\/discover\/([a-z0-9](?:[a-z0-9._-]{0,62}[a-z0-9])?)$/
 export interface FastPathOptions {
   store: RegistryStore
   responses: DiscoveryResponses
-  epoch: string
+  epoch: () => string
   warmupRemainingMs: () => number
   metrics: Metrics
   logger: Logger
@@ -59,14 +59,18 @@ export function discoverFastPath(options: FastPathOptions): FastPathHandler {
     const match = PLAIN_DISCOVER.exec(request.url)
     // A read the token check refuses is the route's to answer (401).
     if (!match || !options.auth.mayRead(request)) return false
+    // A store not loaded yet is the route's to refuse; a stale one answers, and says so.
+    const status = store.status()
+    if (!status.ready) return false
     const snapshot = store.discover(match[1]!)
     const body = responses.body(snapshot)
     response.writeHead(200, {
       'content-type': 'application/json; charset=utf-8',
       'content-length': body.length,
       [REGISTRY_HEADERS.index]: String(snapshot.index),
-      [REGISTRY_HEADERS.epoch]: options.epoch,
+      [REGISTRY_HEADERS.epoch]: options.epoch(),
       [REGISTRY_HEADERS.warmup]: String(options.warmupRemainingMs()),
+      ...(status.stale ? { [REGISTRY_HEADERS.stale]: 'true' } : {}),
       ...(options.closing() ? { connection: 'close' } : {}),
     })
     response.end(body)

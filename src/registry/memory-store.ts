@@ -1,6 +1,6 @@
 import { instanceIdFor, type HeartbeatBody, type InstanceRef, type RegisterBody } from '../protocol/registry.ts'
 import { ADMIN_OWNER } from './auth.ts'
-import { effectiveStatus, type InstanceRecord, type RegisterResult, type RegistryStore, type ServiceSnapshot, type StoreStatus } from './store.ts'
+import { effectiveStatus, type InstanceRecord, type RegisterResult, type RegistryStore, type ServiceSnapshot, type StoreStatus, serviceViews } from './store.ts'
 
 export type Clock = () => number
 
@@ -175,12 +175,7 @@ export class MemoryStore implements RegistryStore {
       live.push(instance)
       validUntil = Math.min(validUntil, expiry)
     }
-    live.sort((a, b) => a.registeredAt - b.registeredAt || (a.id < b.id ? -1 : 1))
-    entry.cached = {
-      members: { serviceName, index: entry.index, instances: live },
-      discover: { serviceName, index: entry.index, instances: live.filter((i) => effectiveStatus(i) === 'up') },
-      validUntil,
-    }
+    entry.cached = { ...serviceViews(serviceName, entry.index, live), validUntil }
     return entry.cached
   }
 

@@ -32,8 +32,11 @@ export interface RegistryRouteOptions {
   store: RegistryStore
   events: RegistryEvents
   hub: WatchHub
-  /** Changes each time the registry process starts: a client can tell a fresh, empty registry. */
-  epoch: string
+  /**
+   * Names the registry's state: a new one each time a memory registry starts (a client can tell a
+   * fresh, empty registry); the etcd cluster's, the same on every replica.
+   */
+  epoch: () => string
   /** Milliseconds left of the warm-up after start, while instances are still re-registering. */
   warmupRemainingMs: () => number
   responses: DiscoveryResponses
@@ -63,6 +66,7 @@ const EventsQuery = Type.Object({ service: Type.Optional(ServiceNameSchema) }, {
 
 export function registerRegistryRoutes(app: App, options: RegistryRouteOptions): void {
   const { store, events } = options
+  const storeNotReady = () => registryError('STORE_UNAVAILABLE', `The registry has not loaded its state yet: ${store.status().detail ?? 'loading'}`)
 
   const notFound = (ref: InstanceRef) =>
     registryError(
@@ -168,42 +172,54 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
     async (request, reply) => {
       const name = request.params.service_name
       const { index, wait, epoch } = request.query
-      let snapshot = store.discover(name)
-      // A blocking query: answer at once if the caller's view is out of date, else on the next change.
-      // HEAD gets the answer's headers at once: nothing to wait for without a body.
-      if (index !== undefined && (epoch === undefined || epoch === options.epoch) && snapshot.index === index) {
-        // A watcher, and beyond the cap refused (a plain discover never is).
-        if (options.hub.full) throw tooManyWatchers(reply, options.hub)
-        if (request.method !== 'HEAD') {
-          const warmup = options.warmupRemainingMs()
-          // While warming up, answer when it ends too, so that clients learn the registry is whole.
-          const waitMs = Math.min(wait === undefined ? DEFAULT_WAIT_MS : (parseWait(wait) ?? DEFAULT_WAIT_MS), MAX_WAIT_MS, warmup > 0 ? warmup : MAX_WAIT_MS)
-          // A client that goes away ends its wait (one gone already, at once: it would hold a place
-          // under the cap for nothing). The listener is on the connection, which outlives the
-          // request when kept alive: remove it, or every blocking query on the connection leaves one.
-          const gone = new AbortController()
-          const onClose = () => gone.abort()
-          const socket = request.raw.socket
-          socket.once('close', onClose)
-          if (socket.destroyed) gone.abort()
-          try {
-            await options.hub.waitForChange(name, waitMs, gone.signal)
-          } finally {
-            socket.removeListener('close', onClose)
-          }
-          snapshot = store.discover(name)
-        }
-      }
+      // Before the store has loaded (etcd unreachable at start), an empty list would be a lie.
+      if (!store.status().ready) throw storeNotReady()
+      const blocking = index !== undefined && (epoch === undefined || epoch === options.epoch())
+      const snapshot = blocking ? await blockingDiscover(request, reply, name, index, wait) : store.discover(name)
       const body = options.responses.body(snapshot)
-      const warmup = options.warmupRemainingMs()
+      if (store.status().stale) reply.header(REGISTRY_HEADERS.stale, 'true')
       return reply
         .header(REGISTRY_HEADERS.index, String(snapshot.index))
-        .header(REGISTRY_HEADERS.epoch, options.epoch)
-        .header(REGISTRY_HEADERS.warmup, String(warmup))
+        .header(REGISTRY_HEADERS.epoch, options.epoch())
+        .header(REGISTRY_HEADERS.warmup, String(options.warmupRemainingMs()))
         .type('application/json; charset=utf-8')
         .send(body)
     },
   )
+
+  /** A blocking query's snapshot: at once if the caller's view is out of date, else at the next change. */
+  const blockingDiscover = async (request: FastifyRequest, reply: FastifyReply, name: string, index: number, wait: string | undefined) => {
+    // HEAD gets the answer's headers at once: nothing to wait for without a body.
+    if (request.method === 'HEAD') {
+      if (store.discover(name).index === index && options.hub.full) throw tooManyWatchers(reply, options.hub)
+      return store.discover(name)
+    }
+    const waitMs = Math.min(wait === undefined ? DEFAULT_WAIT_MS : (parseWait(wait) ?? DEFAULT_WAIT_MS), MAX_WAIT_MS)
+    // A client that goes away ends its wait (one gone already, at once: it would hold a place under
+    // the cap for nothing). The listener is on the connection, which outlives the request when kept
+    // alive: remove it, or every blocking query on the connection leaves one.
+    const gone = new AbortController()
+    const onClose = () => gone.abort()
+    const socket = request.raw.socket
+    socket.once('close', onClose)
+    if (socket.destroyed) gone.abort()
+    try {
+      // An index from another replica that this one has not seen yet: wait (within the wait) for
+      // the cache to catch up rather than answer at once with older data.
+      const started = Date.now()
+      await store.caughtUp(index, AbortSignal.any([gone.signal, AbortSignal.timeout(waitMs)]))
+      const left = waitMs - (Date.now() - started)
+      if (store.discover(name).index !== index || left <= 0) return store.discover(name)
+      // A watcher, and beyond the cap refused (a plain discover never is).
+      if (options.hub.full) throw tooManyWatchers(reply, options.hub)
+      // While warming up, answer when it ends too, so that clients learn the registry is whole.
+      const warmup = options.warmupRemainingMs()
+      await options.hub.waitForChange(name, Math.min(left, warmup > 0 ? warmup : MAX_WAIT_MS), gone.signal)
+      return store.discover(name)
+    } finally {
+      socket.removeListener('close', onClose)
+    }
+  }
 
   // Server-sent events: a snapshot, then each change (every instance, any status), for
   // dashboards and other subscribers.
@@ -215,9 +231,10 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
     schema: { tags: ['registry'], summary: 'Stream changes as server-sent events', querystring: EventsQuery },
     handler: async (request, reply) => {
       const service = request.query.service
+      if (!store.status().ready) throw storeNotReady()
       // A watcher, and beyond the cap refused.
       if (options.hub.full) throw tooManyWatchers(reply, options.hub)
-      const headers = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', [REGISTRY_HEADERS.epoch]: options.epoch }
+      const headers = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', [REGISTRY_HEADERS.epoch]: options.epoch() }
       // HEAD: the stream's status and headers, and no stream.
       if (request.method === 'HEAD') return reply.headers(headers).send()
       reply.hijack()
@@ -227,7 +244,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
       const { socket } = request.raw
       const stream = { service, response, peer: `${socket.remoteAddress}:${socket.remotePort}` }
       // Ask EventSource clients to reconnect after 1 s (not the browser's default 3 s).
-      const remove = options.hub.addStream(stream, `retry: 1000\n\n${snapshotEvent(options.epoch, snapshots)}`)
+      const remove = options.hub.addStream(stream, `retry: 1000\n\n${snapshotEvent(options.epoch(), snapshots)}`)
       // Through the hub, so that a client that reads nothing at all is dropped too.
       const keepalive = setInterval(() => options.hub.send(stream, ': keep-alive\n\n'), KEEPALIVE_MS)
       keepalive.unref()
@@ -242,7 +259,9 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
   })
 
   // Every unexpired instance, whatever its status, for people and dashboards.
-  app.get('/services', { schema: { tags: ['registry'], summary: 'Every service with its unexpired instances', querystring: Type.Object({}) } }, async () => ({
-    services: store.services().map(snapshotView),
-  }))
+  app.get('/services', { schema: { tags: ['registry'], summary: 'Every service with its unexpired instances', querystring: Type.Object({}) } }, async (_request, reply) => {
+    if (!store.status().ready) throw storeNotReady()
+    if (store.status().stale) reply.header(REGISTRY_HEADERS.stale, 'true')
+    return { services: store.services().map(snapshotView) }
+  })
 }

@@ -111,8 +111,12 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
     },
   })
   const counters = registryMetrics(metrics, store, hub)
-  const epoch = randomBytes(8).toString('hex')
-  const warmupUntil = clock() + (options.warmupMs ?? options.ttlMs / 2)
+  // A memory store's state is the process's: a new process is a new epoch. A shared store names
+  // its own (the same on every replica), once it has loaded.
+  const processEpoch = randomBytes(8).toString('hex')
+  const epoch = () => store.epoch ?? processEpoch
+  // On etcd the state outlives the process: nothing to wait for after a start.
+  const warmupUntil = store.kind === 'etcd' ? 0 : clock() + (options.warmupMs ?? options.ttlMs / 2)
   const warmupRemainingMs = () => Math.max(0, warmupUntil - clock())
   const responses = new DiscoveryResponses()
   let draining = false
@@ -199,7 +203,16 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
       maxMetadataBytes: options.maxMetadataBytes ?? 4096,
       healthCheckAllowedHosts: options.healthCheckAllowedHosts ?? [],
     })
-    registerHealthRoutes(routes, { checks: {}, isDraining: () => draining })
+    registerHealthRoutes(routes, {
+      // Not ready until the store holds the registry (etcd: the first load); a stale cache still
+      // answers discovery, so it stays ready, and says so in the details.
+      checks: { store: () => store.status().ready || (store.status().detail ?? 'not loaded') },
+      isDraining: () => draining,
+      details: () => {
+        const status = store.status()
+        return { store: { kind: store.kind, stale: status.stale, ...(status.detail === undefined ? {} : { detail: status.detail }) } }
+      },
+    })
   })
   registerDashboard(app, { ttlMs: options.ttlMs })
 
@@ -216,7 +229,18 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
       forgetIfGone(instance.serviceName)
     }
   }
-  return { app, store, metrics, hub, epoch, sweep, counters, auth }
+  return {
+    app,
+    store,
+    metrics,
+    hub,
+    get epoch() {
+      return epoch()
+    },
+    sweep,
+    counters,
+    auth,
+  }
 }
 
 /** How often the sweeper runs: a quarter of the TTL, between 50 ms and 5 s. */
@@ -250,16 +274,42 @@ export interface RegistryOptions {
   /** REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS: hosts a health URL may name besides its instance's own. */
   healthCheckAllowedHosts: string[]
   shutdownTimeoutSeconds: number
+  /** REGISTRY_STORE: memory (one process) or etcd (ETCD_ENDPOINTS, ETCD_PREFIX: any number of replicas). */
+  store: StoreChoice
 }
+
+export type StoreChoice = { kind: 'memory' } | { kind: 'etcd'; endpoints: string[]; prefix: string }
 
 /** The registry, built and ready for `inject()`; `start` listens, sweeps and health-checks. */
 export interface Registry extends RegistryApp {
   start: () => Promise<{ url: string; port: number; shutdown: (reason: string) => Promise<void> }>
 }
 
-export function buildRegistry(options: RegistryOptions, runtime: RoleRuntime): Registry {
+/** The store the options name; etcd's client is loaded only by a registry that uses it. */
+async function openStore(options: RegistryOptions, logger: Logger): Promise<{ store: RegistryStore; start: () => Promise<void> } | undefined> {
+  if (options.store.kind === 'memory') return undefined
+  const { EtcdStore } = await import('./etcd-store.ts')
+  const store = new EtcdStore({
+    endpoints: options.store.endpoints,
+    prefix: options.store.prefix,
+    ttlMs: options.ttlSeconds * 1000,
+    logger,
+    maxInstances: options.maxInstances,
+    maxInstancesPerService: options.maxInstancesPerService,
+  })
+  if (store.leaseSeconds !== options.ttlSeconds) {
+    logger.warn(
+      { event: 'ttl_rounded', ttl_seconds: options.ttlSeconds, lease_seconds: store.leaseSeconds },
+      `etcd leases are whole seconds: instances expire ${store.leaseSeconds} s after their last heartbeat`,
+    )
+  }
+  return { store, start: () => store.start() }
+}
+
+export async function buildRegistry(options: RegistryOptions, runtime: RoleRuntime): Promise<Registry> {
   const { logger, telemetry } = runtime
   const ttlMs = options.ttlSeconds * 1000
+  const shared = await openStore(options, logger)
   const auth = new RegistryAuth({ adminToken: options.adminToken, readToken: options.readToken, aclFile: options.aclFile, logger })
   auth.loadSync()
   const registry = buildRegistryApp({
@@ -272,6 +322,7 @@ export function buildRegistry(options: RegistryOptions, runtime: RoleRuntime): R
     writeRateLimitPerMinute: options.writeRateLimitPerMinute,
     auth,
     telemetry,
+    ...(shared ? { store: shared.store } : {}),
   })
   const start = async () => {
     const checker = new HealthChecker({
@@ -298,12 +349,22 @@ export function buildRegistry(options: RegistryOptions, runtime: RoleRuntime): R
         // The epoch names this registry process to its clients (a response header): the same name
         // on its spans ties the two together.
         await telemetry.start({ serviceName: 'registry', instanceId: `registry-${registry.epoch}`, logger })
+        // Loads the registry from etcd in the background: until then, not ready (and it says why).
+        void shared?.start()
         sweeper = setInterval(() => void registry.sweep(), sweepIntervalMs(ttlMs))
         sweeper.unref()
         checker.start()
         auth.watch()
         logger.info(
-          { event: 'listening', port, ttl_seconds: options.ttlSeconds, epoch: registry.epoch, warmup_seconds: options.warmupSeconds },
+          {
+            event: 'listening',
+            port,
+            ttl_seconds: options.ttlSeconds,
+            epoch: registry.epoch,
+            warmup_seconds: shared ? 0 : options.warmupSeconds,
+            store: options.store.kind,
+            ...(options.store.kind === 'etcd' ? { etcd_endpoints: options.store.endpoints, etcd_prefix: options.store.prefix } : {}),
+          },
           `registry listening on ${options.host}:${port}`,
         )
         logger.info(
@@ -326,6 +387,7 @@ export function buildRegistry(options: RegistryOptions, runtime: RoleRuntime): R
             return checker.stop()
           },
         },
+        { name: 'close the store', run: () => registry.store.close() },
         { name: 'flush traces', run: () => telemetry.shutdown() },
       ],
     })

@@ -21,6 +21,15 @@ export function effectiveStatus(instance: InstanceRecord): InstanceStatus {
   return instance.health === 'failing' ? 'down' : instance.reportedStatus
 }
 
+/** A service's two views (every live member; those clients may use), in registration order. */
+export function serviceViews(serviceName: string, index: number, live: InstanceRecord[]): { discover: ServiceSnapshot; members: ServiceSnapshot } {
+  live.sort((a, b) => a.registeredAt - b.registeredAt || (a.id < b.id ? -1 : 1))
+  return {
+    members: { serviceName, index, instances: live },
+    discover: { serviceName, index, instances: live.filter((i) => effectiveStatus(i) === 'up') },
+  }
+}
+
 export type RegisterResult =
   | { kind: 'created'; instance: InstanceRecord }
   | { kind: 'refreshed'; instance: InstanceRecord }

@@ -1,0 +1,95 @@
+import type { Etcd3, ILeaseKeepAliveRequest, ILeaseKeepAliveResponse, IDuplexStream } from 'etcd3'
+
+interface Pending {
+  resolve: (ttlSeconds: number) => void
+  reject: (error: Error) => void
+  timer: NodeJS.Timeout
+}
+
+/**
+ * Renews leases over one LeaseKeepAlive stream shared by every heartbeat of the process, as
+ * etcd's own clients do: a heartbeat is one small message on an open stream, not a new gRPC call
+ * (etcd3's `Lease.keepaliveOnce` opens a stream per call, and only for leases it granted itself;
+ * here any replica renews a lease another one granted). etcd answers each renewal with the lease's
+ * new TTL, or 0 when the lease no longer exists, in the order they were sent.
+ *
+ * A renewal not answered within `timeoutMs` fails, and the stream is dropped so that the next
+ * renewal opens a fresh one, perhaps on another member: a stream to a member that has lost its
+ * leader (or its life) would otherwise swallow every renewal.
+ */
+export class LeaseKeepAlive {
+  readonly #client: Etcd3
+  readonly #timeoutMs: number
+  readonly #pending = new Map<string, Pending[]>()
+  #stream: Promise<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>> | undefined
+  #closed = false
+
+  constructor(client: Etcd3, timeoutMs: number) {
+    this.#client = client
+    this.#timeoutMs = timeoutMs
+  }
+
+  /** Renews the lease; resolves to its TTL in seconds, 0 when etcd no longer has it. */
+  async renew(leaseId: string): Promise<number> {
+    if (this.#closed) throw new Error('lease keep-alive closed')
+    const opening = this.#open()
+    const stream = await opening
+    return new Promise((resolve, reject) => {
+      const queue = this.#pending.get(leaseId) ?? []
+      const entry: Pending = {
+        resolve,
+        reject,
+        timer: setTimeout(() => this.#fail(opening, new Error(`no answer from etcd to a lease renewal within ${this.#timeoutMs} ms`)), this.#timeoutMs),
+      }
+      queue.push(entry)
+      this.#pending.set(leaseId, queue)
+      stream.write({ ID: leaseId })
+    })
+  }
+
+  close(): void {
+    this.#closed = true
+    if (this.#stream) this.#fail(this.#stream, new Error('lease keep-alive closed'))
+  }
+
+  #open(): Promise<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>> {
+    if (this.#stream) return this.#stream
+    const opening = this.#client.leaseClient.leaseKeepAlive()
+    this.#stream = opening
+    opening.then(
+      (stream) => {
+        stream.on('data', (response: ILeaseKeepAliveResponse) => this.#answer(response))
+        stream.on('error', (error: Error) => this.#fail(opening, error))
+        stream.on('end', () => this.#fail(opening, new Error('etcd ended the lease keep-alive stream')))
+      },
+      (error: Error) => this.#fail(opening, error),
+    )
+    return opening
+  }
+
+  #answer(response: ILeaseKeepAliveResponse): void {
+    const id = String(response.ID)
+    const queue = this.#pending.get(id)
+    const entry = queue?.shift()
+    if (!entry) return
+    if (queue!.length === 0) this.#pending.delete(id)
+    clearTimeout(entry.timer)
+    entry.resolve(Number(response.TTL))
+  }
+
+  /** Fails every renewal in flight and forgets the stream, if it is still the current one. */
+  #fail(stream: Promise<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>>, error: Error): void {
+    if (this.#stream !== stream) return
+    this.#stream = undefined
+    const pending = [...this.#pending.values()].flat()
+    this.#pending.clear()
+    for (const entry of pending) {
+      clearTimeout(entry.timer)
+      entry.reject(error)
+    }
+    stream.then(
+      (open) => open.cancel(),
+      () => {},
+    )
+  }
+}
