@@ -1,13 +1,11 @@
 import assert from 'node:assert/strict'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { Writable } from 'node:stream'
 import { after, before, describe, it } from 'node:test'
-import { createLogger } from '../../src/lib/logger.ts'
 import { HealthChecker, healthUrlAllowed } from '../../src/registry/health-checker.ts'
 import { MemoryStore } from '../../src/registry/memory-store.ts'
 import { effectiveStatus } from '../../src/registry/store.ts'
-import { silentLogger } from '../helpers/logger.ts'
+import { capturingLogger, silentLogger } from '../helpers/logger.ts'
 import { waitFor } from '../helpers/wait.ts'
 
 /** A health endpoint on 127.0.0.1 (port 0) that hands every request to `handle`. */
@@ -20,18 +18,6 @@ async function listen(handle: (request: IncomingMessage, response: ServerRespons
     await new Promise((resolve) => server.close(resolve))
   }
   return { server, origin, close }
-}
-
-/** A logger whose lines the test can read. */
-function capturingLogger() {
-  const lines: Array<Record<string, unknown>> = []
-  const destination = new Writable({
-    write(chunk, _encoding, done) {
-      for (const line of String(chunk).split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>)
-      done()
-    },
-  })
-  return { logger: createLogger({ level: 'debug', destination }), lines }
 }
 
 const healthOf = (store: MemoryStore, service: string, url: string) => store.members(service).instances.find((i) => i.url === url)?.health
