@@ -30,12 +30,13 @@ export class LeaseKeepAlive {
   }
 
   /** Renews the lease; resolves to its TTL in seconds, 0 when etcd no longer has it. */
-  async renew(leaseId: string): Promise<number> {
-    if (this.#closed) throw new Error('lease keep-alive closed')
+  renew(leaseId: string): Promise<number> {
+    if (this.#closed) return Promise.reject(new Error('lease keep-alive closed'))
     const opening = this.#open()
-    const stream = await opening
     return new Promise((resolve, reject) => {
       const queue = this.#pending.get(leaseId) ?? []
+      // One deadline from now, opening included: a stream that never opens (a member that does
+      // not answer) is dropped like one that never answers.
       const entry: Pending = {
         resolve,
         reject,
@@ -43,7 +44,13 @@ export class LeaseKeepAlive {
       }
       queue.push(entry)
       this.#pending.set(leaseId, queue)
-      stream.write({ ID: leaseId })
+      opening.then(
+        (stream) => {
+          // Failed (and answered) while the stream was opening: nothing to send.
+          if (this.#stream === opening && queue.includes(entry)) stream.write({ ID: leaseId })
+        },
+        () => {},
+      )
     })
   }
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { Etcd3, type Campaign, type IKeyValue, type IOptions, type IRequestOp, type IResponseHeader, type Watcher } from 'etcd3'
+import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type Campaign, type IKeyValue, type IOptions, type IRequestOp, type IResponseHeader, type Watcher } from 'etcd3'
 import { Type, type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { Logger } from '../lib/logger.ts'
@@ -102,6 +102,7 @@ const urlKey = (serviceName: string, url: string) => `${serviceName}\n${url}`
 /** The index of a service with no instances: never 0 (clients read 0 as "no index yet"). */
 const EMPTY_INDEX = 1
 const PAGE = 1000
+const ELECTION_TTL_SECONDS = 5
 
 /**
  * The registry's state in etcd, shared by any number of registry replicas.
@@ -163,7 +164,7 @@ export class EtcdStore implements RegistryStore {
     }
     this.#servicesPrefix = `${this.#options.prefix}/services/`
     this.#ttlSeconds = Math.ceil(options.ttlMs / 1000)
-    this.#client = new Etcd3({ hosts: [...options.endpoints], dialTimeout: this.#options.requestTimeoutMs, faultHandling: { watchBackoff: watchBackoff(100) } })
+    this.#client = new Etcd3({ hosts: [...options.endpoints], dialTimeout: this.#options.requestTimeoutMs, faultHandling: { watchBackoff: watchBackoff(100), host: hostBreaker } })
     this.#keepAlive = new LeaseKeepAlive(this.#client, this.#options.requestTimeoutMs)
   }
 
@@ -386,17 +387,23 @@ export class EtcdStore implements RegistryStore {
     return (await this.#update(entry, { health }))?.record
   }
 
-  /** Writes a changed record under the same lease, if the key is as the cache has it. */
+  /** Writes a changed record under the same lease, if the key is as the cache has it; undefined if it is gone. */
   async #update(entry: Entry, change: Partial<InstanceRecord>): Promise<Entry | undefined> {
     const record: InstanceRecord = { ...entry.record, ...change }
-    const result = await this.#timed(
-      'update an instance',
-      this.#client.kv.txn({
-        compare: [{ key: Buffer.from(entry.key), target: 'Mod', result: 'Equal', mod_revision: String(entry.modRevision) }],
-        success: [{ request_put: { key: Buffer.from(entry.key), value: encode(record), lease: entry.lease } }],
-        failure: [],
-      }),
-    )
+    let result: Awaited<ReturnType<Etcd3['kv']['txn']>>
+    try {
+      result = await this.#timed(
+        'update an instance',
+        this.#client.kv.txn({
+          compare: [{ key: Buffer.from(entry.key), target: 'Mod', result: 'Equal', mod_revision: String(entry.modRevision) }],
+          success: [{ request_put: { key: Buffer.from(entry.key), value: encode(record), lease: entry.lease } }],
+          failure: [],
+        }),
+      )
+    } catch (error) {
+      if (error instanceof EtcdLeaseInvalidError) return undefined
+      throw error
+    }
     await this.#reach(result.header)
     return result.succeeded ? this.#byId.get(record.id) : undefined
   }
@@ -414,6 +421,8 @@ export class EtcdStore implements RegistryStore {
     try {
       return await Promise.race([call, timeout])
     } catch (error) {
+      // The lease a write named has expired: the instance is gone (its delete is on its way), etcd is fine.
+      if (error instanceof EtcdLeaseInvalidError) throw error
       // The call may still complete; whatever it did, the watch will tell.
       call.catch(() => {})
       this.#quorumLost(error)
@@ -479,6 +488,9 @@ export class EtcdStore implements RegistryStore {
     this.#loaded = true
     this.#problem = undefined
     this.#quorum = true
+    // Just read at a quorum's revision, and the watch resumes from the next one: not stale
+    // unless the watch is then lost.
+    this.#watching = true
     // After a reload (the watch fell behind a compaction), tell watchers of every service that moved.
     const changed = new Set<string>()
     for (const [name, index] of before) if (this.#services.get(name)?.index !== index) changed.add(name)
@@ -498,7 +510,7 @@ export class EtcdStore implements RegistryStore {
     const watcher = this.#client.watch().prefix(this.#servicesPrefix).withPreviousKV().startRevision(String(fromRevision)).watcher()
     this.#watcher = watcher
     watcher.on('connected', () => {
-      if (!this.#watching) this.#options.logger.info({ event: 'store_watching', revision: this.#revision }, 'following etcd')
+      if (!this.#watching) this.#options.logger.info({ event: 'store_watching', revision: this.#revision }, 'following etcd again')
       this.#watching = true
     })
     watcher.on('disconnected', (error) => {
@@ -636,7 +648,8 @@ export class EtcdStore implements RegistryStore {
   /** Runs for leader (health checks, eviction logs) as long as the store is open. */
   #campaignForLeader(): void {
     if (this.#closed) return
-    const campaign = this.#client.election(`${this.#options.prefix}/leader`, this.#ttlSeconds).campaign(this.#options.replicaName)
+    // A short lease: when the leader dies, another replica takes over the checks within seconds.
+    const campaign = this.#client.election(`${this.#options.prefix}/leader`, ELECTION_TTL_SECONDS).campaign(this.#options.replicaName)
     this.#campaign = campaign
     campaign.on('elected', () => {
       this.#leader = true
@@ -656,6 +669,36 @@ export class EtcdStore implements RegistryStore {
 }
 
 type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>
+type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>
+
+/**
+ * Per etcd member: after 3 failures in a row, calls skip it (the pool tries another member) for
+ * 1 s, then one call at a time may try it again. etcd3's default breaker skips a member for 5 s:
+ * after a quorum loss, when every member has failed, that kept every write refused for up to 5 s
+ * after etcd was whole again (while leases, renewed by nobody, ran down).
+ */
+function hostBreaker(): HostPolicy {
+  let failures = 0
+  let openUntil = 0
+  const policy = {
+    async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> {
+      if (failures >= 3 && Date.now() < openUntil) throw new Error('etcd member skipped after repeated failures')
+      try {
+        const result = await fn({ signal: new AbortController().signal })
+        failures = 0
+        return result
+      } catch (error) {
+        if (error instanceof Error && isRecoverableError(error)) {
+          failures++
+          if (failures >= 3) openUntil = Date.now() + 1000
+        }
+        throw error
+      }
+    },
+  }
+  // The pool calls only `execute`; cockatiel's events are not used by it.
+  return policy as unknown as HostPolicy
+}
 
 /**
  * How soon a lost watch reconnects: 100 ms, doubling to at most 2 s. etcd3's default grows to

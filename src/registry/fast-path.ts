@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { Readable } from 'node:stream'
 import { Compile } from 'typebox/compile'
+import { AppError } from '../http/errors.ts'
 import { routeAnswers, type FastPath, type FastPathHandler } from '../http/fast-path.ts'
 import type { Metrics } from '../http/metrics.ts'
 import type { Logger } from '../lib/logger.ts'
@@ -119,6 +120,14 @@ const HEARTBEAT_MAX_BYTES = 4096
 const PROTOTYPE_KEYS = /__proto__|constructor/
 const checkHeartbeat = Compile(HeartbeatBody)
 const replayed = new WeakMap<IncomingMessage, Buffer>()
+const refused = new WeakMap<IncomingMessage, AppError>()
+
+/** For the heartbeat route: the store's refusal of a heartbeat the fast path already tried, if any. */
+export function heartbeatRefusal(request: IncomingMessage): AppError | undefined {
+  const error = refused.get(request)
+  refused.delete(request)
+  return error
+}
 
 export interface HeartbeatFastPathOptions {
   store: RegistryStore
@@ -160,7 +169,12 @@ export function heartbeatFastPath(options: HeartbeatFastPathOptions): FastPathHa
       // the same heartbeat); a store that cannot write (etcd without quorum) is the route's to answer too.
       const toRoute = (error?: unknown) => {
         replayed.set(request, body)
-        if (error === undefined) next(request, response)
+        // A refusal the store made (etcd without quorum) is an answer, not a fault of the fast
+        // path: the route gives it, without trying the store a second time.
+        if (error instanceof AppError) {
+          refused.set(request, error)
+          next(request, response)
+        } else if (error === undefined) next(request, response)
         else routeAnswers(error, request, response, next, logger)
       }
       let pending: Promise<InstanceRecord | undefined> | undefined

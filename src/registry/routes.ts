@@ -15,7 +15,7 @@ import {
 import { tooManyWatchers, type WatchHub } from './watch.ts'
 import type { InstanceRecord, RegistryStore } from './store.ts'
 import { snapshotEvent, snapshotView, toView } from './views.ts'
-import { replayHeartbeatBody, type DiscoveryResponses } from './fast-path.ts'
+import { heartbeatRefusal, replayHeartbeatBody, type DiscoveryResponses } from './fast-path.ts'
 import type { FastifyReply, FastifyRequest, RequestPayload } from 'fastify'
 import { refusalError, type RegistryAuth } from './auth.ts'
 import { healthUrlAllowed } from './health-checker.ts'
@@ -136,6 +136,8 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
   }
 
   app.post('/heartbeat', heartbeatRoute, async (request, reply) => {
+    const refusal = heartbeatRefusal(request.raw)
+    if (refusal) throw refusal
     const current = ownInstance(request, reply, request.body)
     const instance = current && (await store.heartbeat(request.body))
     events.heartbeat(instance)

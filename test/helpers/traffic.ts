@@ -5,6 +5,8 @@ export interface TrafficReport {
   failed: number
   /** Status (or error name) of each failure, for the assertion message. */
   failures: string[]
+  /** Ids of the orders answered 201 (as a new order: a replay of a unique key counts as a failure). */
+  created: string[]
   latenciesMs: number[]
   p50: number
   p99: number
@@ -13,11 +15,24 @@ export interface TrafficReport {
 
 const percentile = (sorted: number[], p: number) => (sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!)
 
+export interface OrderTrafficOptions {
+  workers?: number
+  maxOrders?: number
+  maxMs?: number
+  pauseMs?: number
+  /**
+   * Gives every order its own Idempotency-Key, `<prefix>-<n>`: a new key per order, so each 201 must
+   * be a new order (one answered `idempotent-replayed: true` is counted as a failure).
+   */
+  idempotencyKeyPrefix?: string
+}
+
 /**
  * Steady order traffic: `workers` loops each placing one order at a time, until `stop()` or the
- * bounds (count and time) are reached. Every load loop here is bounded.
+ * bounds (count and time) are reached. Every load loop here is bounded. No request is retried:
+ * every answer other than a 201 is a failure.
  */
-export function orderTraffic(orderUrl: string, productId: string, options: { workers?: number; maxOrders?: number; maxMs?: number; pauseMs?: number } = {}) {
+export function orderTraffic(orderUrl: string, productId: string, options: OrderTrafficOptions = {}) {
   const workers = options.workers ?? 2
   const maxOrders = options.maxOrders ?? 20_000
   const deadline = Date.now() + (options.maxMs ?? 120_000)
@@ -25,15 +40,21 @@ export function orderTraffic(orderUrl: string, productId: string, options: { wor
   let stopped = false
   let sent = 0
   const failures: string[] = []
+  const created: string[] = []
   const latencies: number[] = []
+  const keyPrefix = options.idempotencyKeyPrefix
 
   const worker = async () => {
     while (!stopped && sent < maxOrders && Date.now() < deadline) {
-      sent++
+      const n = sent++
+      const headers: Record<string, string> = keyPrefix === undefined ? {} : { 'idempotency-key': `${keyPrefix}-${n}` }
       const started = performance.now()
       try {
-        const response = await http('POST', `${orderUrl}/orders`, { product_id: productId, quantity: 3 })
-        if (response.status !== 201) failures.push(`${response.status} ${(response.body as { code?: string })?.code ?? ''}`)
+        const response = await http<{ id?: string; code?: string }>('POST', `${orderUrl}/orders`, { product_id: productId, quantity: 3 }, headers)
+        if (response.status !== 201) failures.push(`${response.status} ${response.body?.code ?? ''}`)
+        else if (keyPrefix !== undefined && response.headers.get('idempotent-replayed') !== 'false') failures.push(`201 replayed for the new key ${headers['idempotency-key']}`)
+        else if (typeof response.body.id === 'string') created.push(response.body.id)
+        else failures.push('201 without an order id')
       } catch (error) {
         failures.push(error instanceof Error ? error.message : String(error))
       }
@@ -60,6 +81,7 @@ export function orderTraffic(orderUrl: string, productId: string, options: { wor
         sent: latencies.length,
         failed: failures.length,
         failures,
+        created,
         latenciesMs: latencies,
         p50: percentile(sorted, 50),
         p99: percentile(sorted, 99),
