@@ -22,9 +22,9 @@ let interruptedBy: NodeJS.Signals | undefined
 /** The signal that is stopping the benchmark, if any: errors that follow from it are not news. */
 export const interrupted = (): NodeJS.Signals | undefined => interruptedBy
 
-/** Spawns `node args...` on one core; stdout and stderr are captured, never inherited. */
-export function spawnPinned(name: string, core: number, args: readonly string[], env: NodeJS.ProcessEnv): Pinned {
-  const child = spawn('taskset', ['-c', String(core), process.execPath, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
+/** Spawns `node args...` (or `command args...`) on one core; stdout and stderr are captured, never inherited. */
+export function spawnPinned(name: string, core: number, args: readonly string[], env: NodeJS.ProcessEnv, command = process.execPath): Pinned {
+  const child = spawn('taskset', ['-c', String(core), command, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] })
   live.add(child)
   let tail = ''
   const lineListeners = new Set<(line: string) => void>()

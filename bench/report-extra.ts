@@ -14,7 +14,7 @@ export function renderPropagation(results: readonly PropagationResult[]): string
   for (const r of results) {
     rows.push([
       String(r.watchers),
-      r.mode === 'watch' ? 'blocking queries' : 'polling every 1 s',
+      r.mode === 'watch' ? 'blocking queries' : r.mode === 'poll' ? 'polling every 1 s' : 'etcd: written on replica A, watched on B',
       String(r.samples),
       ms(r.p50Ms),
       ms(r.p99Ms),

@@ -3,7 +3,7 @@ import { availableParallelism, cpus, release } from 'node:os'
 import type { LoadResult } from './load.ts'
 
 export type CaseName = 'discover' | 'heartbeat'
-export type ServerName = 'bare node:http' | 'registry'
+export type ServerName = 'bare node:http' | 'registry' | 'registry (etcd)'
 
 export interface Run extends LoadResult {
   case: CaseName
@@ -133,6 +133,18 @@ export function renderTable(measurements: readonly Measurement[]): string {
   ])
   const header = ['case', 'server', 'req/s', 'p50 ms', 'p99 ms', 'req/s vs bare', 'p99 vs bare', 'server CPU', 'server µs/req', 'others on core', 'loadgen CPU']
   return table([header, ...rows])
+}
+
+/** The etcd store against the memory store, per case: the price of sharing the state. */
+export function renderStores(measurements: readonly Measurement[]): string {
+  const lines = ['the etcd store against the memory store (same run, same core; etcd on the server core too):']
+  for (const name of ['discover', 'heartbeat'] as const) {
+    const memory = measurements.find((m) => m.case === name && m.server === 'registry')
+    const etcd = measurements.find((m) => m.case === name && m.server === 'registry (etcd)')
+    if (!memory || !etcd) continue
+    lines.push(`  ${name.padEnd(9)}  req/s ${(etcd.requestsPerSecond / memory.requestsPerSecond).toFixed(2)}x, p99 ${(etcd.p99Ms / memory.p99Ms).toFixed(2)}x`)
+  }
+  return lines.join('\n')
 }
 
 export function renderAims(results: readonly Aim[]): string {

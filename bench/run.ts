@@ -7,11 +7,11 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { availableParallelism, loadavg } from 'node:os'
 import { clockTicksPerSecond, runLoad, type LoadRequest } from './load.ts'
 import { installCleanup, interrupted, stopAll } from './processes.ts'
-import { aims, machine, medians, renderAims, renderTable, withRatios, type CaseName, type Run, type ServerName } from './report.ts'
+import { aims, machine, medians, renderAims, renderStores, renderTable, withRatios, type CaseName, type Run, type ServerName } from './report.ts'
 import { measureGateway } from './gateway.ts'
 import { renderGateway, renderPropagation } from './report-extra.ts'
 import { measurePropagation, type PropagationResult } from './watch.ts'
-import { HEARTBEAT_BODY, JSON_HEADERS, READ_HEADERS, REGISTRY_ENV, prepareRegistry, startBare, startRegistry, verifyBare, type Server } from './servers.ts'
+import { HEARTBEAT_BODY, JSON_HEADERS, READ_HEADERS, REGISTRY_ENV, etcdEnv, prepareRegistry, startBare, startEtcd, startRegistry, verifyBare, type Server } from './servers.ts'
 
 const SERVER_CORE = 0
 const LOAD_CORE = 1
@@ -103,6 +103,11 @@ async function main(): Promise<void> {
   const registry = await startRegistry(SERVER_CORE)
   const captured = await prepareRegistry(registry.baseUrl)
   log(`checked:  GET ${captured.discoverPath} lists 3 instances, POST /heartbeat answers 200`)
+  // The same registry over etcd (one member, on the server core too: its work is the registry's cost).
+  const etcd = await startEtcd(SERVER_CORE)
+  const etcdRegistry = await startRegistry(SERVER_CORE, etcdEnv(etcd, '/bench'), 'registry (etcd)')
+  await prepareRegistry(etcdRegistry.baseUrl)
+  log('checked:  the etcd registry answers the same requests (one etcd member, data on this disk)')
   const bare = await startBare(SERVER_CORE, captured)
   await verifyBare(bare.baseUrl, captured)
   log('checked:  the bare server answers the same status, content-type and body')
@@ -112,11 +117,13 @@ async function main(): Promise<void> {
     [
       ['bare node:http', bare],
       ['registry', registry],
+      ['registry (etcd)', etcdRegistry],
     ],
     captured.discoverPath,
     run,
   )
   await stopAll()
+  etcd.remove()
 
   // Watch propagation: 1,000 watchers of one service, blocking queries against polling each second.
   log()
@@ -127,6 +134,16 @@ async function main(): Promise<void> {
     propagation.push(await measurePropagation(watchRegistry.baseUrl, LOAD_CORE, mode, WATCHERS, WATCH_CHANGES))
   }
   await stopAll()
+  // Across etcd replicas: registered on A, seen by watchers on B (through etcd's watch).
+  const replicaEtcd = await startEtcd(SERVER_CORE)
+  const [replicaA, replicaB] = [
+    await startRegistry(SERVER_CORE, etcdEnv(replicaEtcd, '/bench-watch'), 'registry replica A'),
+    await startRegistry(SERVER_CORE, etcdEnv(replicaEtcd, '/bench-watch'), 'registry replica B'),
+  ]
+  log(`running: propagation of ${WATCH_CHANGES} changes written on etcd replica A to ${WATCHERS} watchers on replica B`)
+  propagation.push(await measurePropagation(replicaB.baseUrl, LOAD_CORE, 'replicas', WATCHERS, WATCH_CHANGES, replicaA.baseUrl))
+  await stopAll()
+  replicaEtcd.remove()
 
   // The gateway against nginx and against the product instance hit directly.
   log()
@@ -139,6 +156,8 @@ async function main(): Promise<void> {
   log()
   log('aims (the registry against the bare server; informational, they do not change the exit code):')
   log(renderAims(verdicts))
+  log()
+  log(renderStores(measurements))
   log()
   log('server CPU near 100%: the server was the bottleneck. loadgen CPU near 100%: the load generator may have been.')
   log()

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { freePort, spawnPinned, type Pinned } from './processes.ts'
 import { BARE_CONFIG_ENV, capture, type BareConfig } from './responses.ts'
@@ -45,10 +48,13 @@ function baseEnv(): NodeJS.ProcessEnv {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** Starts `node src/cli.ts registry` on `core` and waits, with a deadline, until it is ready. */
-export async function startRegistry(core: number): Promise<Server> {
+/**
+ * Starts `node src/cli.ts registry` on `core` and waits, with a deadline, until it is ready.
+ * `env` adds to REGISTRY_ENV (the etcd store: REGISTRY_STORE, ETCD_ENDPOINTS, ETCD_PREFIX).
+ */
+export async function startRegistry(core: number, env: Record<string, string> = {}, name = 'registry'): Promise<Server> {
   const port = await freePort()
-  const registry = spawnPinned('registry', core, [CLI, 'registry'], { ...baseEnv(), ...REGISTRY_ENV, PORT: String(port) })
+  const registry = spawnPinned(name, core, [CLI, 'registry'], { ...baseEnv(), ...REGISTRY_ENV, ...env, PORT: String(port) })
   const baseUrl = `http://127.0.0.1:${port}`
   const deadline = Date.now() + READY_TIMEOUT_MS
   let exited = false
@@ -64,6 +70,45 @@ export async function startRegistry(core: number): Promise<Server> {
     await sleep(50)
   }
 }
+
+export interface Etcd {
+  process: Pinned
+  endpoint: string
+  /** Removes its data directory (after the process has stopped). */
+  remove: () => void
+}
+
+/**
+ * One etcd member (Debian's etcd-server) on `core`, data in a fresh temporary directory: the
+ * store the etcd registries share. Its fsyncs go to the machine's disk, as in production.
+ */
+export async function startEtcd(core: number): Promise<Etcd> {
+  const [client, peer] = [await freePort(), await freePort()]
+  const dataDir = mkdtempSync(join(tmpdir(), 'bench-etcd-'))
+  const endpoint = `http://127.0.0.1:${client}`
+  const peerUrl = `http://127.0.0.1:${peer}`
+  const args = [
+    ...['--name', 'bench', '--data-dir', dataDir, '--listen-client-urls', endpoint, '--advertise-client-urls', endpoint],
+    ...['--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl, '--initial-cluster', `bench=${peerUrl}`, '--logger', 'zap', '--log-level', 'error'],
+  ]
+  const etcd = spawnPinned('etcd', core, args, { PATH: process.env.PATH ?? '/usr/bin:/bin' }, 'etcd')
+  const deadline = Date.now() + READY_TIMEOUT_MS
+  let exited = false
+  void etcd.exited.then(() => (exited = true))
+  for (;;) {
+    if (exited) throw new Error(`etcd exited before it was ready (is etcd-server installed?); output:\n${etcd.output()}`)
+    const healthy = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1000) }).then(
+      async (response) => response.ok && ((await response.json()) as { health?: string }).health === 'true',
+      () => false,
+    )
+    if (healthy) return { process: etcd, endpoint, remove: () => rmSync(dataDir, { recursive: true, force: true }) }
+    if (Date.now() > deadline) throw new Error(`etcd was not healthy within ${READY_TIMEOUT_MS} ms; output:\n${etcd.output()}`)
+    await sleep(50)
+  }
+}
+
+/** The registry's environment for the etcd store, under its own prefix. */
+export const etcdEnv = (etcd: Etcd, prefix: string): Record<string, string> => ({ REGISTRY_STORE: 'etcd', ETCD_ENDPOINTS: etcd.endpoint, ETCD_PREFIX: prefix })
 
 /** Starts the bare node:http server on `core`; it listens on a free port and prints it. */
 export async function startBare(core: number, config: BareConfig): Promise<Server> {

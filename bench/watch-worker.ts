@@ -1,16 +1,18 @@
 // Runs on the load core: N watchers of one service on the registry, either long-polling
 // (blocking queries) or polling once a second (the baseline), and a writer that registers and
 // deregisters an instance; prints how long each change took to reach each watcher.
-// Usage: watch-worker.ts <registry base URL> <watch|poll> <watchers> <rounds>
+// Usage: watch-worker.ts <registry base URL> <watch|poll|replicas> <watchers> <rounds> [write URL]
+// `replicas`: blocking queries on the first registry, writes to another (etcd replicas).
 import { Pool } from 'undici'
 import { JSON_HEADERS, READ_HEADERS } from './servers.ts'
 
-const [baseUrl = '', mode = 'watch', watchersArg = '1000', roundsArg = '10'] = process.argv.slice(2)
+const [baseUrl = '', mode = 'watch', watchersArg = '1000', roundsArg = '10', writeUrl = baseUrl] = process.argv.slice(2)
 const WATCHERS = Number(watchersArg)
 const ROUNDS = Number(roundsArg)
 const SERVICE = 'watched'
 const POLL_MS = 1000
 const pool = new Pool(baseUrl, { connections: WATCHERS + 4, pipelining: 1, headersTimeout: 120_000, bodyTimeout: 120_000 })
+const writer = writeUrl === baseUrl ? pool : new Pool(writeUrl, { connections: 2 })
 
 interface View {
   index: number
@@ -25,7 +27,7 @@ async function discover(query: string): Promise<View> {
 }
 
 async function write(path: string, body: unknown): Promise<void> {
-  const response = await pool.request({ path, method: 'POST', headers: JSON_HEADERS, body: JSON.stringify(body) })
+  const response = await writer.request({ path, method: 'POST', headers: JSON_HEADERS, body: JSON.stringify(body) })
   await response.body.dump()
   if (response.statusCode >= 300) throw new Error(`POST ${path} answered ${response.statusCode}`)
 }
@@ -44,7 +46,7 @@ async function watcher(k: number, start: View): Promise<void> {
   let view = start
   while (!stopped) {
     const next =
-      mode === 'watch'
+      mode !== 'poll'
         ? await discover(`?index=${view.index}&epoch=${view.epoch}&wait=60s`)
         : await new Promise<View>((resolve, reject) => setTimeout(() => void discover('').then(resolve, reject), POLL_MS))
     if (next.count !== view.count && !seenAt[k]!.has(next.count)) seenAt[k]!.set(next.count, performance.now())
@@ -69,7 +71,7 @@ async function main(): Promise<void> {
   }
   const samples: number[] = []
   for (let round = 0; round < ROUNDS; round++) {
-    if (mode === 'watch') {
+    if (mode !== 'poll') {
       const deadline = Date.now() + 30_000
       while ((await parkedWatchers()) < WATCHERS && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
     } else {

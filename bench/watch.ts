@@ -7,7 +7,8 @@ import { spawnPinned } from './processes.ts'
 const WORKER = fileURLToPath(new URL('./watch-worker.ts', import.meta.url))
 
 export interface PropagationResult {
-  mode: 'watch' | 'poll'
+  /** `replicas`: blocking queries on one etcd registry replica, the writes on another. */
+  mode: 'watch' | 'poll' | 'replicas'
   watchers: number
   changes: number
   samples: number
@@ -16,8 +17,15 @@ export interface PropagationResult {
   maxMs: number
 }
 
-export async function measurePropagation(baseUrl: string, core: number, mode: 'watch' | 'poll', watchers: number, rounds: number): Promise<PropagationResult> {
-  const worker = spawnPinned(`watchers (${mode})`, core, [WORKER, baseUrl, mode, String(watchers), String(rounds)], process.env)
+export async function measurePropagation(
+  baseUrl: string,
+  core: number,
+  mode: PropagationResult['mode'],
+  watchers: number,
+  rounds: number,
+  writeUrl = baseUrl,
+): Promise<PropagationResult> {
+  const worker = spawnPinned(`watchers (${mode})`, core, [WORKER, baseUrl, mode, String(watchers), String(rounds), writeUrl], process.env)
   const result = await worker.waitForLine((line) => (line.startsWith('WATCH_RESULT ') ? (JSON.parse(line.slice(13)) as PropagationResult) : undefined), (rounds * 35 + 30) * 1000)
   await worker.exited
   if (result.samples < watchers * rounds) {
