@@ -164,8 +164,16 @@ export class EtcdStore implements RegistryStore {
     }
     this.#servicesPrefix = `${this.#options.prefix}/services/`
     this.#ttlSeconds = Math.ceil(options.ttlMs / 1000)
-    this.#client = new Etcd3({ hosts: [...options.endpoints], dialTimeout: this.#options.requestTimeoutMs, faultHandling: { watchBackoff: watchBackoff(100), host: hostBreaker } })
-    this.#keepAlive = new LeaseKeepAlive(this.#client, this.#options.requestTimeoutMs)
+    // Each attempt at a member gets a third of the request timeout: a member that does not answer
+    // (gone from the network: no refusal, just silence) fails the attempt, counts against that
+    // member, and the pool tries another, all within the timeout. etcd3 sets no deadline itself.
+    const attemptMs = Math.max(200, Math.floor(this.#options.requestTimeoutMs / 3))
+    this.#client = new Etcd3({
+      hosts: [...options.endpoints],
+      defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + attemptMs }),
+      faultHandling: { watchBackoff: watchBackoff(100), host: hostBreaker },
+    })
+    this.#keepAlive = new LeaseKeepAlive(this.#client, attemptMs)
   }
 
   /** The lease TTL etcd is asked for: the TTL rounded up to whole seconds. */
@@ -340,7 +348,7 @@ export class EtcdStore implements RegistryStore {
       if (!changed) return undefined
       entry = changed
     }
-    const ttl = await this.#timed('renew a lease', this.#keepAlive.renew(entry.lease))
+    const ttl = await this.#timed('renew a lease', this.#renew(entry.lease))
     // The lease is gone: the instance expired, and its delete is on its way to every replica.
     if (ttl <= 0) return undefined
     const now = Date.now()
@@ -353,6 +361,15 @@ export class EtcdStore implements RegistryStore {
     const service = this.#services.get(current.record.serviceName)
     if (service) service.views = undefined
     return current.record
+  }
+
+  /** A renewal, tried once more on a fresh stream (perhaps to another member) if the first fails. */
+  async #renew(lease: string): Promise<number> {
+    try {
+      return await this.#keepAlive.renew(lease)
+    } catch {
+      return await this.#keepAlive.renew(lease)
+    }
   }
 
   async deregister(ref: InstanceRef): Promise<InstanceRecord | undefined> {
@@ -483,7 +500,7 @@ export class EtcdStore implements RegistryStore {
     this.#byId.clear()
     this.#idByUrl.clear()
     for (const kv of kvs) this.#put(kv)
-    this.#epoch = `etcd-${BigInt(header.cluster_id).toString(16)}`
+    this.#epoch = await this.#readEpoch()
     this.#revision = Number(header.revision)
     this.#loaded = true
     this.#problem = undefined
@@ -501,6 +518,26 @@ export class EtcdStore implements RegistryStore {
       { event: 'store_loaded', store: 'etcd', instances: this.#byId.size, services: this.#services.size, revision: this.#revision, epoch: this.#epoch },
       'registry state loaded from etcd',
     )
+  }
+
+  /**
+   * The registry's epoch: a random name its first replica writes under the prefix, read by every
+   * other. It names the data, not the processes or the cluster: etcd derives a cluster's id from
+   * its members' URLs and token, so a cluster recreated empty with the same settings would keep
+   * its id, and clients would not learn that everything they knew is gone.
+   */
+  async #readEpoch(): Promise<string> {
+    const key = Buffer.from(`${this.#options.prefix}/epoch`)
+    const mine = Buffer.from(`etcd-${randomBytes(8).toString('hex')}`)
+    const result = await this.#timed(
+      'read the epoch',
+      this.#client.kv.txn({
+        compare: [{ key, target: 'Create', result: 'Equal', create_revision: '0' }],
+        success: [{ request_put: { key, value: mine } }],
+        failure: [{ request_range: { key } }],
+      }),
+    )
+    return result.succeeded ? mine.toString() : (result.responses[0]?.response_range.kvs[0]?.value.toString() ?? mine.toString())
   }
 
   async #follow(fromRevision: number): Promise<void> {
@@ -570,7 +607,8 @@ export class EtcdStore implements RegistryStore {
       this.#services.set(record.serviceName, service)
     }
     service.entries.set(record.id, entry)
-    service.index = modRevision
+    // Keys load in key order, not revision order: the latest change is the highest.
+    service.index = Math.max(service.index, modRevision)
     service.views = undefined
     this.#byId.set(record.id, entry)
     this.#idByUrl.set(urlKey(record.serviceName, record.url), record.id)
@@ -685,7 +723,9 @@ function hostBreaker(): HostPolicy {
       if (failures >= 3 && Date.now() < openUntil) throw new Error('etcd member skipped after repeated failures')
       try {
         const result = await fn({ signal: new AbortController().signal })
-        failures = 0
+        // Opening a stream proves nothing about the member (it fails later, if at all): only an
+        // answered call closes the breaker.
+        if (!(typeof result === 'object' && result !== null && 'write' in result)) failures = 0
         return result
       } catch (error) {
         if (error instanceof Error && isRecoverableError(error)) {

@@ -189,6 +189,8 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
       errorResponseBuilder: (_request, context) => registryError('RATE_LIMITED', `At most ${context.max} writes a minute from one address; retry in ${context.after}`),
     })
     const limitWrites = async function limitWrites(request: FastifyRequest, reply: FastifyReply) {
+      // A client already gone has no address (the limiter would throw on it) and gets no answer.
+      if (request.raw.socket.remoteAddress === undefined) return
       if (writesPerMinute > 0) await (limiter as unknown as (request: FastifyRequest, reply: FastifyReply) => Promise<void>).call(routes, request, reply)
     }
     registerRegistryRoutes(routes, {

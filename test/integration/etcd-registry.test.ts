@@ -4,6 +4,7 @@
 // restart that loses nothing, and a store that cannot write without failing requests.
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
+import { Etcd3 } from 'etcd3'
 import { EtcdStore } from '../../src/registry/etcd-store.ts'
 import { buildRegistryApp, type RegistryApp } from '../../src/registry/server.ts'
 import { type EtcdCluster, startEtcd } from '../helpers/etcd.ts'
@@ -138,6 +139,7 @@ describe('registry replicas over etcd', () => {
     for (let n = 0; n < 25; n++) assert.equal((await register(a, { service_name: `svc-${n % 5}`, url: `http://10.0.1.${n}:80` })).statusCode, 201)
     const before = await a.app.inject({ method: 'GET', url: '/services' })
     const epoch = (await discover(a, 'svc-0')).headers['x-registry-epoch']
+    const indexes = await Promise.all([0, 1, 2, 3, 4].map(async (n) => (await discover(a, `svc-${n}`)).headers['x-registry-index']))
     await a.app.close()
     await a.store.close()
     const restarted = await replica(etcd, prefix)
@@ -145,6 +147,50 @@ describe('registry replicas over etcd', () => {
     const after = await restarted.app.inject({ method: 'GET', url: '/services' })
     assert.deepEqual(after.json(), before.json())
     assert.equal((await discover(restarted, 'svc-0')).headers['x-registry-epoch'], epoch)
+    // A service's index is its latest change: the same as the replica that saw each one happen.
+    assert.deepEqual(await Promise.all([0, 1, 2, 3, 4].map(async (n) => (await discover(restarted, `svc-${n}`)).headers['x-registry-index'])), indexes)
+  })
+
+  it('the epoch names the data: another prefix, or the same prefix emptied, is another epoch', async () => {
+    const etcd = await cluster()
+    const prefix = freshPrefix()
+    const first = await replica(etcd, prefix)
+    const epoch = first.epoch
+    assert.notEqual((await replica(etcd, freshPrefix())).epoch, epoch, 'another registry on the same cluster')
+    await first.app.close()
+    await first.store.close()
+    // Everything under the prefix gone (a cluster recreated empty keeps its cluster id).
+    const client = new Etcd3({ hosts: etcd.endpoints.split(',') })
+    await client.delete().prefix(prefix)
+    client.close()
+    const again = await replica(etcd, prefix)
+    assert.match(again.epoch, /^etcd-[0-9a-f]+$/)
+    assert.notEqual(again.epoch, epoch, 'clients learn that what they knew is gone')
+  })
+
+  it('a member that stops answering (not refusing) costs no failed write or heartbeat', async () => {
+    const etcd = await cluster(3)
+    const prefix = freshPrefix()
+    const a = await replica(etcd, prefix)
+    const created = (await register(a, { service_name: 'product', url: 'http://10.0.3.1:8081' })).json()
+    // Frozen, as a host gone from the network: connections open, nothing comes back. Not the
+    // leader, so the cluster keeps quorum and nothing should fail.
+    const leader = await etcd.leader()
+    const frozen = [0, 1, 2].find((i) => i !== leader)!
+    const pid = etcd.members[frozen]!.pid!
+    process.kill(pid, 'SIGSTOP')
+    try {
+      for (let n = 0; n < 15; n++) {
+        const started = Date.now()
+        const beat = await a.app.inject({ method: 'POST', url: '/heartbeat', payload: { instance_id: created.id } })
+        assert.equal(beat.statusCode, 200, `heartbeat ${n}: ${beat.body}`)
+        const registered = await register(a, { service_name: 'product', url: `http://10.0.3.${n + 2}:8081` })
+        assert.equal(registered.statusCode, 201, `registration ${n}: ${registered.body}`)
+        assert.ok(Date.now() - started < 3000, `heartbeat and registration ${n} took ${Date.now() - started} ms`)
+      }
+    } finally {
+      process.kill(pid, 'SIGCONT')
+    }
   })
 
   it('instances expire by their etcd lease on every replica; heartbeats keep them and do not move the index', async () => {
