@@ -1,6 +1,6 @@
-// The two images the Compose test cannot pull (no container registry is reachable here), built
-// locally and kept between runs: a tag carries a hash of everything that goes into the image, so
-// a run rebuilds only when its recipe or inputs changed.
+// The images the Compose test cannot pull (no container registry is reachable here): Node,
+// PostgreSQL and etcd, built locally and kept between runs: a tag carries a hash of everything that
+// goes into the image, so a run rebuilds only when its recipe or inputs changed.
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
@@ -129,5 +129,34 @@ export async function ensurePostgresImage(log: Log, logFile: string, workDir: st
   writeFileSync(sourcesFile, sourcesList)
   await run('bash', [script, tag, mirror, sourcesFile], { timeoutMs: 900_000, logFile })
   await removeOtherTags(`${REPOSITORY}/postgres`, tag)
+  return tag
+}
+
+/** The versions apt would install of `packages` (their candidates): '' for one apt knows no version of yet. */
+async function aptCandidates(packages: string[]): Promise<string[]> {
+  const policy = await run('apt-cache', ['policy', ...packages], { allowFailure: true, timeoutMs: 30_000 })
+  // One section per package: "etcd-server:" then indented lines, one of them "Candidate: 3.4.23-4+b4".
+  const candidates = new Map<string, string>()
+  let current = ''
+  for (const line of policy.stdout.split('\n')) {
+    const name = /^(\S+):$/.exec(line)?.[1]
+    if (name) current = name
+    const candidate = /^\s+Candidate:\s*(\S+)/.exec(line)?.[1]
+    if (current && candidate && candidate !== '(none)') candidates.set(current, candidate)
+  }
+  return packages.map((pkg) => candidates.get(pkg) ?? '')
+}
+
+/** etcd from Debian's etcd-server package (no debootstrap: it needs libc only); stands in for quay.io/coreos/etcd. */
+export async function ensureEtcdImage(log: Log, logFile: string): Promise<string> {
+  const script = join(COMPOSE_DIR, 'build-etcd-image.sh')
+  const versions = await aptCandidates(['etcd-server', 'etcd-client'])
+  // 3.4.23-4+b4 -> 3.4.23: the tag says which etcd it is; the hash, which build.
+  const upstream = /^(?:\d+:)?([0-9.]+)/.exec(versions[0] ?? '')?.[1] ?? 'debian'
+  const tag = `${REPOSITORY}/etcd:${upstream}-${hash(readFileSync(script), ...versions)}`
+  if (await imageExists(tag)) return tag
+  log(`building the etcd image ${tag} (Debian's etcd-server ${versions[0] || 'package'}; a few seconds)`)
+  await run('bash', [script, tag], { timeoutMs: 600_000, logFile })
+  await removeOtherTags(`${REPOSITORY}/etcd`, tag)
   return tag
 }

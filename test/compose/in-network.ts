@@ -17,6 +17,8 @@ export interface HttpAnswer {
   status: number
   body: unknown
   ms: number
+  /** The answer's headers (names in lower case); absent when no answer came. */
+  headers?: Record<string, string>
   error?: string
 }
 
@@ -33,7 +35,7 @@ async function send(call) {
     const text = await response.text()
     let body = text
     try { body = JSON.parse(text) } catch {}
-    return { status: response.status, body, ms: Math.round(performance.now() - started) }
+    return { status: response.status, body, ms: Math.round(performance.now() - started), headers: Object.fromEntries(response.headers) }
   } catch (error) {
     const code = error?.cause?.code ?? error?.name ?? 'Error'
     return { status: 0, body: null, ms: Math.round(performance.now() - started), error: code + ': ' + (error?.cause?.message ?? error?.message) }

@@ -6,7 +6,11 @@
 // published; resource limits in force; products and orders through the published gateway, data
 // shared through PostgreSQL, a crashed instance leaving discovery within the TTL while orders keep
 // succeeding, a SIGTERM'd instance deregistering at once, graceful stops, and a prompt exit on
-// SIGTERM even while a service is still starting.
+// SIGTERM even while a service is still starting. Then the etcd variant (deploy/docker-compose.etcd.yml,
+// a second project): three etcd members form one cluster, two registry replicas serve the same view
+// (instances and epoch) from it, with the etcd leader or one registry replica killed writes,
+// heartbeats and orders go on, a restarted replica answers the whole view or nothing, and `stop`
+// ends services, replicas and etcd in that order, each with exit 0.
 // Everything it creates is torn down at the end, also on failure or Ctrl-C.
 // See the README's Deployment section.
 import assert from 'node:assert/strict'
@@ -15,10 +19,10 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { after, before, test } from 'node:test'
+import { after, before, describe, test } from 'node:test'
 import { waitFor } from '../helpers/wait.ts'
 import { REPO_ROOT, engineEnv, ensurePackages, run, startSocketService, type SocketService } from './engine.ts'
-import { ensureNodeBaseImage, ensurePostgresImage } from './images.ts'
+import { ensureEtcdImage, ensureNodeBaseImage, ensurePostgresImage } from './images.ts'
 import { InNetworkClient, sendFromNewContainer, type HttpAnswer, type HttpCall } from './in-network.ts'
 import { PROJECT_PREFIX, Stack, clearState, reapAbandonedRuns, removeProjectResources, saveState, type ContainerInfo } from './stack.ts'
 
@@ -60,6 +64,8 @@ let composeEnv: Record<string, string> = {}
 /** Made by deploy/make-secrets.sh for this run only (never the developer's ./secrets). */
 let secretsDir = ''
 let failed = false
+/** For the etcd variant (deploy/docker-compose.etcd.yml), built in `before`. */
+let etcdImage = ''
 
 const SECRET_FILES = ['registry_admin_token', 'product_registry_token', 'order_registry_token', 'gateway_registry_token', 'postgres_password', 'database_url'] as const
 const ACL_FILE = 'registry-acl/registry_acl.json'
@@ -116,9 +122,9 @@ function freePort(): Promise<number> {
 }
 
 /** Every ${VARIABLE} the Compose files read: cleared, so a developer's own DATABASE_URL etc. cannot leak in. */
-function composeVariables(): Record<string, string> {
+function composeVariables(files = COMPOSE_FILES): Record<string, string> {
   const names = new Set<string>()
-  for (const file of COMPOSE_FILES) {
+  for (const file of files) {
     for (const match of readFileSync(join(REPO_ROOT, file), 'utf8').matchAll(/\$\{([A-Z0-9_]+)/g)) names.add(match[1]!)
   }
   return Object.fromEntries([...names].map((name) => [name, '']))
@@ -141,14 +147,14 @@ interface TimedAnswer extends HttpAnswer {
 }
 
 /** HTTP from the host: only to the published ports on 127.0.0.1. */
-async function http(method: 'GET' | 'POST', url: string, body?: unknown): Promise<TimedAnswer> {
+async function http(method: 'GET' | 'POST', url: string, body?: unknown, timeoutMs = 20_000): Promise<TimedAnswer> {
   const started = performance.now()
   try {
     const response = await fetch(url, {
       method,
       headers: body === undefined ? undefined : { 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(20_000),
+      signal: AbortSignal.timeout(timeoutMs),
     })
     const text = await response.text()
     let parsed: unknown = text
@@ -157,7 +163,7 @@ async function http(method: 'GET' | 'POST', url: string, body?: unknown): Promis
     } catch {
       // not JSON: keep the text
     }
-    return { status: response.status, body: parsed, ms: Math.round(performance.now() - started), at: Date.now() }
+    return { status: response.status, body: parsed, ms: Math.round(performance.now() - started), at: Date.now(), headers: Object.fromEntries(response.headers) }
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause
     return { status: 0, body: null, ms: Math.round(performance.now() - started), at: Date.now(), error: cause?.code ?? String(error) }
@@ -203,6 +209,7 @@ before(async () => {
     await phase('install podman, runc, docker-compose, debootstrap (when missing)', () => ensurePackages(log, logFile))
     const nodeImage = await phase('Node 24 base image (cached by tag)', () => ensureNodeBaseImage(log, logFile))
     const postgresImage = await phase('PostgreSQL image (cached by tag)', () => ensurePostgresImage(log, logFile, workDir!))
+    etcdImage = await phase('etcd image (cached by tag)', () => ensureEtcdImage(log, logFile))
     socket = await phase('podman API socket', () => startSocketService(workDir!, join(workDir!, 'podman-service.log')))
     saveState({ project, runnerPid: process.pid, workDir, socketPid: socket.pid, socketPath: socket.socketPath })
 
@@ -535,13 +542,13 @@ test(
  * Orders sent one after another through the gateway while `fault` runs and for 10 more answers
  * after the moment it returns (when the instance has left discovery). Bounded in count and time.
  */
-async function ordersDuring(fault: () => Promise<number>): Promise<{ answers: TimedAnswer[]; mark: number }> {
+async function ordersDuring(fault: () => Promise<number>, target = { gateway: gatewayUrl, productId }): Promise<{ answers: TimedAnswer[]; mark: number }> {
   const answers: TimedAnswer[] = []
   let sending = true
   const started = Date.now()
   const loop = (async () => {
     while (sending && answers.length < 2000 && Date.now() - started < 90_000) {
-      answers.push(await http('POST', `${gatewayUrl}/orders`, { product_id: productId, quantity: 1 }))
+      answers.push(await http('POST', `${target.gateway}/orders`, { product_id: target.productId, quantity: 1 }))
       await new Promise((resolve) => setTimeout(resolve, 100)) // pacing, not waiting for anything
     }
   })()
@@ -694,6 +701,440 @@ test(
   }),
 )
 
+// ---------------------------------------------------------------------------------------------
+// The etcd variant: docker-compose.yml with deploy/docker-compose.etcd.yml, as a project of its own
+// brought up after the tests above (their containers are stopped by then): three etcd members, the
+// registry as two replicas over them, and the services failing over between the replicas.
+
+const ETCD_COMPOSE_FILES = ['docker-compose.yml', 'deploy/docker-compose.etcd.yml', 'test/compose/docker-compose.test.yml', 'test/compose/docker-compose.etcd.test.yml']
+/** As set in test/compose/docker-compose.etcd.test.yml (heartbeats every second, as above). */
+const ETCD_TTL_MS = 10_000
+const ETCD_MEMBERS = ['etcd1', 'etcd2', 'etcd3'] as const
+const REPLICAS = ['registry', 'registry2'] as const
+type Replica = (typeof REPLICAS)[number]
+const ETCD_SCALE = { product: 2, order: 1 } as const
+const ETCD_INSTANCES = { ...ETCD_SCALE, gateway: 1 } as const
+const etcdProject = `${project}-etcd`
+let etcdStack: Stack | undefined
+/** Requests from inside the etcd project's network, sent from its gateway container (never stopped). */
+let etcdClient: InNetworkClient | undefined
+/** `registry`, published on 127.0.0.1 (registry2 publishes nothing), and the gateway. */
+let etcdRegistryUrl = ''
+let etcdGatewayUrl = ''
+let etcdProductId = ''
+
+interface Discovered {
+  status: number
+  /** `id@registered_at` of each instance, sorted: a re-registration shows as a change. */
+  registrations: string[]
+  hosts: string[]
+  epoch: string
+  index: number
+}
+
+function discovered(answer: HttpAnswer): Discovered {
+  const instances = answer.status === 200 ? (answer.body as { instances: Array<Instance & { registered_at: string }> }).instances : []
+  return {
+    status: answer.status,
+    registrations: instances.map((i) => `${i.id}@${i.registered_at}`).sort(),
+    hosts: instances.map((i) => hostOf(i.url)).sort(),
+    epoch: answer.headers?.['x-registry-epoch'] ?? '',
+    index: Number(answer.headers?.['x-registry-index'] ?? 0),
+  }
+}
+
+/** Every service's discovery answer on each of `replicas`, asked from inside the network. */
+async function views(replicas: readonly Replica[] = REPLICAS): Promise<Record<string, Record<string, Discovered>>> {
+  const services = Object.keys(ETCD_INSTANCES)
+  const calls = replicas.flatMap((replica) => services.map((service) => ({ url: `http://${replica}:8080/discover/${service}`, timeoutMs: 5000 })))
+  const answers = await etcdClient!.send(calls)
+  const result: Record<string, Record<string, Discovered>> = {}
+  for (const [i, replica] of replicas.entries()) {
+    result[replica] = Object.fromEntries(services.map((service, j) => [service, discovered(answers[i * services.length + j]!)]))
+  }
+  return result
+}
+
+/** Whether both replicas answer every service alike: the same instances at the same epoch (and index). */
+function sameView(view: Record<string, Record<string, Discovered>>, withIndex = false): boolean {
+  return Object.keys(ETCD_INSTANCES).every((service) => {
+    const [a, b] = [view.registry![service]!, view.registry2![service]!]
+    return a.status === 200 && b.status === 200 && JSON.stringify(a.registrations) === JSON.stringify(b.registrations) && a.epoch === b.epoch && (!withIndex || a.index === b.index)
+  })
+}
+
+/** Only what says whether the instances are the same ones: their registrations. */
+function registrationsOf(view: Record<string, Discovered>): Record<string, string[]> {
+  return Object.fromEntries(Object.entries(view).map(([service, d]) => [service, d.registrations]))
+}
+
+async function readiness(replicas: readonly Replica[] = REPLICAS): Promise<HttpAnswer[]> {
+  return etcdClient!.send(replicas.map((replica) => ({ url: `http://${replica}:8080/health/ready`, timeoutMs: 5000 })))
+}
+
+interface MemberStatus {
+  name: string
+  id: string
+  clusterId: string
+  /** The id of the member it takes for the leader ('0': none). */
+  leader: string
+}
+
+/** Each member's own view (etcd's JSON gateway), asked from inside the network. */
+async function etcdStatus(members: readonly string[] = ETCD_MEMBERS): Promise<Array<MemberStatus | undefined>> {
+  const answers = await etcdClient!.send(members.map((member) => ({ method: 'POST' as const, url: `http://${member}:2379/v3/maintenance/status`, body: {}, timeoutMs: 3000 })))
+  return answers.map((answer, i) => {
+    if (answer.status !== 200) return undefined
+    const body = answer.body as { header: { cluster_id: string; member_id: string }; leader: string }
+    return { name: members[i]!, id: body.header.member_id, clusterId: body.header.cluster_id, leader: body.leader }
+  })
+}
+
+/** The name of the member every one of `members` takes for the leader, once they agree. */
+async function agreedLeader(members: readonly string[] = ETCD_MEMBERS): Promise<string | undefined> {
+  const statuses = await etcdStatus(members)
+  if (statuses.some((s) => s === undefined)) return undefined
+  const leaders = new Set(statuses.map((s) => s!.leader))
+  const leader = statuses.find((s) => s!.id === [...leaders][0])
+  return leaders.size === 1 && leader ? leader.name : undefined
+}
+
+const adminHeaders = () => ({ authorization: `Bearer ${secretOf('registry_admin_token')}` })
+
+/**
+ * A write sent from inside the network, again while the registry answers 503 (its store could not
+ * reach etcd in time) and for at most 15 s, after the Retry-After it names; `attempts` records
+ * how many tries it took.
+ */
+async function retried(what: string, attempts: string[], call: HttpCall): Promise<HttpAnswer> {
+  const deadline = Date.now() + 15_000
+  for (let attempt = 1; ; attempt++) {
+    const [answer] = await etcdClient!.send([{ timeoutMs: 10_000, ...call }])
+    if (answer!.status !== 503 || Date.now() > deadline) {
+      attempts.push(`${what}: ${answer!.status} after ${attempt} ${attempt === 1 ? 'try' : 'tries'}`)
+      return answer!
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000 * Number(answer!.headers?.['retry-after'] ?? 1)))
+  }
+}
+
+describe('the etcd variant (deploy/docker-compose.etcd.yml): 3 etcd members, 2 registry replicas', () => {
+  before(async () => {
+    try {
+      if (!socket || !etcdImage || !workDir) throw new Error('the Compose test setup did not finish')
+      saveState({ project: etcdProject, runnerPid: process.pid, workDir })
+      const registryHostPort = await hostPort(8080)
+      const gatewayHostPort = await hostPort(8000, [registryHostPort])
+      etcdRegistryUrl = `http://127.0.0.1:${registryHostPort}`
+      etcdGatewayUrl = `http://127.0.0.1:${gatewayHostPort}`
+      etcdStack = new Stack({
+        project: etcdProject,
+        files: ETCD_COMPOSE_FILES,
+        logFile: join(workDir, 'run.log'),
+        env: {
+          ...composeVariables(ETCD_COMPOSE_FILES),
+          ...composeEnv,
+          ETCD_IMAGE: etcdImage,
+          // Elections and errors, not every member's start-up: the logs printed on a failure stay readable.
+          ETCD_LOG_LEVEL: 'warn',
+          REGISTRY_HOST_PORT: String(registryHostPort),
+          GATEWAY_HOST_PORT: String(gatewayHostPort),
+        },
+      })
+      log(`etcd variant: docker-compose -f ${ETCD_COMPOSE_FILES.join(' -f ')} up -d --scale product=${ETCD_SCALE.product}`)
+      // The images are the ones the first project built (registry2's is the same image).
+      await phase('etcd variant: docker-compose up', () =>
+        etcdStack!.compose(['up', '-d', '--no-build', '--scale', `product=${ETCD_SCALE.product}`, '--scale', `order=${ETCD_SCALE.order}`], { timeoutMs: 300_000 }),
+      )
+      etcdClient = new InNetworkClient((await etcdStack.container('gateway')).id)
+      await phase('etcd variant: every instance registered, both replicas ready', () =>
+        waitFor(
+          async () => {
+            if (!(await readiness()).every((r) => r.status === 200)) return false
+            const seen = await views()
+            for (const replica of REPLICAS) {
+              for (const [service, count] of Object.entries(ETCD_INSTANCES)) if (seen[replica]![service]!.registrations.length !== count) return false
+            }
+            return (await http('GET', `${etcdGatewayUrl}/health/ready`, undefined, 5000)).status === 200
+          },
+          { timeoutMs: 180_000, intervalMs: 500, what: `${JSON.stringify(ETCD_INSTANCES)} instances on both registry replicas, both ready, and a ready gateway` },
+        ),
+      )
+    } catch (error) {
+      failed = true
+      throw error
+    }
+  })
+
+  test(
+    'three etcd members form one cluster and publish nothing; both registry replicas are ready on it (store etcd, not stale)',
+    step(async () => {
+      const members = await etcdClient!.send([{ method: 'POST', url: 'http://etcd1:2379/v3/cluster/member/list', body: {} }])
+      const listed = (members[0]!.body as { members: Array<{ name: string; clientURLs: string[] }> }).members
+      assert.deepEqual(
+        listed.map((m) => [m.name, m.clientURLs]).sort(),
+        ETCD_MEMBERS.map((name) => [name, [`http://${name}:2379`]]),
+        'the static cluster',
+      )
+      const health = await etcdClient!.send(ETCD_MEMBERS.map((name) => ({ url: `http://${name}:2379/health` })))
+      assert.deepEqual(
+        health.map((h) => (h.body as { health?: string }).health),
+        ETCD_MEMBERS.map(() => 'true'),
+        'every member healthy',
+      )
+      const statuses = await etcdStatus()
+      assert.equal(new Set(statuses.map((s) => s?.clusterId)).size, 1, `one cluster: ${JSON.stringify(statuses)}`)
+      assert.ok(await agreedLeader(), `the members agree on a leader: ${JSON.stringify(statuses)}`)
+
+      for (const [i, answer] of (await readiness()).entries()) {
+        assert.equal(answer.status, 200, `${REPLICAS[i]} ready: ${JSON.stringify(answer)}`)
+        assert.deepEqual((answer.body as { details?: { store?: unknown } }).details?.store, { kind: 'etcd', stale: false }, `${REPLICAS[i]}'s store`)
+      }
+
+      const containers = (await etcdStack!.containers()).filter((c) => c.running)
+      for (const container of containers) {
+        const published = Object.values(container.published)
+          .flat()
+          .map((b) => `${b.hostIp || '0.0.0.0'}:${b.hostPort}`)
+        const expected =
+          container.service === 'registry' ? [`127.0.0.1:${new URL(etcdRegistryUrl).port}`] : container.service === 'gateway' ? [`0.0.0.0:${new URL(etcdGatewayUrl).port}`] : []
+        assert.deepEqual(published, expected, `${container.name} publishes`)
+        const { limits } = container
+        assert.ok(limits.memoryBytes > 0 && limits.cpus > 0 && limits.pids > 0, `${container.name} has memory, CPU and PID limits: ${JSON.stringify(limits)}`)
+        assert.equal(limits.memorySwapBytes, limits.memoryBytes, `${container.name}: no swap beyond its memory limit`)
+      }
+      assert.deepEqual(
+        containers
+          .filter((c) => c.service.startsWith('etcd') || c.service.startsWith('registry'))
+          .map((c) => c.service)
+          .sort(),
+        [...ETCD_MEMBERS, ...REPLICAS],
+      )
+    }),
+  )
+
+  test(
+    'both replicas answer the same instances, at the same x-registry-epoch (the one stored in etcd)',
+    step(async () => {
+      // Each replica follows etcd with its own watch: a change may reach one a moment before the
+      // other. They must agree once it has reached both (bounded; past it, the assertions say what differs).
+      let seen = await views()
+      await waitFor(
+        async () => {
+          seen = await views()
+          return sameView(seen)
+        },
+        { timeoutMs: 5000, intervalMs: 100 },
+      ).catch(() => {})
+      for (const service of Object.keys(ETCD_INSTANCES)) {
+        const [first, second] = REPLICAS.map((replica) => seen[replica]![service]!)
+        assert.deepEqual([first!.status, second!.status], [200, 200], `GET /discover/${service} on both`)
+        assert.deepEqual(second!.registrations, first!.registrations, `${service}: the same instances on both replicas`)
+        assert.match(first!.epoch, /^etcd-[0-9a-f]{16}$/, `${service}: the epoch the replicas keep in etcd`)
+        assert.equal(second!.epoch, first!.epoch, `${service}: the same epoch on both replicas`)
+        assert.ok(first!.index > 0 && second!.index > 0, `${service}: an index on both (${first!.index}, ${second!.index})`)
+      }
+      assert.deepEqual(
+        seen.registry!.product!.hosts,
+        (await etcdStack!.containers('product'))
+          .filter((c) => c.running)
+          .map((c) => c.ip)
+          .sort(),
+        'each product replica at its own address',
+      )
+    }),
+  )
+
+  test(
+    'through the published gateway: a product is created and ordered',
+    step(async () => {
+      const created = await http('POST', `${etcdGatewayUrl}/products`, { name: 'etcd pencil', price: '2.50' })
+      assert.equal(created.status, 201, JSON.stringify(created))
+      etcdProductId = (created.body as { id: string }).id
+      const order = await http('POST', `${etcdGatewayUrl}/orders`, { product_id: etcdProductId, quantity: 2 })
+      assert.equal(order.status, 201, JSON.stringify(order))
+      assert.equal((order.body as { total_price: unknown }).total_price, 5)
+    }),
+  )
+
+  test(
+    'the etcd leader killed: both replicas stay ready and take writes, heartbeats keep every instance, orders succeed; started again, it rejoins',
+    step(async () => {
+      const leader = await waitFor(() => agreedLeader(), { timeoutMs: 10_000, intervalMs: 200, what: 'a leader the members agree on' })
+      const victim = await etcdStack!.container(leader)
+      const others = ETCD_MEMBERS.filter((m) => m !== leader)
+      const before = await views()
+      let killedAt = 0
+      let electedMs = 0
+      const writes: string[] = []
+      try {
+        const { answers } = await ordersDuring(
+          async () => {
+            killedAt = Date.now()
+            // SIGKILL at once; unlike `podman kill`, `stop` keeps the restart policy from starting it again.
+            await etcdStack!.podman(['stop', '--time', '0', victim.id])
+            const next = await waitFor(async () => ((await agreedLeader(others)) ?? leader) !== leader && Date.now(), {
+              timeoutMs: 15_000,
+              intervalMs: 100,
+              what: `the other members to elect a leader after ${leader}`,
+            })
+            electedMs = next - killedAt
+            // A write through each replica (the admin token), seen by the other, then undone. A 503
+            // (etcd did not answer in time) is retried after its Retry-After, as the services do.
+            for (const [i, replica] of REPLICAS.entries()) {
+              const other = REPLICAS[1 - i]!
+              const registered = await retried(`register through ${replica}`, writes, {
+                method: 'POST',
+                url: `http://${replica}:8080/register`,
+                headers: adminHeaders(),
+                body: { service_name: 'etcd-probe', url: `http://probe-${replica}.invalid:9` },
+              })
+              assert.equal(registered.status, 201, `register through ${replica} with ${leader} down: ${JSON.stringify(registered)}`)
+              const id = (registered.body as { id: string }).id
+              await waitFor(async () => discovered(await etcdClient!.one({ url: `http://${other}:8080/discover/etcd-probe` })).registrations.some((r) => r.startsWith(`${id}@`)), {
+                timeoutMs: 5000,
+                intervalMs: 100,
+                what: `${other} to list the instance registered through ${replica}`,
+              })
+              const gone = await retried(`deregister through ${other}`, writes, {
+                method: 'POST',
+                url: `http://${other}:8080/deregister`,
+                headers: adminHeaders(),
+                body: { instance_id: id },
+              })
+              assert.equal(gone.status, 200, `deregister through ${other}: ${JSON.stringify(gone)}`)
+            }
+            // Heartbeats renew the leases: for longer than the TTL, every instance stays, as the same registration.
+            const until = Date.now() + ETCD_TTL_MS + 1000
+            while (Date.now() < until) {
+              const ready = await readiness()
+              assert.deepEqual(
+                ready.map((r) => r.status),
+                [200, 200],
+                `both replicas ready with ${leader} down: ${JSON.stringify(ready.map((r) => r.body))}`,
+              )
+              const now = await views()
+              for (const replica of REPLICAS)
+                assert.deepEqual(registrationsOf(now[replica]!), registrationsOf(before.registry!), `${replica}: no instance expired or registered again`)
+            }
+            return Date.now()
+          },
+          { gateway: etcdGatewayUrl, productId: etcdProductId },
+        )
+        log(
+          `etcd: ${leader} (the leader) killed; a new leader after ${electedMs} ms; writes: ${writes.join(', ')}; ${answers.length} orders, slowest ${Math.max(...answers.map((a) => a.ms))} ms`,
+        )
+        assert.equal(answers.filter((a) => a.status !== 201).length, 0, `every order succeeded; failures: ${describeFailures(answers)}`)
+      } finally {
+        // With its data in its volume, the member rejoins its cluster (also when a check above failed,
+        // so that the next test starts from a whole cluster).
+        await etcdStack!.podman(['start', victim.id])
+      }
+      await waitFor(
+        async () => {
+          if (!(await agreedLeader())) return false
+          const ready = await readiness()
+          return ready.every((r) => r.status === 200 && (r.body as { details: { store: { stale: boolean } } }).details.store.stale === false)
+        },
+        { timeoutMs: 30_000, intervalMs: 250, what: `${leader} back in the cluster, and both replicas not stale` },
+      )
+    }),
+  )
+
+  test(
+    'a registry replica killed: the services go on through the other (orders succeed, every instance stays); started again, it is ready with the full view at once',
+    step(async () => {
+      const victim = await etcdStack!.container('registry')
+      const before = await views(['registry2'])
+      let restarted = false
+      try {
+        const { answers } = await ordersDuring(
+          async () => {
+            await etcdStack!.podman(['stop', '--time', '0', victim.id])
+            // Heartbeats go to registry2 now: for longer than the TTL, every instance stays.
+            const until = Date.now() + ETCD_TTL_MS + 1000
+            while (Date.now() < until) {
+              assert.deepEqual(registrationsOf((await views(['registry2'])).registry2!), registrationsOf(before.registry2!), 'registry2: no instance expired or registered again')
+            }
+            return Date.now()
+          },
+          { gateway: etcdGatewayUrl, productId: etcdProductId },
+        )
+        log(`registry killed: ${answers.length} orders through the gateway, slowest ${Math.max(...answers.map((a) => a.ms))} ms`)
+        assert.equal(answers.filter((a) => a.status !== 201).length, 0, `every order succeeded; failures: ${describeFailures(answers)}`)
+
+        // Started again, it loads the state from etcd before it answers discovery: every answer is a
+        // refusal (not loaded yet) or the whole view, never a partial or empty one.
+        const full = (await views(['registry2'])).registry2!
+        const startedAt = Date.now()
+        await etcdStack!.podman(['start', victim.id])
+        restarted = true
+        const seen: Discovered[] = []
+        await waitFor(
+          async () => {
+            const ready = await http('GET', `${etcdRegistryUrl}/health/ready`, undefined, 2000)
+            const product = await http('GET', `${etcdRegistryUrl}/discover/product`, undefined, 2000)
+            if (product.status !== 0) seen.push(discovered(product))
+            return ready.status === 200 && product.status === 200
+          },
+          { timeoutMs: 30_000, intervalMs: 50, what: 'the restarted registry to be ready' },
+        )
+        log(`registry started again: ready after ${Date.now() - startedAt} ms; its discovery answers until then: ${seen.map((d) => d.status).join(' ')}`)
+        for (const answer of seen) {
+          assert.ok([200, 503].includes(answer.status), `a discovery answer while starting: ${JSON.stringify(answer)}`)
+          if (answer.status === 200) assert.deepEqual([answer.registrations, answer.epoch], [full.product!.registrations, full.product!.epoch], 'the whole view, or none')
+        }
+        const after = await views()
+        for (const service of Object.keys(ETCD_INSTANCES)) {
+          assert.deepEqual(after.registry![service]!.registrations, full[service]!.registrations, `${service}: the full view on the restarted replica`)
+          assert.equal(after.registry![service]!.epoch, after.registry2![service]!.epoch, `${service}: the same epoch on both replicas`)
+        }
+      } finally {
+        if (!restarted) await etcdStack!.podman(['start', victim.id])
+      }
+    }),
+  )
+
+  // A replica that loaded its state (the restarted one) takes each service's index from its keys'
+  // latest revision; one that followed the changes has the revision of the latest change. For
+  // these services every change was a write (nothing here deregistered or expired), so the two
+  // agree. (A deletion's revision cannot be read back: after one, a replica that loaded later may
+  // answer another index until the service's next change, so a client moving between them gets
+  // one extra answer, never older data; the README says so.)
+  test('every service has the same x-registry-index on both replicas, the restarted one included', {}, async () => {
+    let seen = await views()
+    await waitFor(
+      async () => {
+        seen = await views()
+        return sameView(seen, true)
+      },
+      { timeoutMs: 5000, intervalMs: 100 },
+    ).catch(() => {})
+    for (const service of Object.keys(ETCD_INSTANCES)) {
+      assert.equal(
+        seen.registry![service]!.index,
+        seen.registry2![service]!.index,
+        `${service}: registry ${seen.registry![service]!.index}, registry2 ${seen.registry2![service]!.index}`,
+      )
+    }
+  })
+
+  test(
+    'docker-compose stop: the services, then the registry replicas, then etcd; every container exits 0 within the grace period',
+    step(async () => {
+      const before = (await etcdStack!.containers()).filter((c) => c.running)
+      const stop = await etcdStack!.compose(['stop', '--timeout', '15'], { timeoutMs: 120_000 })
+      log(`etcd variant, docker-compose stop: ${before.length} containers in ${stop.ms} ms`)
+      const after = await etcdStack!.containers()
+      for (const container of before) {
+        const now = after.find((c) => c.id === container.id)
+        assert.ok(now && !now.running, `${container.name} stopped`)
+        assert.equal(now.exitCode, 0, `${container.name} exit code (1: its shutdown timed out; 137: killed after the grace period)`)
+      }
+    }),
+  )
+})
+
 let tornDown: Promise<void> | undefined
 function tearDown(): Promise<void> {
   tornDown ??= (async () => {
@@ -702,11 +1143,17 @@ function tearDown(): Promise<void> {
       log("a step failed; the services' last log lines:")
       process.stderr.write(await stack.logs(VERBOSE ? 400 : 60))
     }
+    if (etcdStack && failed) {
+      log("the etcd variant's last log lines:")
+      process.stderr.write(await etcdStack.logs(VERBOSE ? 400 : 60))
+    }
     if (stack) await stack.tearDown(log)
+    if (etcdStack) await etcdStack.tearDown(log)
+    clearState(etcdProject)
     // The refused `up` without secrets makes nothing; this only matters if that check failed.
     await removeProjectResources(`${project}-nosecrets`)
     await socket?.stop()
-    const leftovers = stack ? await stack.leftovers() : []
+    const leftovers = [...(stack ? await stack.leftovers() : []), ...(etcdStack ? await etcdStack.leftovers() : [])]
     if (leftovers.length > 0) {
       log(`left behind: ${leftovers.join(', ')}`)
       process.exitCode = 1
