@@ -4,8 +4,11 @@
 // restart that loses nothing, and a store that cannot write without failing requests.
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { Etcd3 } from 'etcd3'
 import { EtcdStore } from '../../src/registry/etcd-store.ts'
+import { HealthChecker } from '../../src/registry/health-checker.ts'
 import { buildRegistryApp, type RegistryApp } from '../../src/registry/server.ts'
 import { type EtcdCluster, startEtcd } from '../helpers/etcd.ts'
 import { capturingLogger, silentLogger } from '../helpers/logger.ts'
@@ -230,6 +233,42 @@ describe('registry replicas over etcd', () => {
       },
       { what: 'the eviction logged by the leader' },
     )
+  })
+
+  it('one replica at a time probes health URLs; its results reach every replica', async () => {
+    const etcd = await cluster()
+    const prefix = freshPrefix()
+    const [a, b] = [await replica(etcd, prefix), await replica(etcd, prefix)]
+    let probes = 0
+    let healthy = true
+    const endpoint = createServer((_request, response) => {
+      probes++
+      response.writeHead(healthy ? 200 : 503).end()
+    })
+    await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve))
+    const port = (endpoint.address() as AddressInfo).port
+    try {
+      const instance = (await register(a, { service_name: 'product', url: `http://127.0.0.1:${port}`, health_url: `http://127.0.0.1:${port}/health/ready` })).json()
+      await waitFor(() => a.store.isLeader() || b.store.isLeader(), { what: 'a leader elected' })
+      const checkers = [a, b].map((r) => new HealthChecker({ store: r.store, logger: silentLogger(), intervalMs: 60_000, timeoutMs: 1000, failuresToDown: 1 }))
+      // Both replicas run a round, as their timers would: only the leader probes.
+      await Promise.all(checkers.map((checker) => checker.runOnce()))
+      assert.equal(probes, 1, 'one probe per round across the replicas')
+      healthy = false
+      await Promise.all(checkers.map((checker) => checker.runOnce()))
+      assert.equal(probes, 2)
+      // The leader stored the result in etcd: the instance is down, and out of discovery, on both.
+      for (const r of [a, b]) {
+        await waitFor(async () => (await discover(r, 'product')).json().instances.length === 0, { what: 'the failing instance out of discovery' })
+        const services = (await r.app.inject({ method: 'GET', url: '/services' })).json()
+        assert.equal(services.services[0].instances[0].id, instance.id)
+        assert.equal(services.services[0].instances[0].status, 'down')
+      }
+      await Promise.all(checkers.map((checker) => checker.stop()))
+    } finally {
+      endpoint.closeAllConnections()
+      await new Promise((resolve) => endpoint.close(resolve))
+    }
   })
 
   it('two replicas registering the same instance at once make one instance', async () => {
