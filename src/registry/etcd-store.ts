@@ -224,16 +224,18 @@ export class EtcdStore implements RegistryStore {
     this.#keepAlive.close()
     for (const waiter of this.#catchUp) waiter.resolve()
     this.#catchUp = []
-    try {
-      await this.#campaign?.resign()
-    } catch {
-      // Gone with the connection: the election key expires with its lease.
+    // Handing over the health checks at once is a courtesy: without etcd it would never answer,
+    // and the election key expires with its lease anyway. So is cancelling the watch.
+    const courtesy = async (step: Promise<unknown> | undefined) => {
+      let timer: NodeJS.Timeout | undefined
+      const giveUp = new Promise((resolve) => {
+        timer = setTimeout(resolve, this.#options.requestTimeoutMs)
+      })
+      await Promise.race([step?.catch(() => {}), giveUp])
+      clearTimeout(timer)
     }
-    try {
-      await this.#watcher?.cancel()
-    } catch {
-      // Nothing to cancel on a dead connection.
-    }
+    await courtesy(this.#campaign?.resign())
+    await courtesy(this.#watcher?.cancel())
     this.#client.close()
   }
 

@@ -325,6 +325,25 @@ describe('registry replicas over etcd', () => {
     assert.equal((await discover(a, 'product')).headers['x-registry-stale'], undefined)
   })
 
+  it('a replica whose etcd is gone still shuts down promptly', async () => {
+    const etcd = await cluster()
+    const a = await replica(etcd, freshPrefix())
+    await waitFor(() => a.store.isLeader(), { what: 'elected (so there is a campaign to resign)' })
+    // Silent rather than refusing (a frozen member, a host gone from the network): nothing answers.
+    const pid = etcd.members[0]!.pid!
+    process.kill(pid, 'SIGSTOP')
+    try {
+      const started = Date.now()
+      await a.app.close()
+      await a.store.close()
+      // The request timeout is 1 s here: resigning and cancelling the watch each wait about that
+      // at most; well within a shutdown timeout, where an unanswered call would hang for ever.
+      assert.ok(Date.now() - started < 4500, `closed in ${Date.now() - started} ms`)
+    } finally {
+      process.kill(pid, 'SIGCONT')
+    }
+  })
+
   it('a replica started while etcd is unreachable keeps trying, not ready, and serves once etcd is there', async () => {
     const etcd = await cluster()
     await etcd.kill(0)
