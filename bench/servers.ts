@@ -39,6 +39,7 @@ export const REGISTRY_ENV = {
   REGISTRY_WARMUP_SECONDS: '0',
   REGISTRY_TOKEN: BENCH_TOKEN,
   REGISTRY_READ_TOKEN: BENCH_READ_TOKEN,
+  REGISTRY_DNS_PORT: '0',
 } as const
 
 /** The caller's environment without OpenTelemetry settings: tracing would be a different benchmark. */

@@ -49,6 +49,8 @@ export const DEFAULTS = {
   drainSeconds: 1,
   etcdEndpoints: 'http://127.0.0.1:2379',
   etcdPrefix: '/microservices-advanced',
+  dnsPort: 8600,
+  dnsDomain: 'consul',
 } as const
 
 export type LogFormat = 'json' | 'pretty'
@@ -116,6 +118,7 @@ function aclFile(env: Env): string | undefined {
 
 export function loadRegistryConfig(env: Env): RegistryConfig {
   const ttlSeconds = seconds(env, 'REGISTRY_TTL_SECONDS', DEFAULTS.registryTtlSeconds, { min: 0.1, max: 86_400 })
+  const readToken = secret(env, 'REGISTRY_READ_TOKEN', readSecretFile)
   return {
     ...common(env, 'registry'),
     ttlSeconds,
@@ -126,7 +129,7 @@ export function loadRegistryConfig(env: Env): RegistryConfig {
     maxWatchers: integer(env, 'REGISTRY_MAX_WATCHERS', DEFAULTS.maxWatchers, { min: 1, max: 1_000_000 }),
     writeRateLimitPerMinute: integer(env, 'REGISTRY_WRITE_RATE_LIMIT', DEFAULTS.writeRateLimitPerMinute, { min: 0, max: 10_000_000 }),
     adminToken: secret(env, 'REGISTRY_TOKEN', readSecretFile),
-    readToken: secret(env, 'REGISTRY_READ_TOKEN', readSecretFile),
+    readToken,
     aclFile: aclFile(env),
     healthCheckIntervalSeconds: seconds(env, 'REGISTRY_HEALTH_CHECK_INTERVAL_SECONDS', DEFAULTS.healthCheckIntervalSeconds, { min: 0.05, max: 3600 }),
     healthCheckTimeoutSeconds: seconds(env, 'REGISTRY_HEALTH_CHECK_TIMEOUT_SECONDS', DEFAULTS.healthCheckTimeoutSeconds, { min: 0.05, max: 60 }),
@@ -134,7 +137,19 @@ export function loadRegistryConfig(env: Env): RegistryConfig {
     healthCheckConcurrency: integer(env, 'REGISTRY_HEALTH_CHECK_CONCURRENCY', DEFAULTS.healthCheckConcurrency, { min: 1, max: 1000 }),
     healthCheckAllowedHosts: hostnameList(env, 'REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS'),
     store: storeChoice(env),
+    // DNS carries no token: where reads need one, it is off unless asked for by its port.
+    dnsPort: port(env, 'REGISTRY_DNS_PORT', readToken === undefined ? DEFAULTS.dnsPort : 0),
+    dnsDomain: dnsDomain(env),
   }
+}
+
+/** REGISTRY_DNS_DOMAIN: one or more DNS labels, such as `consul` or `registry.internal`. */
+function dnsDomain(env: Env): string {
+  const value = text(env, 'REGISTRY_DNS_DOMAIN', DEFAULTS.dnsDomain).toLowerCase().replace(/\.$/, '')
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/.test(value) || value.length > 200) {
+    throw new ConfigError('REGISTRY_DNS_DOMAIN', value, 'a DNS domain such as consul or registry.internal')
+  }
+  return value
 }
 
 /** REGISTRY_STORE, and for etcd ETCD_ENDPOINTS and ETCD_PREFIX. */

@@ -222,7 +222,9 @@ export class RegistryAuth {
    * or the tokens change. Comparing with the header the same client sent before reveals nothing.
    */
   #principal(request: IncomingMessage): Principal | typeof UNKNOWN | undefined {
-    const header = request.headers.authorization
+    // Consul's clients send their token as X-Consul-Token: the same token, another header.
+    const consulToken = request.headers['x-consul-token']
+    const header = request.headers.authorization ?? (typeof consulToken === 'string' && consulToken !== '' ? `Bearer ${consulToken}` : undefined)
     if (header === undefined) return undefined
     const cached = this.#byConnection.get(request.socket)
     if (cached !== undefined && cached.header === header && cached.generation === this.#generation) return cached.principal

@@ -286,6 +286,10 @@ export class EtcdStore implements RegistryStore {
     return [...this.#services.keys()].sort().map((name) => this.members(name))
   }
 
+  index(): number {
+    return Math.max(1, this.#revision)
+  }
+
   async evictExpired(): Promise<InstanceRecord[]> {
     const expired = this.#expired
     this.#expired = []

@@ -127,6 +127,10 @@ export class MemoryStore implements RegistryStore {
       .filter((snapshot) => snapshot.instances.length > 0)
   }
 
+  index(): number {
+    return Math.max(1, this.#counter)
+  }
+
   async evictExpired(): Promise<InstanceRecord[]> {
     const now = this.#clock()
     const evicted: InstanceRecord[] = []

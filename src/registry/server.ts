@@ -17,6 +17,9 @@ import rateLimit from '@fastify/rate-limit'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { RegistryAuth, refusalError } from './auth.ts'
 import { registryError } from './errors.ts'
+import { registerPrometheusSd } from './prometheus-sd.ts'
+import { registerConsulApi } from './consul.ts'
+import { startDnsServer } from './dns.ts'
 
 export interface RegistryAppOptions {
   logger: Logger
@@ -56,7 +59,16 @@ export interface RegistryApp {
 }
 
 /** What REGISTRY_READ_TOKEN guards: the registry's data, not its health or documentation. */
-const READ_ROUTES = new Set(['/discover/:service_name', '/events', '/services', '/metrics'])
+const READ_ROUTES = new Set([
+  '/discover/:service_name',
+  '/events',
+  '/services',
+  '/metrics',
+  '/sd/prometheus',
+  '/v1/catalog/services',
+  '/v1/catalog/service/:service',
+  '/v1/health/service/:service',
+])
 
 const fields = (instance: InstanceRecord) => ({ service_name: instance.serviceName, instance_id: instance.id, url: instance.url })
 
@@ -205,6 +217,8 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
       maxMetadataBytes: options.maxMetadataBytes ?? 4096,
       healthCheckAllowedHosts: options.healthCheckAllowedHosts ?? [],
     })
+    registerPrometheusSd(routes, { store })
+    registerConsulApi(routes, { store, hub })
     registerHealthRoutes(routes, {
       // Not ready until the store holds the registry (etcd: the first load); a stale cache still
       // answers discovery, so it stays ready, and says so in the details.
@@ -276,6 +290,9 @@ export interface RegistryOptions {
   /** REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS: hosts a health URL may name besides its instance's own. */
   healthCheckAllowedHosts: string[]
   shutdownTimeoutSeconds: number
+  /** REGISTRY_DNS_PORT (UDP and TCP; 0: no DNS server) and REGISTRY_DNS_DOMAIN. */
+  dnsPort: number
+  dnsDomain: string
   /** REGISTRY_STORE: memory (one process) or etcd (ETCD_ENDPOINTS, ETCD_PREFIX: any number of replicas). */
   store: StoreChoice
 }
@@ -338,6 +355,7 @@ export async function buildRegistry(options: RegistryOptions, runtime: RoleRunti
       onResult: (outcome) => registry.counters.healthChecks.inc({ outcome }),
     })
     let sweeper: NodeJS.Timeout | undefined
+    let dns: Awaited<ReturnType<typeof startDnsServer>>
     const running = await startRole({
       app: registry.app,
       logger,
@@ -353,6 +371,7 @@ export async function buildRegistry(options: RegistryOptions, runtime: RoleRunti
         await telemetry.start({ serviceName: 'registry', instanceId: `registry-${registry.epoch}`, logger })
         // Loads the registry from etcd in the background: until then, not ready (and it says why).
         void shared?.start()
+        dns = await startDnsServer({ store: registry.store, logger, host: options.host, port: options.dnsPort, domain: options.dnsDomain })
         sweeper = setInterval(() => void registry.sweep(), sweepIntervalMs(ttlMs))
         sweeper.unref()
         checker.start()
@@ -389,6 +408,7 @@ export async function buildRegistry(options: RegistryOptions, runtime: RoleRunti
             return checker.stop()
           },
         },
+        { name: 'close the DNS server', run: async () => dns?.close() },
         { name: 'close the store', run: () => registry.store.close() },
         { name: 'flush traces', run: () => telemetry.shutdown() },
       ],

@@ -82,6 +82,11 @@ export interface RegistryStore {
   /** Every service with at least one unexpired instance, with all of them (any status). */
   services(): ServiceSnapshot[]
   /**
+   * The registry-wide index: moves with every change to any service (never with a routine
+   * heartbeat); at least 1. Memory: a counter; etcd: the revision the cache has reached.
+   */
+  index(): number
+  /**
    * Removes instances whose heartbeat is older than the TTL and returns what it removed (etcd
    * expires them itself: there, the instances whose leases expired since the last call).
    */

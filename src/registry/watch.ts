@@ -4,6 +4,8 @@ import { registryError } from './errors.ts'
 import type { RegistryStore } from './store.ts'
 
 export const DEFAULT_MAX_WATCHERS = 1024
+/** `waitForChange(ANY_SERVICE, ...)` wakes on a change to any service (no service is named `*`). */
+export const ANY_SERVICE = '*'
 export const DEFAULT_MAX_STREAM_BUFFER_BYTES = 1024 * 1024
 
 interface Waiter {
@@ -148,8 +150,10 @@ export class WatchHub {
   }
 
   #notify(serviceName: string): void {
-    const set = this.#waiters.get(serviceName)
-    if (set) for (const waiter of [...set]) waiter.release()
+    for (const key of [serviceName, ANY_SERVICE]) {
+      const set = this.#waiters.get(key)
+      if (set) for (const waiter of [...set]) waiter.release()
+    }
     let event: string | undefined
     for (const [stream, state] of this.#streams) {
       if (stream.service !== undefined && stream.service !== serviceName) continue

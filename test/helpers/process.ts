@@ -38,10 +38,11 @@ export interface StartOptions {
   stdin?: boolean
 }
 
-/** Starts `microservices-advanced <role>` as a real process; PORT defaults to 0 (any free port). */
+/** Starts `microservices-advanced <role>` as a real process; PORT defaults to 0 (any free port), REGISTRY_DNS_PORT to 0 (no DNS). */
 export async function startRole(role: string, options: StartOptions = {}): Promise<RunningProcess> {
   const child = spawn(process.execPath, [options.script ?? CLI, role], {
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', ...options.env },
+    // REGISTRY_DNS_PORT 0: registries started by tests do not all bind DNS on 8600 (a test sets a port).
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: 'info', REGISTRY_DNS_PORT: '0', ...options.env },
     stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
   })
   running.add(child)

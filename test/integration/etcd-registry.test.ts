@@ -358,6 +358,12 @@ describe('registry replicas over etcd', () => {
     const early = await discover(registry, 'product')
     assert.equal(early.statusCode, 503, 'no empty list before the state is loaded')
     assert.equal(early.json().code, 'STORE_UNAVAILABLE')
+    // Nor from the other protocols' views: an empty list would make Prometheus drop every target.
+    for (const url of ['/services', '/sd/prometheus', '/v1/catalog/services', '/v1/health/service/product']) {
+      const answer = await registry.app.inject({ method: 'GET', url })
+      assert.equal(answer.statusCode, 503, url)
+      assert.equal(answer.json().code, 'STORE_UNAVAILABLE', url)
+    }
     await etcd.restart(0)
     await starting
     await waitFor(async () => (await registry.app.inject({ method: 'GET', url: '/health/ready' })).statusCode === 200, { what: 'ready once etcd is up', timeoutMs: 15_000 })

@@ -46,6 +46,8 @@ async function startSupervisor(dir: TempDir, env: Record<string, string> = {}): 
       PRODUCT_PORTS: String(productPort),
       ORDER_PORTS: String(orderPort),
       GATEWAY_PORT: '0',
+      // No DNS server: 8600 would be shared with every other registry a test starts.
+      REGISTRY_DNS_PORT: '0',
       HOST: '127.0.0.1',
       DATA_DIR: dir.path,
       LOG_LEVEL: 'info',
