@@ -64,12 +64,21 @@ describe('configuration', () => {
       endpoints: ['http://a:2379', 'http://b:2379'],
       prefix: '/microservices-advanced',
     })
-    assert.throws(() => loadRegistryConfig({ REGISTRY_STORE: 'etcd', ETCD_PREFIX: 'no-slash' }), (error: unknown) => error instanceof ConfigError && error.variable === 'ETCD_PREFIX')
-    assert.throws(() => loadRegistryConfig({ REGISTRY_STORE: 'zookeeper' }), (error: unknown) => error instanceof ConfigError && error.variable === 'REGISTRY_STORE')
+    assert.throws(
+      () => loadRegistryConfig({ REGISTRY_STORE: 'etcd', ETCD_PREFIX: 'no-slash' }),
+      (error: unknown) => error instanceof ConfigError && error.variable === 'ETCD_PREFIX',
+    )
+    assert.throws(
+      () => loadRegistryConfig({ REGISTRY_STORE: 'zookeeper' }),
+      (error: unknown) => error instanceof ConfigError && error.variable === 'REGISTRY_STORE',
+    )
     assert.equal(loadRegistryConfig({}).dnsPort, 8600)
     assert.equal(loadRegistryConfig({}).dnsDomain, 'consul')
     assert.equal(loadRegistryConfig({ REGISTRY_DNS_DOMAIN: 'Registry.Internal.' }).dnsDomain, 'registry.internal')
-    assert.throws(() => loadRegistryConfig({ REGISTRY_DNS_DOMAIN: 'bad_domain' }), (error: unknown) => error instanceof ConfigError && error.variable === 'REGISTRY_DNS_DOMAIN')
+    assert.throws(
+      () => loadRegistryConfig({ REGISTRY_DNS_DOMAIN: 'bad_domain' }),
+      (error: unknown) => error instanceof ConfigError && error.variable === 'REGISTRY_DNS_DOMAIN',
+    )
     // DNS cannot carry a token: with a read token it is off unless its port is given.
     const token = 'read-token-0123456789abcdefgh'
     assert.equal(loadRegistryConfig({ REGISTRY_READ_TOKEN: token }).dnsPort, 0)
