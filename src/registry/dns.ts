@@ -39,6 +39,8 @@ export const DNS_TTL_SECONDS = 0
  */
 const MAX_UDP_PAYLOAD = 4096
 const MAX_TCP_MESSAGE = 65_535
+/** Answers a TCP client may leave unread before it is disconnected. */
+const MAX_TCP_UNREAD_BYTES = 1024 * 1024
 
 const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const
 
@@ -84,10 +86,19 @@ export async function startDnsServer(options: DnsOptions): Promise<DnsServer | u
   }
 
   udp.on('error', (error) => logger.warn({ event: 'dns_udp_error', err: error }, 'DNS UDP socket error'))
+  // Whatever a packet holds, answering it must not take the registry down: a fault here is logged.
+  const respond = (message: Buffer, transport: 'udp' | 'tcp', peer: string | undefined): Buffer | undefined => {
+    try {
+      return answerer.respond(message, transport, (detail) =>
+        logger.debug({ event: 'dns_malformed', transport, peer, detail }, transport === 'udp' ? 'malformed DNS query ignored' : 'malformed DNS query: connection closed'),
+      )
+    } catch (error) {
+      logger.error({ event: 'dns_answer_failed', transport, peer, err: error }, 'could not answer a DNS query')
+      return undefined
+    }
+  }
   udp.on('message', (message: Buffer, peer: RemoteInfo) => {
-    const response = answerer.respond(message, 'udp', (detail) =>
-      logger.debug({ event: 'dns_malformed', transport: 'udp', peer: peer.address, detail }, 'malformed DNS query ignored'),
-    )
+    const response = respond(message, 'udp', peer.address)
     if (response) udp.send(response, peer.port, peer.address)
   })
 
@@ -106,10 +117,9 @@ export async function startDnsServer(options: DnsOptions): Promise<DnsServer | u
         if (pending.length < 2 + length) return
         const message = pending.subarray(2, 2 + length)
         pending = pending.subarray(2 + length)
-        const response = answerer.respond(message, 'tcp', (detail) =>
-          logger.debug({ event: 'dns_malformed', transport: 'tcp', peer: socket.remoteAddress, detail }, 'malformed DNS query: connection closed'),
-        )
-        if (!response) {
+        const response = respond(message, 'tcp', socket.remoteAddress)
+        // Malformed, or a client that sends queries without reading the answers: cut it off.
+        if (!response || socket.writableLength > MAX_TCP_UNREAD_BYTES) {
           socket.destroy()
           return
         }

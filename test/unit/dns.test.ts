@@ -216,6 +216,34 @@ describe('registry DNS (A, SRV, .addr., NXDOMAIN, REFUSED, truncation, garbage)'
     assert.ok(edns.additionals?.some((a) => a.type === 'OPT'))
   })
 
+  it('disconnects a TCP client that sends queries and never reads the answers', async () => {
+    const socket = connect(port, '127.0.0.1')
+    await new Promise((resolve) => socket.once('connect', resolve))
+    socket.pause()
+    socket.on('error', () => {})
+    // 3000 queries whose answers are about 6 KB each (18 MB): more than the kernel buffers and the
+    // registry's allowance together.
+    const query60 = framed(query('many.service.consul', 'SRV'))
+    const queries = 3000
+    for (let n = 0; n < queries; n++) socket.write(query60)
+    const oneAnswer = (await tcp(port, query60, 1)).answers[0]!
+    const expected = queries * (dnsPacket.encode(oneAnswer).length + 2)
+    // Let the registry fill what it may, then read: the connection ends before every answer came.
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    let received = 0
+    socket.on('data', (chunk: Buffer) => {
+      received += chunk.length
+    })
+    socket.resume()
+    const outcome = await Promise.race([
+      new Promise((resolve) => socket.once('close', () => resolve('closed'))),
+      new Promise((resolve) => setTimeout(resolve, 10_000, 'still open')),
+    ])
+    socket.destroy()
+    assert.equal(outcome, 'closed')
+    assert.ok(received < expected, `received ${received} of ${expected} bytes`)
+  })
+
   it('answers several queries on one TCP connection', async () => {
     const payload = Buffer.concat([framed(query('product.service.consul', 'A')), framed(query('example.org', 'A')), framed(query('_product._tcp.service.consul', 'SRV'))])
     const { answers } = await tcp(port, payload, 3)
