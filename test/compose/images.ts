@@ -1,5 +1,5 @@
 // The images the Compose test cannot pull (no container registry is reachable here): Node,
-// PostgreSQL and etcd, built locally and kept between runs: a tag carries a hash of everything that
+// PostgreSQL, etcd and Prometheus, built locally and kept between runs: a tag carries a hash of everything that
 // goes into the image, so a run rebuilds only when its recipe or inputs changed.
 import { createHash } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync } from 'node:fs'
@@ -158,5 +158,19 @@ export async function ensureEtcdImage(log: Log, logFile: string): Promise<string
   log(`building the etcd image ${tag} (Debian's etcd-server ${versions[0] || 'package'}; a few seconds)`)
   await run('bash', [script, tag], { timeoutMs: 600_000, logFile })
   await removeOtherTags(`${REPOSITORY}/etcd`, tag)
+  return tag
+}
+
+/** Prometheus from Debian's prometheus package (libc only, as etcd); stands in for prom/prometheus. */
+export async function ensurePrometheusImage(log: Log, logFile: string): Promise<string> {
+  const script = join(COMPOSE_DIR, 'build-prometheus-image.sh')
+  const versions = await aptCandidates(['prometheus'])
+  // 2.42.0+ds-5+deb12u1 -> 2.42.0
+  const upstream = /^(?:\d+:)?([0-9.]+)/.exec(versions[0] ?? '')?.[1] ?? 'debian'
+  const tag = `${REPOSITORY}/prometheus:${upstream}-${hash(readFileSync(script), ...versions)}`
+  if (await imageExists(tag)) return tag
+  log(`building the Prometheus image ${tag} (Debian's prometheus ${versions[0] || 'package'}; a few seconds)`)
+  await run('bash', [script, tag], { timeoutMs: 600_000, logFile })
+  await removeOtherTags(`${REPOSITORY}/prometheus`, tag)
   return tag
 }

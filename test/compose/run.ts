@@ -6,7 +6,8 @@
 // published; resource limits in force; products and orders through the published gateway, data
 // shared through PostgreSQL, a crashed instance leaving discovery within the TTL while orders keep
 // succeeding, a SIGTERM'd instance deregistering at once, graceful stops, and a prompt exit on
-// SIGTERM even while a service is still starting. Then the etcd variant (deploy/docker-compose.etcd.yml,
+// SIGTERM even while a service is still starting; Prometheus (the monitoring profile) scraping every
+// instance it found through the registry. Then the etcd variant (deploy/docker-compose.etcd.yml,
 // a second project): three etcd members form one cluster, two registry replicas serve the same view
 // (instances and epoch) from it, with the etcd leader or one registry replica killed writes,
 // heartbeats and orders go on, a restarted replica answers the whole view or nothing, and `stop`
@@ -15,14 +16,14 @@
 // See the README's Deployment section.
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { waitFor } from '../helpers/wait.ts'
 import { REPO_ROOT, engineEnv, ensurePackages, run, startSocketService, type SocketService } from './engine.ts'
-import { ensureEtcdImage, ensureNodeBaseImage, ensurePostgresImage } from './images.ts'
+import { ensureEtcdImage, ensureNodeBaseImage, ensurePostgresImage, ensurePrometheusImage } from './images.ts'
 import { InNetworkClient, sendFromNewContainer, type HttpAnswer, type HttpCall } from './in-network.ts'
 import { PROJECT_PREFIX, Stack, clearState, reapAbandonedRuns, removeProjectResources, saveState, type ContainerInfo } from './stack.ts'
 
@@ -59,6 +60,8 @@ let registryUrl = ''
 let gatewayUrl = ''
 let registryPort = 0
 let gatewayPort = 0
+let prometheusUrl = ''
+let prometheusPort = 0
 /** The Compose variables of the run (DOCKER_HOST, images, ports, SECRETS_DIR). */
 let composeEnv: Record<string, string> = {}
 /** Made by deploy/make-secrets.sh for this run only (never the developer's ./secrets). */
@@ -128,6 +131,16 @@ function composeVariables(files = COMPOSE_FILES): Record<string, string> {
     for (const match of readFileSync(join(REPO_ROOT, file), 'utf8').matchAll(/\$\{([A-Z0-9_]+)/g)) names.add(match[1]!)
   }
   return Object.fromEntries([...names].map((name) => [name, '']))
+}
+
+/** deploy/prometheus.yml with 1 s intervals instead of 15 s (mounted by docker-compose.test.yml), in `dir`. */
+function prometheusTestConfig(dir: string): string {
+  const deployed = readFileSync(join(REPO_ROOT, 'deploy', 'prometheus.yml'), 'utf8')
+  const fast = deployed.replace(/^(\s*(?:scrape_interval|evaluation_interval|refresh_interval):) 15s$/gm, '$1 1s')
+  assert.equal((fast.match(/_interval: 1s$/gm) ?? []).length, 3, 'deploy/prometheus.yml sets scrape, evaluation and refresh intervals of 15 s')
+  const path = join(dir, 'prometheus.yml')
+  writeFileSync(path, fast, { mode: 0o644 })
+  return path
 }
 
 interface Instance {
@@ -210,14 +223,17 @@ before(async () => {
     const nodeImage = await phase('Node 24 base image (cached by tag)', () => ensureNodeBaseImage(log, logFile))
     const postgresImage = await phase('PostgreSQL image (cached by tag)', () => ensurePostgresImage(log, logFile, workDir!))
     etcdImage = await phase('etcd image (cached by tag)', () => ensureEtcdImage(log, logFile))
+    const prometheusImage = await phase('Prometheus image (cached by tag)', () => ensurePrometheusImage(log, logFile))
     socket = await phase('podman API socket', () => startSocketService(workDir!, join(workDir!, 'podman-service.log')))
     saveState({ project, runnerPid: process.pid, workDir, socketPid: socket.pid, socketPath: socket.socketPath })
 
     registryPort = await hostPort(8080)
     gatewayPort = await hostPort(8000, [registryPort])
     if (registryPort !== 8080 || gatewayPort !== 8000) log(`8080 or 8000 is taken: registry on ${registryPort}, gateway on ${gatewayPort}`)
+    prometheusPort = await hostPort(9090, [registryPort, gatewayPort])
     registryUrl = `http://127.0.0.1:${registryPort}`
     gatewayUrl = `http://127.0.0.1:${gatewayPort}`
+    prometheusUrl = `http://127.0.0.1:${prometheusPort}`
     secretsDir = join(workDir, 'secrets')
     await phase('secrets (deploy/make-secrets.sh)', makeSecrets)
     composeEnv = {
@@ -229,9 +245,14 @@ before(async () => {
       REGISTRY_HOST_PORT: String(registryPort),
       GATEWAY_HOST_PORT: String(gatewayPort),
       SECRETS_DIR: secretsDir,
+      PROMETHEUS_IMAGE: prometheusImage,
+      PROMETHEUS_HOST_PORT: String(prometheusPort),
+      TEST_PROMETHEUS_CONFIG: prometheusTestConfig(workDir),
     }
-    stack = new Stack({ project, files: COMPOSE_FILES, logFile, env: composeEnv })
-    log(`docker-compose up -d --build --scale product=${SCALE.product} --scale order=${SCALE.order}`)
+    // The monitoring profile for every command on this project (up, stop, logs, down), as
+    // `--profile monitoring` would be; the etcd variant below runs without it.
+    stack = new Stack({ project, files: COMPOSE_FILES, logFile, env: { ...composeEnv, COMPOSE_PROFILES: 'monitoring' } })
+    log(`docker-compose --profile monitoring up -d --build --scale product=${SCALE.product} --scale order=${SCALE.order}`)
     await phase('docker-compose up --build (image build and start)', () =>
       stack!.compose(['up', '-d', '--build', '--scale', `product=${SCALE.product}`, '--scale', `order=${SCALE.order}`], { timeoutMs: 900_000 }),
     )
@@ -270,6 +291,52 @@ test(
         `every ${service} instance answers at its advertised URL`,
       )
     }
+  }),
+)
+
+interface PrometheusTarget {
+  labels: Record<string, string>
+  scrapeUrl: string
+  health: string
+  lastError: string
+}
+
+test(
+  'Prometheus (monitoring profile) scrapes every instance it finds through the registry (http_sd_configs), each up and labelled with its service',
+  step(async () => {
+    const started = performance.now()
+    const targets = async () => {
+      const answer = await http('GET', `${prometheusUrl}/api/v1/targets?state=active`, undefined, 5000)
+      if (answer.status !== 200) return []
+      return (answer.body as { data: { activeTargets: PrometheusTarget[] } }).data.activeTargets.filter((t) => t.labels.job === 'services')
+    }
+    let expected: Array<{ service: string } & Instance> = []
+    const found = await waitFor(
+      async () => {
+        expected = (await Promise.all(Object.keys(INSTANCES).map(async (service) => (await discover(service)).map((i) => ({ service, ...i }))))).flat()
+        const list = await targets()
+        const ok = expected.every((i) => list.some((t) => t.labels.instance_id === i.id && t.labels.service === i.service && t.health === 'up'))
+        return ok && list
+      },
+      { timeoutMs: 60_000, intervalMs: 500, what: `Prometheus at ${prometheusUrl} scraping every registered instance` },
+    ).catch(async (error: Error) => {
+      throw new Error(`${error.message}\nregistered: ${JSON.stringify(expected)}\ntargets: ${JSON.stringify(await targets().catch(() => []))}`)
+    })
+    assert.equal(
+      expected.length,
+      Object.values(INSTANCES).reduce((a, b) => a + b, 0),
+      `every instance: ${JSON.stringify(expected)}`,
+    )
+    for (const instance of expected) {
+      const target = found.find((t) => t.labels.instance_id === instance.id)!
+      assert.equal(target.scrapeUrl, `${instance.url}/metrics`, `${instance.id} is scraped at its own address`)
+      assert.equal(target.lastError, '', `${instance.id}: ${target.lastError}`)
+    }
+    log(
+      `Prometheus: ${expected.length} instances (${Object.entries(INSTANCES)
+        .map(([service, count]) => `${count} ${service}`)
+        .join(', ')}) up in /api/v1/targets ${Math.round(performance.now() - started)} ms into the test`,
+    )
   }),
 )
 
@@ -402,14 +469,20 @@ test(
 )
 
 test(
-  'only the gateway is published, and the registry on 127.0.0.1 only; product, order and PostgreSQL are reachable inside the network only',
+  'only the gateway is published, and the registry and Prometheus on 127.0.0.1 only; product, order and PostgreSQL are reachable inside the network only',
   step(async () => {
     const containers = (await stack!.containers()).filter((c) => c.running)
-    assert.deepEqual([...new Set(containers.map((c) => c.service))].sort(), ['gateway', 'order', 'postgres', 'product', 'registry'])
+    assert.deepEqual([...new Set(containers.map((c) => c.service))].sort(), ['gateway', 'order', 'postgres', 'product', 'prometheus', 'registry'])
     for (const container of containers) {
       const published = Object.fromEntries(Object.entries(container.published).map(([port, bindings]) => [port, bindings.map((b) => `${b.hostIp || '0.0.0.0'}:${b.hostPort}`)]))
       const expected =
-        container.service === 'gateway' ? { '8000/tcp': [`0.0.0.0:${gatewayPort}`] } : container.service === 'registry' ? { '8080/tcp': [`127.0.0.1:${registryPort}`] } : {}
+        container.service === 'gateway'
+          ? { '8000/tcp': [`0.0.0.0:${gatewayPort}`] }
+          : container.service === 'registry'
+            ? { '8080/tcp': [`127.0.0.1:${registryPort}`] }
+            : container.service === 'prometheus'
+              ? { '9090/tcp': [`127.0.0.1:${prometheusPort}`] }
+              : {}
       assert.deepEqual(published, expected, `${container.name} publishes`)
     }
     // From inside the network, at the host's own address on it: the gateway's published port

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Builds a Prometheus image without any container registry: prometheus and promtool from Debian's
+# prometheus package (fetched with this machine's apt, from its own Debian archive), its web
+# templates and static files, the C library it loads, and /prometheus owned by `nobody`; imported
+# with `podman import`.
+#
+#   build-prometheus-image.sh TAG
+#
+# Built the way build-etcd-image.sh builds etcd's: Debian's Prometheus is a Go program that needs
+# nothing from the system but libc (the script checks that with ldd). It stands in for
+# prom/prometheus (PROMETHEUS_IMAGE in docker-compose.yml) and behaves like it where the Compose
+# file relies on it: the binary is at /bin/prometheus (here through the merged /usr), it runs as
+# `nobody` with its data in /prometheus, and as PID 1 it exits 0 on SIGTERM.
+set -euo pipefail
+
+tag=${1:?usage: build-prometheus-image.sh TAG}
+
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/prometheus-image.XXXXXX")
+trap 'rm -rf --one-file-system "$work"' EXIT
+root=$work/root
+packages=(prometheus)
+
+# The package as the archive has it (not whatever this machine has installed); the package lists
+# are refreshed once if they are missing or out of date.
+mkdir -p "$work/debs" "$work/unpacked"
+(cd "$work/debs" && apt-get download -qq "${packages[@]}" >"$work/apt.log" 2>&1) || {
+  echo "apt-get download failed; apt-get update, then again"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$work/apt.log" 2>&1 || true
+  (cd "$work/debs" && apt-get download -qq "${packages[@]}" >>"$work/apt.log" 2>&1) || {
+    tail -n 30 "$work/apt.log" >&2
+    exit 1
+  }
+}
+for deb in "$work"/debs/*.deb; do
+  echo "unpacking $(dpkg-deb --field "$deb" Package) $(dpkg-deb --field "$deb" Version)"
+  dpkg-deb --extract "$deb" "$work/unpacked"
+done
+version=$(dpkg-deb --field "$work"/debs/prometheus_*.deb Version)
+
+# Merged /usr layout, as Debian bookworm has it: /bin/prometheus, upstream's path, is the same file.
+mkdir -p "$root"/{usr/bin,usr/lib/x86_64-linux-gnu,usr/lib64,usr/share,etc/prometheus,tmp,prometheus}
+ln -s usr/bin "$root/bin"
+ln -s usr/lib "$root/lib"
+ln -s usr/lib64 "$root/lib64"
+chmod 1777 "$root/tmp"
+for bin in prometheus promtool; do
+  install -m 755 "$work/unpacked/usr/bin/$bin" "$root/usr/bin/$bin"
+done
+# The web UI's templates and static files, where Debian's build looks for them.
+cp -a "$work/unpacked/usr/share/prometheus" "$root/usr/share/prometheus"
+# Debian's sample configuration, so that the image starts without a mounted one.
+install -m 644 "$work/unpacked/etc/prometheus/prometheus.yml" "$root/etc/prometheus/prometheus.yml"
+
+# Every shared library the binaries load, at the path the loader looks for it; anything beyond
+# libc would mean the package changed, and this recipe with it.
+libs=$(for bin in prometheus promtool; do
+  ldd "$root/usr/bin/$bin" | awk '/=> \//{print $3} /^\s*\/[^ ]+ \(/{print $1}'
+done | sort -u)
+for lib in $libs; do
+  case $(basename "$lib") in
+    libc.so.* | ld-linux-*.so.*) ;;
+    *) echo "prometheus needs $lib, which this recipe does not expect" >&2; exit 1 ;;
+  esac
+  mkdir -p "$root$(dirname "$lib")"
+  cp -L "$lib" "$root$lib"
+done
+
+# Prometheus runs as nobody, as upstream's image does.
+cat >"$root/etc/passwd" <<'PASSWD'
+root:x:0:0:root:/root:/usr/sbin/nologin
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+PASSWD
+cat >"$root/etc/group" <<'GROUP'
+root:x:0:
+nogroup:x:65534:
+GROUP
+# Go's own resolver (no NSS modules in the image): /etc/hosts, then the network's DNS, which
+# answers the Compose service names (registry).
+cat >"$root/etc/nsswitch.conf" <<'NSS'
+hosts: files dns
+NSS
+chown 65534:65534 "$root/prometheus"
+
+tar -C "$root" --numeric-owner -cf "$work/rootfs.tar" .
+podman import --quiet \
+  --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+  --change 'USER nobody' \
+  --change 'WORKDIR /prometheus' \
+  --change 'ENTRYPOINT ["/bin/prometheus"]' \
+  --change 'CMD ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus"]' \
+  --change 'EXPOSE 9090' \
+  --change 'LABEL io.microservices-advanced.compose-test=prometheus' \
+  --message "Prometheus $version from Debian's prometheus package, for the Compose test" \
+  "$work/rootfs.tar" "$tag" >/dev/null
+echo "built $tag (prometheus $version)"
