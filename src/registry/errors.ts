@@ -8,6 +8,8 @@ export const registryError = defineErrors({
   SERVICE_FULL: { status: 503, title: 'The service has as many instances as the registry allows' },
   TOO_MANY_WATCHERS: { status: 503, title: 'The registry serves as many watchers as it may' },
   METADATA_TOO_LARGE: { status: 400, title: 'Instance metadata too large' },
+  BAD_CONSUL_CHECK: { status: 400, title: 'Check definition not supported' },
+  BAD_CONSUL_ADDRESS: { status: 400, title: 'Service address not usable' },
   HEALTH_URL_HOST_NOT_ALLOWED: { status: 400, title: 'The health URL must be on the instance host' },
   UNAUTHORIZED: { status: 401, title: 'A valid registry token is required' },
   PROTECTED_MODE: { status: 403, title: 'Writes from other machines need a registry token' },

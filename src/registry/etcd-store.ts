@@ -7,7 +7,7 @@ import { instanceIdFor, Metadata, ReportedStatus, type HeartbeatBody, type Insta
 import { ADMIN_OWNER } from './auth.ts'
 import { LeaseKeepAlive } from './etcd-keepalive.ts'
 import { registryError } from './errors.ts'
-import { serviceViews, type InstanceRecord, type RegisterResult, type RegistryStore, type ServiceSnapshot, type StoreStatus } from './store.ts'
+import { type ConsulCheck, type InstanceRecord, type RegisterResult, type RegistryStore, type ServiceSnapshot, type StoreStatus, type SweepResult, serviceViews } from './store.ts'
 
 export interface EtcdStoreOptions {
   /** Client URLs of the etcd members (ETCD_ENDPOINTS). */
@@ -41,6 +41,14 @@ const StoredInstance = Type.Object({
   registered_at: Type.Number(),
   last_heartbeat: Type.Number(),
   owner: Type.String({ maxLength: 256 }),
+  consul: Type.Optional(
+    Type.Object({
+      check_id: Type.String({ maxLength: 256 }),
+      check_name: Type.String({ maxLength: 256 }),
+      ttl_ms: Type.Optional(Type.Number({ minimum: 1 })),
+      deregister_after_ms: Type.Optional(Type.Number({ minimum: 0 })),
+    }),
+  ),
 })
 type StoredInstance = Static<typeof StoredInstance>
 const checkStored = Compile(StoredInstance)
@@ -57,6 +65,16 @@ function encode(record: InstanceRecord): Buffer {
     registered_at: record.registeredAt,
     last_heartbeat: record.lastHeartbeat,
     owner: record.owner,
+    ...(record.consul === undefined
+      ? {}
+      : {
+          consul: {
+            check_id: record.consul.checkId,
+            check_name: record.consul.checkName,
+            ...(record.consul.ttlMs === undefined ? {} : { ttl_ms: record.consul.ttlMs }),
+            ...(record.consul.deregisterAfterMs === undefined ? {} : { deregister_after_ms: record.consul.deregisterAfterMs }),
+          },
+        }),
   }
   return Buffer.from(JSON.stringify(stored))
 }
@@ -80,6 +98,16 @@ function decode(value: Buffer): InstanceRecord | undefined {
     registeredAt: parsed.registered_at,
     lastHeartbeat: parsed.last_heartbeat,
     owner: parsed.owner,
+    ...(parsed.consul === undefined
+      ? {}
+      : {
+          consul: {
+            checkId: parsed.consul.check_id,
+            checkName: parsed.consul.check_name,
+            ttlMs: parsed.consul.ttl_ms,
+            deregisterAfterMs: parsed.consul.deregister_after_ms,
+          },
+        }),
   }
 }
 
@@ -99,6 +127,15 @@ interface Service {
 }
 
 const urlKey = (serviceName: string, url: string) => `${serviceName}\n${url}`
+/**
+ * A Consul TTL check that is passing is a key beside its instance's, `<instance key>/check`, on a
+ * lease of the check's TTL that each pass renews: when passes stop, etcd deletes it, and the
+ * leader turns the check critical. (The instance's own lease is then the TTL plus
+ * DeregisterCriticalServiceAfter, or none.)
+ */
+const CHECK_SUFFIX = '/check'
+/** No lease: the key stays until it is deleted. */
+const NO_LEASE = '0'
 /** The index of a service with no instances: never 0 (clients read 0 as "no index yet"). */
 const EMPTY_INDEX = 1
 const PAGE = 1000
@@ -143,6 +180,8 @@ export class EtcdStore implements RegistryStore {
   #leader = false
   /** Instances whose leases expired (seen by the leader), for `evictExpired`. */
   #expired: InstanceRecord[] = []
+  /** The keys of passing Consul TTL checks (see CHECK_SUFFIX), by instance id. */
+  readonly #checks = new Map<string, { key: string; lease: string }>()
   /** Ids this replica is deregistering: their deletes are not expiries. */
   readonly #deregistering = new Set<string>()
   #lastHeartbeat = new Map<string, number>()
@@ -290,13 +329,39 @@ export class EtcdStore implements RegistryStore {
     return Math.max(1, this.#revision)
   }
 
-  async evictExpired(): Promise<InstanceRecord[]> {
-    const expired = this.#expired
+  async evictExpired(): Promise<SweepResult> {
+    const evicted = this.#expired
     this.#expired = []
-    return expired
+    const critical: InstanceRecord[] = []
+    // The leader turns critical every passing TTL check whose key etcd has deleted (no pass within
+    // the TTL); checking on every sweep also covers deletions while no replica was the leader.
+    if (this.isLeader()) {
+      for (const entry of [...this.#byId.values()]) {
+        if (entry.record.consul?.ttlMs === undefined || entry.record.health !== 'passing' || this.#checks.has(entry.record.id)) continue
+        try {
+          const updated = await this.#update(entry, { health: 'failing' })
+          if (updated) critical.push(updated.record)
+        } catch {
+          // Not written (etcd unreachable): the next sweep tries again.
+        }
+      }
+    }
+    return { evicted, critical }
   }
 
-  async register(request: RegisterBody, owner = ADMIN_OWNER): Promise<RegisterResult> {
+  /** The lease an instance's key is put on: the registry's TTL, or its Consul check's (none without DeregisterCriticalServiceAfter). */
+  async #instanceLease(check: ConsulCheck | undefined): Promise<string> {
+    if (check !== undefined && (check.ttlMs === undefined || check.deregisterAfterMs === undefined)) return NO_LEASE
+    const ttl = check === undefined ? this.#ttlSeconds : Math.ceil((check.ttlMs! + check.deregisterAfterMs!) / 1000)
+    return (await this.#timed('grant a lease', this.#client.leaseClient.leaseGrant({ TTL: ttl, ID: 0 }))).ID
+  }
+
+  /** A lease for a passing check's key: its TTL, in whole seconds. */
+  async #checkLease(check: ConsulCheck): Promise<string> {
+    return (await this.#timed('grant a lease', this.#client.leaseClient.leaseGrant({ TTL: Math.ceil(check.ttlMs! / 1000), ID: 0 }))).ID
+  }
+
+  async register(request: RegisterBody, owner = ADMIN_OWNER, consul?: { check: ConsulCheck; health: 'passing' | 'failing' | 'unchecked' }): Promise<RegisterResult> {
     this.#writable()
     // A compare-and-swap: if another replica changed the instance in between, look again.
     for (let attempt = 0; attempt < 5; attempt++) {
@@ -315,27 +380,36 @@ export class EtcdStore implements RegistryStore {
         serviceName: request.service_name,
         url: request.url,
         reportedStatus: request.status ?? 'up',
-        health: request.health_url === undefined ? 'unchecked' : previous?.record.healthUrl === request.health_url ? previous.record.health : 'passing',
+        health: request.health_url === undefined ? (consul?.health ?? 'unchecked') : previous?.record.healthUrl === request.health_url ? previous.record.health : 'passing',
         healthUrl: request.health_url,
         metadata: { ...request.metadata },
         registeredAt: previous && previous.record.id === wantedId ? previous.record.registeredAt : now,
         lastHeartbeat: now,
         owner: previous?.record.owner ?? owner,
+        ...(consul === undefined ? {} : { consul: consul.check }),
       }
       const key = this.#keyOf(record)
       // A registration (or refresh) starts a fresh lease: it counts as a heartbeat. The previous
       // lease, if any, is left with no key and expires on its own.
-      const granted = await this.#timed('grant a lease', this.#client.leaseClient.leaseGrant({ TTL: this.#ttlSeconds, ID: 0 }))
-      const ops: IRequestOp[] = [{ request_put: { key: Buffer.from(key), value: encode(record), lease: granted.ID } }]
-      // The same instance under a new id: its old key goes in the same transaction.
-      if (previous && previous.key !== key) ops.push({ request_delete_range: { key: Buffer.from(previous.key) } })
+      const lease = await this.#instanceLease(record.consul)
+      const ops: IRequestOp[] = [{ request_put: { key: Buffer.from(key), value: encode(record), ...(lease === NO_LEASE ? {} : { lease }) } }]
+      const passing = record.consul?.ttlMs !== undefined && record.health === 'passing'
+      if (passing) ops.push({ request_put: { key: Buffer.from(key + CHECK_SUFFIX), value: Buffer.from(record.id), lease: await this.#checkLease(record.consul!) } })
+      else ops.push({ request_delete_range: { key: Buffer.from(key + CHECK_SUFFIX) } })
+      // The same instance under a new id: its old keys go in the same transaction.
+      if (previous && previous.key !== key) {
+        ops.push({ request_delete_range: { key: Buffer.from(previous.key) } }, { request_delete_range: { key: Buffer.from(previous.key + CHECK_SUFFIX) } })
+      }
       const compare = previous
         ? { key: Buffer.from(previous.key), target: 'Mod' as const, result: 'Equal' as const, mod_revision: String(previous.modRevision) }
         : { key: Buffer.from(key), target: 'Create' as const, result: 'Equal' as const, create_revision: '0' }
       const result = await this.#timed('register', this.#client.kv.txn({ compare: [compare], success: ops, failure: [] }))
       await this.#reach(result.header)
       if (!result.succeeded) {
-        void this.#client.leaseClient.leaseRevoke({ ID: granted.ID }).catch(() => {})
+        for (const op of ops) {
+          const unused = op.request_put?.lease
+          if (unused !== undefined) void this.#client.leaseClient.leaseRevoke({ ID: unused }).catch(() => {})
+        }
         continue
       }
       this.#lastHeartbeat.set(wantedId, now)
@@ -354,9 +428,16 @@ export class EtcdStore implements RegistryStore {
       if (!changed) return undefined
       entry = changed
     }
-    const ttl = await this.#timed('renew a lease', this.#renew(entry.lease))
-    // The lease is gone: the instance expired, and its delete is on its way to every replica.
-    if (ttl <= 0) return undefined
+    if (entry.lease !== NO_LEASE) {
+      const ttl = await this.#timed('renew a lease', this.#renew(entry.lease))
+      // The lease is gone: the instance expired, and its delete is on its way to every replica.
+      if (ttl <= 0) return undefined
+    }
+    if (entry.record.consul?.ttlMs !== undefined) {
+      const passed = await this.#pass(entry)
+      if (!passed) return undefined
+      entry = passed
+    }
     const now = Date.now()
     this.#lastHeartbeat.set(entry.record.id, now)
     const current = this.#byId.get(entry.record.id)
@@ -367,6 +448,32 @@ export class EtcdStore implements RegistryStore {
     const service = this.#services.get(current.record.serviceName)
     if (service) service.views = undefined
     return current.record
+  }
+
+  /**
+   * The pass of a Consul TTL check: its key is renewed, or put again on a fresh lease if it has
+   * lapsed (first, so that the leader never sees the check passing without its key), and the check
+   * turned passing if it was not.
+   */
+  async #pass(entry: Entry): Promise<Entry | undefined> {
+    const check = this.#checks.get(entry.record.id)
+    const renewed = check !== undefined && (await this.#timed('renew a lease', this.#renew(check.lease))) > 0
+    if (!renewed) {
+      const lease = await this.#checkLease(entry.record.consul!)
+      const result = await this.#timed(
+        'pass a check',
+        this.#client.kv.txn({
+          compare: [{ key: Buffer.from(entry.key), target: 'Create', result: 'Greater', create_revision: '0' }],
+          success: [{ request_put: { key: Buffer.from(entry.key + CHECK_SUFFIX), value: Buffer.from(entry.record.id), lease } }],
+          failure: [],
+        }),
+      )
+      await this.#reach(result.header)
+      if (!result.succeeded) return undefined
+    }
+    const current = this.#byId.get(entry.record.id)
+    if (!current) return undefined
+    return current.record.health === 'passing' ? current : await this.#update(current, { health: 'passing' })
   }
 
   /** A renewal, tried once more on a fresh stream (perhaps to another member) if the first fails. */
@@ -389,7 +496,7 @@ export class EtcdStore implements RegistryStore {
           'deregister',
           this.#client.kv.txn({
             compare: [{ key: Buffer.from(entry.key), target: 'Mod', result: 'Equal', mod_revision: String(entry.modRevision) }],
-            success: [{ request_delete_range: { key: Buffer.from(entry.key) } }],
+            success: [{ request_delete_range: { key: Buffer.from(entry.key) } }, { request_delete_range: { key: Buffer.from(entry.key + CHECK_SUFFIX) } }],
             failure: [],
           }),
         )
@@ -419,7 +526,7 @@ export class EtcdStore implements RegistryStore {
         'update an instance',
         this.#client.kv.txn({
           compare: [{ key: Buffer.from(entry.key), target: 'Mod', result: 'Equal', mod_revision: String(entry.modRevision) }],
-          success: [{ request_put: { key: Buffer.from(entry.key), value: encode(record), lease: entry.lease } }],
+          success: [{ request_put: { key: Buffer.from(entry.key), value: encode(record), ...(entry.lease === NO_LEASE ? {} : { lease: entry.lease }) } }],
           failure: [],
         }),
       )
@@ -505,6 +612,7 @@ export class EtcdStore implements RegistryStore {
     this.#services.clear()
     this.#byId.clear()
     this.#idByUrl.clear()
+    this.#checks.clear()
     for (const kv of kvs) this.#put(kv)
     this.#epoch = await this.#readEpoch()
     this.#revision = Number(header.revision)
@@ -589,10 +697,21 @@ export class EtcdStore implements RegistryStore {
     }
   }
 
+  /** The instance id of a check key (see CHECK_SUFFIX); undefined for any other key. */
+  #checkOf(key: string): string | undefined {
+    const parts = key.slice(this.#servicesPrefix.length).split('/')
+    return parts.length === 3 && `/${parts[2]}` === CHECK_SUFFIX ? parts[1] : undefined
+  }
+
   /** Applies a put to the cache; returns the service it changed. */
   #put(kv: IKeyValue): string | undefined {
-    const record = decode(kv.value)
     const key = kv.key.toString('utf8')
+    const checked = this.#checkOf(key)
+    if (checked !== undefined) {
+      this.#checks.set(checked, { key, lease: String(kv.lease) })
+      return undefined
+    }
+    const record = decode(kv.value)
     if (!record || key !== this.#keyOf(record)) {
       this.#options.logger.warn({ event: 'store_value_ignored', key }, 'ignoring a key under the registry prefix that is not an instance')
       return undefined
@@ -624,6 +743,11 @@ export class EtcdStore implements RegistryStore {
   /** Applies a delete to the cache; returns the service it changed. */
   #delete(kv: IKeyValue, previousKv: IKeyValue | undefined): string | undefined {
     const key = kv.key.toString('utf8')
+    const checked = this.#checkOf(key)
+    if (checked !== undefined) {
+      if (this.#checks.get(checked)?.key === key) this.#checks.delete(checked)
+      return undefined
+    }
     const id = key.slice(key.lastIndexOf('/') + 1)
     const entry = this.#byId.get(id)
     if (!entry || entry.key !== key) return undefined
@@ -652,6 +776,8 @@ export class EtcdStore implements RegistryStore {
    */
   async #noteExpiry(entry: Entry, previousKv: IKeyValue | undefined): Promise<void> {
     const lease = previousKv ? String(previousKv.lease) : entry.lease
+    // A key with no lease only goes when it is deregistered.
+    if (lease === NO_LEASE) return
     try {
       const answer = await this.#timed('read a lease', this.#client.leaseClient.leaseTimeToLive({ ID: lease, keys: false }))
       if (Number(answer.TTL) <= 0) this.#expired.push(entry.record)

@@ -1,6 +1,18 @@
 import { instanceIdFor, type HeartbeatBody, type InstanceRef, type RegisterBody } from '../protocol/registry.ts'
 import { ADMIN_OWNER } from './auth.ts'
-import { effectiveStatus, type InstanceRecord, type RegisterResult, type RegistryStore, type ServiceSnapshot, type StoreStatus, serviceViews } from './store.ts'
+import {
+  checkLapsesAt,
+  type ConsulCheck,
+  effectiveStatus,
+  expiresAt,
+  type InstanceRecord,
+  type RegisterResult,
+  type RegistryStore,
+  type ServiceSnapshot,
+  type StoreStatus,
+  type SweepResult,
+  serviceViews,
+} from './store.ts'
 
 export type Clock = () => number
 
@@ -45,7 +57,7 @@ export class MemoryStore implements RegistryStore {
     this.#maxPerService = options.maxInstancesPerService ?? 1000
   }
 
-  async register(request: RegisterBody, owner = ADMIN_OWNER): Promise<RegisterResult> {
+  async register(request: RegisterBody, owner = ADMIN_OWNER, consul?: { check: ConsulCheck; health: 'passing' | 'failing' | 'unchecked' }): Promise<RegisterResult> {
     const now = this.#clock()
     const key = keyOf(request.service_name, request.url)
     const existingId = this.#idByKey.get(key)
@@ -64,13 +76,14 @@ export class MemoryStore implements RegistryStore {
       url: request.url,
       reportedStatus: request.status ?? 'up',
       // A new health URL starts unproven but usable; the same one keeps its last result.
-      health: request.health_url === undefined ? 'unchecked' : previous?.healthUrl === request.health_url ? previous.health : 'passing',
+      health: request.health_url === undefined ? (consul?.health ?? 'unchecked') : previous?.healthUrl === request.health_url ? previous.health : 'passing',
       healthUrl: request.health_url,
       metadata: { ...request.metadata },
       // A refresh keeps the original registration time: it is the same instance.
       registeredAt: previous && previous.id === wantedId ? previous.registeredAt : now,
       lastHeartbeat: now,
       owner: previous?.owner ?? owner,
+      ...(consul === undefined ? {} : { consul: consul.check }),
     }
     const entry = this.#entry(instance.serviceName)
     entry.instances.set(instance.id, instance)
@@ -87,12 +100,18 @@ export class MemoryStore implements RegistryStore {
   async heartbeat(ref: HeartbeatBody): Promise<InstanceRecord | undefined> {
     const current = this.#find(ref)
     if (!current) return undefined
-    const updated: InstanceRecord = { ...current, lastHeartbeat: this.#clock(), reportedStatus: ref.status ?? current.reportedStatus }
+    const updated: InstanceRecord = {
+      ...current,
+      lastHeartbeat: this.#clock(),
+      reportedStatus: ref.status ?? current.reportedStatus,
+      // The pass of a Consul TTL check: the check is passing again.
+      health: current.consul?.ttlMs === undefined ? current.health : 'passing',
+    }
     // A routine heartbeat changes no membership: watchers are not woken, but the cached answer
     // carries last_heartbeat and must be rebuilt. A heartbeat that revives an instance that had
-    // gone stale, or that changes its status, is a membership change.
-    const revived = current.lastHeartbeat + this.#ttlMs <= updated.lastHeartbeat
-    this.#put(updated, revived || updated.reportedStatus !== current.reportedStatus)
+    // gone stale, or that changes its status (or its check's), is a membership change.
+    const revived = expiresAt(current, this.#ttlMs) <= updated.lastHeartbeat
+    this.#put(updated, revived || effectiveStatus(updated) !== effectiveStatus(current) || updated.reportedStatus !== current.reportedStatus)
     return updated
   }
 
@@ -131,18 +150,25 @@ export class MemoryStore implements RegistryStore {
     return Math.max(1, this.#counter)
   }
 
-  async evictExpired(): Promise<InstanceRecord[]> {
+  async evictExpired(): Promise<SweepResult> {
     const now = this.#clock()
     const evicted: InstanceRecord[] = []
+    const lapsed: InstanceRecord[] = []
     for (const instance of this.#byId.values()) {
       if (this.#expiresAt(instance) <= now) evicted.push(instance)
+      else if ((checkLapsesAt(instance) ?? Number.POSITIVE_INFINITY) <= now) lapsed.push(instance)
     }
     for (const instance of evicted) this.#remove(instance)
-    return evicted
+    const critical: InstanceRecord[] = []
+    for (const instance of lapsed) {
+      const updated = await this.setHealth(instance.id, 'failing')
+      if (updated) critical.push(updated)
+    }
+    return { evicted, critical }
   }
 
   #expiresAt(instance: InstanceRecord): number {
-    return instance.lastHeartbeat + this.#ttlMs
+    return expiresAt(instance, this.#ttlMs)
   }
 
   watch(listener: (serviceName: string) => void): () => void {

@@ -13,7 +13,7 @@ import {
   ServiceName as ServiceNameSchema,
 } from '../protocol/registry.ts'
 import { tooManyWatchers, type WatchHub } from './watch.ts'
-import type { InstanceRecord, RegistryStore } from './store.ts'
+import type { ConsulCheck, InstanceRecord, RegistryStore } from './store.ts'
 import { snapshotEvent, snapshotView, toView } from './views.ts'
 import { heartbeatRefusal, replayHeartbeatBody, type DiscoveryResponses } from './fast-path.ts'
 import type { FastifyReply, FastifyRequest, RequestPayload } from 'fastify'
@@ -49,6 +49,26 @@ export interface RegistryRouteOptions {
   healthCheckAllowedHosts: readonly string[]
 }
 
+/**
+ * The registry's writes as every API makes them (the native routes, and Consul's agent API):
+ * authorized (401/403 before 404), bounded, logged and counted the same way.
+ */
+export interface RegistryWrites {
+  /** Registers or refreshes; throws the problem to answer when refused. */
+  register(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    body: RegisterBody,
+    consul?: { check: ConsulCheck; health: 'passing' | 'failing' | 'unchecked' },
+  ): Promise<{ instance: InstanceRecord; created: boolean }>
+  /** Throws 401/403 unless the request may change the instance `ref` names; returns it, if registered. */
+  own(request: FastifyRequest, reply: FastifyReply, ref: InstanceRef): InstanceRecord | undefined
+  /** Deregisters; throws INSTANCE_NOT_FOUND for an unknown instance. */
+  deregister(request: FastifyRequest, reply: FastifyReply, ref: InstanceRef): Promise<InstanceRecord>
+  /** Renews (a heartbeat, or a Consul check's pass); throws INSTANCE_NOT_FOUND for an unknown instance. */
+  heartbeat(request: FastifyRequest, reply: FastifyReply, ref: HeartbeatBody): Promise<InstanceRecord>
+}
+
 const MAX_WAIT_MS = 300_000
 const DEFAULT_WAIT_MS = 30_000
 const KEEPALIVE_MS = 15_000
@@ -64,7 +84,7 @@ const DiscoverQuery = Type.Object(
 
 const EventsQuery = Type.Object({ service: Type.Optional(ServiceNameSchema) }, { additionalProperties: false })
 
-export function registerRegistryRoutes(app: App, options: RegistryRouteOptions): void {
+export function registerRegistryRoutes(app: App, options: RegistryRouteOptions): RegistryWrites {
   const { store, events } = options
   const storeNotReady = () => registryError('STORE_UNAVAILABLE', `The registry has not loaded its state yet: ${store.status().detail ?? 'loading'}`)
 
@@ -82,6 +102,33 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
     return decision.principal
   }
 
+  const register: RegistryWrites['register'] = async (request, reply, body, consul) => {
+    // A refresh must come from the instance's owner: nobody else may replace its URL, health URL or metadata.
+    const principal = authorize(request, reply, body.service_name, store.find({ service_name: body.service_name, url: body.url })?.owner)
+    if (body.metadata !== undefined && Buffer.byteLength(JSON.stringify(body.metadata)) > options.maxMetadataBytes) {
+      throw registryError('METADATA_TOO_LARGE', `Metadata may take at most ${options.maxMetadataBytes} bytes as JSON`)
+    }
+    // The registry probes health URLs: they must not turn it into a scanner of other hosts.
+    if (body.health_url !== undefined && !healthUrlAllowed(body.url, body.health_url, options.healthCheckAllowedHosts)) {
+      throw registryError(
+        'HEALTH_URL_HOST_NOT_ALLOWED',
+        `health_url must be on the instance's own host (${new URL(body.url).hostname}) or on one listed in REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS`,
+      )
+    }
+    const result = await store.register(body, principal.owner, consul)
+    if (result.kind === 'full') {
+      throw registryError('REGISTRY_FULL', `The registry already holds ${result.limit} instances (REGISTRY_MAX_INSTANCES)`)
+    }
+    if (result.kind === 'service_full') {
+      throw registryError('SERVICE_FULL', `${body.service_name} already has ${result.limit} instances (REGISTRY_MAX_INSTANCES_PER_SERVICE)`)
+    }
+    if (result.kind === 'conflict') {
+      throw registryError('INSTANCE_ID_CONFLICT', `Instance id ${result.existing.id} belongs to ${result.existing.serviceName} at ${result.existing.url}`)
+    }
+    events.registered(result.instance, result.kind === 'created')
+    return { instance: result.instance, created: result.kind === 'created' }
+  }
+
   app.post(
     '/register',
     {
@@ -89,34 +136,11 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
       schema: { tags: ['registry'], summary: 'Register an instance (or refresh it)', body: RegisterBody, response: { 200: Instance, 201: Instance } },
     },
     async (request, reply) => {
-      const { body } = request
-      // A refresh must come from the instance's owner: nobody else may replace its URL, health URL or metadata.
-      const principal = authorize(request, reply, body.service_name, store.find({ service_name: body.service_name, url: body.url })?.owner)
-      if (body.metadata !== undefined && Buffer.byteLength(JSON.stringify(body.metadata)) > options.maxMetadataBytes) {
-        throw registryError('METADATA_TOO_LARGE', `Metadata may take at most ${options.maxMetadataBytes} bytes as JSON`)
-      }
-      // The registry probes health URLs: they must not turn it into a scanner of other hosts.
-      if (body.health_url !== undefined && !healthUrlAllowed(body.url, body.health_url, options.healthCheckAllowedHosts)) {
-        throw registryError(
-          'HEALTH_URL_HOST_NOT_ALLOWED',
-          `health_url must be on the instance's own host (${new URL(body.url).hostname}) or on one listed in REGISTRY_HEALTH_CHECK_ALLOWED_HOSTS`,
-        )
-      }
-      const result = await store.register(body, principal.owner)
-      if (result.kind === 'full') {
-        throw registryError('REGISTRY_FULL', `The registry already holds ${result.limit} instances (REGISTRY_MAX_INSTANCES)`)
-      }
-      if (result.kind === 'service_full') {
-        throw registryError('SERVICE_FULL', `${body.service_name} already has ${result.limit} instances (REGISTRY_MAX_INSTANCES_PER_SERVICE)`)
-      }
-      if (result.kind === 'conflict') {
-        throw registryError('INSTANCE_ID_CONFLICT', `Instance id ${result.existing.id} belongs to ${result.existing.serviceName} at ${result.existing.url}`)
-      }
-      events.registered(result.instance, result.kind === 'created')
+      const { instance, created } = await register(request, reply, request.body)
       return reply
-        .code(result.kind === 'created' ? 201 : 200)
-        .header('location', `/instances/${encodeURIComponent(result.instance.id)}`)
-        .send(toView(result.instance))
+        .code(created ? 201 : 200)
+        .header('location', `/instances/${encodeURIComponent(instance.id)}`)
+        .send(toView(instance))
     },
   )
 
@@ -138,32 +162,35 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
   app.post('/heartbeat', heartbeatRoute, async (request, reply) => {
     const refusal = heartbeatRefusal(request.raw)
     if (refusal) throw refusal
-    const current = ownInstance(request, reply, request.body)
-    const instance = current && (await store.heartbeat(request.body))
-    events.heartbeat(instance)
-    if (!instance) throw notFound(request.body)
-    return toView(instance)
+    return toView(await heartbeat(request, reply, request.body))
   })
+
+  const heartbeat: RegistryWrites['heartbeat'] = async (request, reply, ref) => {
+    const current = ownInstance(request, reply, ref)
+    const instance = current && (await store.heartbeat(ref))
+    events.heartbeat(instance)
+    if (!instance) throw notFound(ref)
+    return instance
+  }
+
+  const deregister: RegistryWrites['deregister'] = async (request, reply, ref) => {
+    const instance = ownInstance(request, reply, ref) && (await store.deregister(ref))
+    if (!instance) throw notFound(ref)
+    events.deregistered(instance)
+    return instance
+  }
 
   app.post(
     '/deregister',
     { onRequest: limitWrites, schema: { tags: ['registry'], summary: 'Deregister an instance by service name and URL, or id', body: InstanceRef } },
-    async (request, reply) => {
-      const instance = ownInstance(request, reply, request.body) && (await store.deregister(request.body))
-      if (!instance) throw notFound(request.body)
-      events.deregistered(instance)
-      return toView(instance)
-    },
+    async (request, reply) => toView(await deregister(request, reply, request.body)),
   )
 
   app.delete(
     '/instances/:id',
     { onRequest: limitWrites, schema: { tags: ['registry'], summary: 'Deregister an instance by id', params: InstanceParams } },
     async (request, reply) => {
-      const ref = { instance_id: request.params.id }
-      const instance = ownInstance(request, reply, ref) && (await store.deregister(ref))
-      if (!instance) throw notFound(ref)
-      events.deregistered(instance)
+      await deregister(request, reply, { instance_id: request.params.id })
       return reply.code(204).send()
     },
   )
@@ -266,4 +293,6 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
     if (store.status().stale) reply.header(REGISTRY_HEADERS.stale, 'true')
     return { services: store.services().map(snapshotView) }
   })
+
+  return { register, own: ownInstance, deregister, heartbeat }
 }

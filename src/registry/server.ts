@@ -12,7 +12,7 @@ import { DiscoveryResponses, discoverFastPath, heartbeatFastPath, registryFastPa
 import { WatchHub } from './watch.ts'
 import { type RoleRuntime, startRole } from '../runtime/role.ts'
 import { registerDashboard } from './dashboard/routes.ts'
-import { effectiveStatus, type InstanceRecord, type RegistryStore } from './store.ts'
+import { effectiveStatus, type InstanceRecord, type RegistryStore, type SweepResult } from './store.ts'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { RegistryAuth, refusalError } from './auth.ts'
@@ -205,7 +205,7 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
       if (request.raw.socket.remoteAddress === undefined) return
       if (writesPerMinute > 0) await (limiter as unknown as (request: FastifyRequest, reply: FastifyReply) => Promise<void>).call(routes, request, reply)
     }
-    registerRegistryRoutes(routes, {
+    const writes = registerRegistryRoutes(routes, {
       store,
       events,
       hub,
@@ -218,7 +218,7 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
       healthCheckAllowedHosts: options.healthCheckAllowedHosts ?? [],
     })
     registerPrometheusSd(routes, { store })
-    registerConsulApi(routes, { store, hub })
+    registerConsulApi(routes, { store, hub, writes, auth, limitWrites })
     registerHealthRoutes(routes, {
       // Not ready until the store holds the registry (etcd: the first load); a stale cache still
       // answers discovery, so it stays ready, and says so in the details.
@@ -233,15 +233,27 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
   registerDashboard(app, { ttlMs: options.ttlMs })
 
   const sweep = async () => {
-    let evicted: InstanceRecord[]
+    let result: SweepResult
     try {
-      evicted = await store.evictExpired()
+      result = await store.evictExpired()
     } catch (error) {
       return logger.warn({ event: 'sweep_failed', err: error }, 'could not sweep expired instances; trying again next time')
     }
-    for (const instance of evicted) {
+    for (const instance of result.critical) {
+      logger.warn(
+        { event: 'check_critical', ...fields(instance), check_id: instance.consul?.checkId, last_pass: new Date(instance.lastHeartbeat).toISOString() },
+        "Consul TTL check critical: no pass within the check's TTL",
+      )
+    }
+    for (const instance of result.evicted) {
       counters.evictions.inc({ service: instance.serviceName })
-      logger.info({ event: 'evicted', ...fields(instance), last_heartbeat: new Date(instance.lastHeartbeat).toISOString() }, 'instance evicted: no heartbeat within the TTL')
+      const last = new Date(instance.lastHeartbeat).toISOString()
+      if (instance.consul === undefined) logger.info({ event: 'evicted', ...fields(instance), last_heartbeat: last }, 'instance evicted: no heartbeat within the TTL')
+      else
+        logger.info(
+          { event: 'evicted', ...fields(instance), check_id: instance.consul.checkId, last_pass: last },
+          'instance deregistered: its Consul check stayed critical for DeregisterCriticalServiceAfter',
+        )
       forgetIfGone(instance.serviceName)
     }
   }
@@ -259,9 +271,12 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
   }
 }
 
-/** How often the sweeper runs: a quarter of the TTL, between 50 ms and 5 s. */
+/**
+ * How often the sweeper runs: a quarter of the TTL, between 50 ms and 1 s (Consul TTL checks,
+ * which have their own TTLs, turn critical within a second of lapsing).
+ */
 export function sweepIntervalMs(ttlMs: number): number {
-  return Math.min(5000, Math.max(50, ttlMs / 4))
+  return Math.min(1000, Math.max(50, ttlMs / 4))
 }
 
 /** What the registry needs to know to run (the configuration has more). */

@@ -14,6 +14,50 @@ export interface InstanceRecord {
   readonly lastHeartbeat: number
   /** Who registered it (`token:admin`, `acl:<name>` or `loopback`): only they may change it. */
   readonly owner: string
+  /**
+   * Set for an instance registered through Consul's agent API: it lives by its Consul check, not
+   * by the registry's TTL (see `expiresAt`).
+   */
+  readonly consul?: ConsulCheck
+}
+
+/**
+ * The check of an instance registered through Consul's agent API. With a TTL, `health` is the
+ * check's status: `passing` after a pass (or a registration with `Status: passing`), `failing`
+ * (Consul's `critical`) once no pass came for the TTL; without one, Consul's agent keeps a service
+ * until it is deregistered, and so does the registry.
+ */
+export interface ConsulCheck {
+  /** Consul's check id (`service:<instance id>` unless the registration named one). */
+  readonly checkId: string
+  readonly checkName: string
+  /** A pass must come this often, or the check turns critical. Undefined: no TTL check. */
+  readonly ttlMs: number | undefined
+  /**
+   * Consul's DeregisterCriticalServiceAfter: the instance is removed once its check has not passed
+   * for the TTL and then this long. Undefined: never removed while registered.
+   */
+  readonly deregisterAfterMs: number | undefined
+}
+
+/** When the instance leaves discovery for good, unless a heartbeat (or a Consul pass) comes first. */
+export function expiresAt(instance: InstanceRecord, ttlMs: number): number {
+  const check = instance.consul
+  if (check === undefined) return instance.lastHeartbeat + ttlMs
+  if (check.ttlMs === undefined || check.deregisterAfterMs === undefined) return Number.POSITIVE_INFINITY
+  return instance.lastHeartbeat + check.ttlMs + check.deregisterAfterMs
+}
+
+/** When a passing Consul TTL check turns critical without a pass; undefined for any other instance. */
+export function checkLapsesAt(instance: InstanceRecord): number | undefined {
+  const ttlMs = instance.consul?.ttlMs
+  return ttlMs === undefined || instance.health !== 'passing' ? undefined : instance.lastHeartbeat + ttlMs
+}
+
+/** What one sweep did: instances removed, and Consul checks that turned critical. */
+export interface SweepResult {
+  readonly evicted: InstanceRecord[]
+  readonly critical: InstanceRecord[]
 }
 
 /** The status clients see: `down` while the health check fails, else what the instance reported. */
@@ -67,10 +111,18 @@ export interface RegistryStore {
    * client moving between them sees no restart; undefined for a store whose state is the process's.
    */
   readonly epoch: string | undefined
-  /** Registers (or refreshes) an instance; a new one belongs to `owner` (default the admin), a refreshed one keeps its owner. */
-  register(request: RegisterBody, owner?: string): Promise<RegisterResult>
+  /**
+   * Registers (or refreshes) an instance; a new one belongs to `owner` (default the admin), a
+   * refreshed one keeps its owner. With `consul`, it lives by that check (Consul's agent API);
+   * `health` is then its check's first status.
+   */
+  register(request: RegisterBody, owner?: string, consul?: { check: ConsulCheck; health: 'passing' | 'failing' | 'unchecked' }): Promise<RegisterResult>
   /** The instance a reference names, if registered (expired or not). */
   find(ref: InstanceRef): InstanceRecord | undefined
+  /**
+   * Renews the instance (a native heartbeat, or the pass of a Consul TTL check, which also turns
+   * the check `passing`). A routine one moves no index.
+   */
   heartbeat(ref: HeartbeatBody): Promise<InstanceRecord | undefined>
   deregister(ref: InstanceRef): Promise<InstanceRecord | undefined>
   /** Records a health check result for an instance; undefined if it is gone. */
@@ -87,10 +139,12 @@ export interface RegistryStore {
    */
   index(): number
   /**
-   * Removes instances whose heartbeat is older than the TTL and returns what it removed (etcd
-   * expires them itself: there, the instances whose leases expired since the last call).
+   * Removes instances whose heartbeat is older than the TTL (or whose Consul check has been
+   * critical for its DeregisterCriticalServiceAfter), turns lapsed Consul TTL checks critical, and
+   * returns what it did. etcd expires instances itself: there, the instances whose leases expired
+   * since the last call, and the checks only on the leader.
    */
-  evictExpired(): Promise<InstanceRecord[]>
+  evictExpired(): Promise<SweepResult>
   /** Calls `listener` with the service's name after each change to its index; returns unsubscribe. */
   watch(listener: (serviceName: string) => void): () => void
   /**

@@ -198,6 +198,12 @@ const PATHS: Record<Role, readonly string[]> = {
     '/',
     '/ui',
     '/ui/*',
+    '/v1/agent/service/register',
+    '/v1/agent/service/deregister/*',
+    '/v1/agent/check/pass/*',
+    '/v1/agent/check/fail/*',
+    '/v1/agent/check/update/*',
+    '/sd/prometheus',
     '/*',
     '/*/*',
   ],
@@ -359,6 +365,30 @@ function validBodies(context: FuzzContext) {
     ),
     heartbeat: fc.tuple(instanceRef, fc.option(status, { nil: undefined })).map(([ref, s]) => (s === undefined ? ref : { ...ref, status: s })),
     deregister: instanceRef,
+    // Consul's agent registration: at the dead loopback port, so that an HTTP check probes nothing else.
+    consulRegister: fc.record(
+      {
+        Name: serviceName,
+        ID: fc.stringMatching(/^[A-Za-z0-9._:-]{1,20}$/),
+        Address: fc.constantFrom('127.0.0.1', '::1', 'localhost', ''),
+        Port: fc.constant(context.deadPort),
+        Tags: fc.array(fc.stringMatching(/^[a-z0-9-]{1,8}$/), { maxLength: 3 }),
+        Meta: fc.dictionary(fc.stringMatching(/^[A-Za-z0-9._/-]{1,10}$/), fc.string({ maxLength: 20 }), { maxKeys: 3 }),
+        Check: fc.oneof(
+          fc.record(
+            {
+              TTL: fc.constantFrom('1s', '10s', '1m30s', '500ms', '0s', '200h'),
+              DeregisterCriticalServiceAfter: fc.constantFrom('1s', '1m', '90m'),
+              Status: fc.constantFrom('passing', 'critical', 'warning'),
+              CheckID: fc.stringMatching(/^[A-Za-z0-9._:-]{1,20}$/),
+            },
+            { requiredKeys: ['TTL'] },
+          ),
+          fc.record({ HTTP: url, Interval: fc.constantFrom('10s', '1m') }, { requiredKeys: ['HTTP'] }),
+        ),
+      },
+      { requiredKeys: ['Name', 'Port'] },
+    ),
   }
 }
 
@@ -429,11 +459,13 @@ function mutate(valid: Record<string, unknown>, change: Mutation): string {
       return change.text
   }
   if (typeof body.service_name === 'string' && RESERVED_SERVICES.has(body.service_name)) body.service_name = FUZZ_SERVICES[0]
+  if (typeof body.Name === 'string' && RESERVED_SERVICES.has(body.Name)) body.Name = FUZZ_SERVICES[0]
   return JSON.stringify(body)
 }
 
 type Route = keyof ReturnType<typeof validBodies>
 const ROUTE = /^\/(products|orders|register|heartbeat|deregister)(?:[/?]|$)/
+const CONSUL_REGISTER = /^\/v1\/agent\/service\/register(?:[/?]|$)/
 
 /** `key=value&...`, each pair percent-encoded (mostly) or raw where the request line allows. */
 function encodeQuery(pairs: ReadonlyArray<readonly [string, string, Encoding]>): string {
@@ -490,6 +522,35 @@ function directed(context: FuzzContext, nearValid: (route: Route) => fc.Arbitrar
       nearValid(route).map((body) => ({ roles: REGISTRY, method: 'POST', path: `/${route}`, headers: json, body })),
     ),
     fc.oneof(fc.stringMatching(/^[A-Za-z0-9._:-]{1,20}$/), segment).map((i) => ({ roles: REGISTRY, method: 'DELETE', path: `/instances/${i}` })),
+    nearValid('consulRegister').map((body) => ({ roles: REGISTRY, method: 'PUT', path: '/v1/agent/service/register', headers: json, body })),
+    fc
+      .tuple(
+        fc.constantFrom('pass', 'fail', 'update'),
+        fc.oneof(
+          fc.constantFrom('service%3Afuzz-a', 'service:fuzz-a', `service%3A${FUZZ_SERVICES[1]}`, 'service%3A', '%3A'),
+          fc.stringMatching(/^[A-Za-z0-9._:-]{1,20}$/),
+          segment,
+        ),
+        fc.oneof(fc.constantFrom('{"Status":"passing"}', '{"Status":"critical","Output":"x"}', '{"Status":"warning"}', ''), nastyString),
+      )
+      .map(([verb, id, body]) => ({ roles: REGISTRY, method: 'PUT', path: `/v1/agent/check/${verb}/${id}`, ...(verb === 'update' ? { headers: json, body } : {}) })),
+    fc.oneof(fc.stringMatching(/^[A-Za-z0-9._:-]{1,20}$/), segment).map((i) => ({ roles: REGISTRY, method: 'PUT', path: `/v1/agent/service/deregister/${i}` })),
+    // Consul's reads; an index always comes with a short wait, so that no request blocks for minutes.
+    fc
+      .tuple(
+        fc.constantFrom('/v1/catalog/service/', '/v1/health/service/'),
+        fc.oneof(fc.constantFrom(...FUZZ_SERVICES, 'product'), segment),
+        fc.option(fc.oneof(fc.integer({ min: -1, max: 60 }).map(String), nastyString.map(percentEncode)), { nil: undefined }),
+        fc.constantFrom('', 'passing', 'passing=true', 'passing=1', 'passing=no', 'tag=v1', 'filter=x', 'dc=dc1', 'stale', 'wait=forever'),
+      )
+      .map(([base, name, index, extra]) => {
+        const search = [index === undefined ? '' : `index=${index}&wait=20ms`, extra].filter((part) => part !== '').join('&')
+        return { roles: REGISTRY, method: 'GET', path: `${base}${name}${search === '' ? '' : `?${search}`}` }
+      }),
+    fc.constantFrom('', '?service=fuzz-a', '?service=', '?service=%00', '?other=1').map((q) => ({ roles: REGISTRY, method: 'GET', path: `/sd/prometheus${q}` })),
+    fc
+      .constantFrom('/v1/agent/self', '/v1/catalog/datacenters', '/v1/catalog/services?index=1&wait=20ms', '/v1/catalog/services')
+      .map((p) => ({ roles: REGISTRY, method: 'GET', path: p })),
     fc
       .tuple(
         fc.oneof(fc.constantFrom(...FUZZ_SERVICES, 'product', 'order', 'gateway'), segment),
@@ -535,7 +596,7 @@ function wild(context: FuzzContext, nearValid: (route: Route) => fc.Arbitrary<st
     .constantFrom(...ROLES)
     .chain((role) => fc.tuple(fc.constant(role), paths[role]))
     .chain(([role, target]) => {
-      const route = ROUTE.exec(target)?.[1] as Route | undefined
+      const route = (ROUTE.exec(target)?.[1] ?? (CONSUL_REGISTER.test(target) ? 'consulRegister' : undefined)) as Route | undefined
       return fc.record({
         role: fc.constant(role),
         method: fc.constantFrom(...METHODS),

@@ -1,6 +1,8 @@
-// The `consul` npm client, unchanged, reading a registry process: what an application that finds
-// its dependencies through Consul sees. Instances are registered natively; the client reads them
-// back through the Consul API and follows them with a blocking watch.
+// The `consul` npm client, unchanged, against a registry process: what an application that
+// registers and finds its dependencies through Consul sees. It reads natively registered instances
+// and follows them with a blocking watch; it registers a service with a TTL check, keeps it passing,
+// reads it back, and deregisters it; without passes the check turns critical and, after
+// DeregisterCriticalServiceAfter, the registry deregisters it.
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import Consul from 'consul'
@@ -72,5 +74,70 @@ describe('the consul npm client against the registry', () => {
     } finally {
       watch.end()
     }
+  })
+
+  it('registers a service with a TTL check, passes it, reads it back, watches it, and deregisters it', async () => {
+    await consul.agent.service.register({
+      name: 'web',
+      id: 'web-1',
+      address: '127.0.0.1',
+      port: 9101,
+      tags: ['v2'],
+      meta: { version: '2.0.0' },
+      // The client's types want a name and a timeout (it sends a timeout with interval checks only).
+      check: { name: 'web alive', timeout: '1s', ttl: '5s', deregistercriticalserviceafter: '1m' },
+    })
+    type Entry = { Service: { ID: string; Port: number; Tags: string[]; Meta: Record<string, string> }; Checks: Array<{ CheckID: string; Status: string }> }
+    const entries = async (passing: boolean) => (await consul.health.service({ service: 'web', ...(passing ? { passing: true } : {}) })) as Entry[]
+    const [registered] = await entries(false)
+    assert.equal(registered?.Service.ID, 'web-1')
+    assert.deepEqual(
+      registered?.Checks.map((check) => [check.CheckID, check.Status]),
+      [['service:web-1', 'critical']],
+      'a TTL check starts critical',
+    )
+    assert.deepEqual(await entries(true), [])
+
+    const watch = consul.watch({ method: consul.health.service, options: { service: 'web', passing: 'true' } })
+    const seen: string[][] = []
+    watch.on('change', (data: Entry[]) => seen.push(data.map((entry) => entry.Service.ID)))
+    try {
+      await waitFor(() => seen.length >= 1, { what: 'the watch to answer' })
+      assert.deepEqual(seen.at(-1), [])
+      // The client sends the check id as `service%3Aweb-1`.
+      await consul.agent.check.pass({ id: 'service:web-1', note: 'ready' })
+      await waitFor(() => seen.at(-1)?.length === 1, { what: 'the watch to see it passing' })
+      const [passing] = await entries(true)
+      assert.equal(passing?.Service.Port, 9101)
+      assert.deepEqual(passing?.Service.Tags, ['v2'])
+      assert.deepEqual(passing?.Service.Meta, { version: '2.0.0' })
+      // Natively, it is an instance like any other.
+      const native = (await http('GET', `${registry.url}/discover/web`)).body as { instances: Array<{ id: string; url: string }> }
+      assert.deepEqual(
+        native.instances.map((i) => [i.id, i.url]),
+        [['web-1', 'http://127.0.0.1:9101']],
+      )
+      await consul.agent.service.deregister('web-1')
+      await waitFor(() => seen.at(-1)?.length === 0, { what: 'the watch to see it deregistered' })
+    } finally {
+      watch.end()
+    }
+    assert.deepEqual(await entries(false), [])
+  })
+
+  it('a Consul-registered service lives by its check: critical after the TTL, deregistered after DeregisterCriticalServiceAfter', async () => {
+    await consul.agent.service.register({
+      name: 'batch',
+      id: 'batch-1',
+      address: '127.0.0.1',
+      port: 9102,
+      check: { name: 'batch alive', timeout: '1s', ttl: '1s', deregistercriticalserviceafter: '1s', status: 'passing' },
+    })
+    const status = async () => ((await consul.health.service('batch')) as Array<{ Checks: Array<{ Status: string }> }>)[0]?.Checks[0]?.Status
+    assert.equal(await status(), 'passing')
+    await waitFor(async () => (await status()) === 'critical', { timeoutMs: 5000, what: 'the check to turn critical a second after the last pass' })
+    await waitFor(async () => (await status()) === undefined, { timeoutMs: 5000, what: 'the registry to deregister it' })
+    await registry.waitForLog((line) => line.event === 'check_critical' && line.instance_id === 'batch-1')
+    await registry.waitForLog((line) => line.event === 'evicted' && line.instance_id === 'batch-1')
   })
 })

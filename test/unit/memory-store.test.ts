@@ -115,9 +115,9 @@ describe('MemoryStore', () => {
     await store.register(product(8081))
     clock.advance(15_000)
     await store.register(product(8082))
-    assert.deepEqual(await store.evictExpired(), [])
+    assert.deepEqual(await store.evictExpired(), { evicted: [], critical: [] })
     clock.advance(15_000)
-    const evicted = await store.evictExpired()
+    const { evicted } = await store.evictExpired()
     assert.deepEqual(
       evicted.map((i) => i.url),
       ['http://10.0.0.1:8081'],
