@@ -21,6 +21,7 @@ import { instrument, requestTraceFields } from './observability.ts'
 import { noopTelemetry, type Telemetry } from './telemetry.ts'
 import { plainJson, registerOpenApi, type OpenApiInfo } from './openapi.ts'
 import { AppError, HTTP_ERRORS, problem, PROBLEM_CONTENT_TYPE, type HttpErrorCode, type Problem } from './errors.ts'
+import { describeValidation } from './validation.ts'
 
 // ajv-formats is CommonJS: its default export arrives wrapped under ESM.
 const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ?? addFormatsModule) as unknown as (ajv: Ajv) => Ajv
@@ -123,19 +124,31 @@ export function sendProblem(reply: FastifyReply, body: Problem): FastifyReply {
   return reply.code(body.status).type(PROBLEM_CONTENT_TYPE).send(body)
 }
 
+/** A request header as text short enough to quote in an answer. */
+function quotedHeader(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name]
+  if (typeof value !== 'string') return undefined
+  return value.length > 100 ? `${value.slice(0, 100)}…` : value
+}
+
 export function toProblem(error: FastifyError | Error, request: FastifyRequest, classify?: (error: Error) => AppError | undefined): Problem {
   if (error instanceof AppError) return error.toProblem(request.url)
   const fastifyError = error as FastifyError
   if (fastifyError.validation) {
-    const errors = fastifyError.validation.map((issue) => ({
-      path: `${fastifyError.validationContext ?? 'body'}${issue.instancePath || ''}`,
-      message: issue.message ?? 'is invalid',
-    }))
+    const context = fastifyError.validationContext ?? 'body'
+    // The route's own schema for that part: its descriptions and field names make the messages.
+    const schema = (request.routeOptions?.schema as Record<string, unknown> | undefined)?.[context]
+    const errors = describeValidation(fastifyError.validation, context, schema)
     const first = errors[0]
     const detail = first ? `${first.path}: ${first.message}` : 'The request is invalid'
     return { ...problem('VALIDATION_FAILED', detail), instance: request.url, errors }
   }
   const mapped = fastifyError.code ? frameworkCodes[fastifyError.code] : undefined
+  if (mapped === 'UNSUPPORTED_MEDIA_TYPE') {
+    const type = quotedHeader(request, 'content-type')
+    const detail = `The body must be JSON (Content-Type: application/json), not ${type === undefined ? 'a body without a Content-Type' : type}`
+    return { ...problem(mapped, detail), instance: request.url }
+  }
   if (mapped) return { ...problem(mapped, error.message), instance: request.url }
   const status = fastifyError.statusCode
   if (status !== undefined && status >= 400 && status < 500) {
@@ -179,6 +192,19 @@ function lingers(request: IncomingMessage): boolean {
   return Number.isSafeInteger(length) && length <= LINGER_LIMIT_BYTES && request.headers['transfer-encoding'] === undefined
 }
 
+// The order methods are listed in, in an Allow header.
+const METHOD_ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']
+const methodRank = (method: string) => (METHOD_ORDER.includes(method) ? METHOD_ORDER.indexOf(method) : METHOD_ORDER.length)
+
+/** The methods some route of the app answers for this path (other than the one asked), in order. */
+function allowedMethods(app: FastifyInstance, methods: ReadonlySet<string>, path: string, asked: string): string[] {
+  const allowed: string[] = []
+  for (const method of methods) {
+    if (method !== asked && app.findRoute({ method: method as 'GET', url: path }) !== null) allowed.push(method)
+  }
+  return allowed.sort((a, b) => methodRank(a) - methodRank(b) || (a < b ? -1 : 1))
+}
+
 export function buildApp(options: BuildAppOptions): App {
   const { fastPath } = options
   let guard: FastPathGuard | undefined
@@ -220,6 +246,11 @@ export function buildApp(options: BuildAppOptions): App {
   }
 
   app.setValidatorCompiler(validatorCompiler)
+  // Fastify reads text/plain bodies as strings by default, which a route that takes JSON would
+  // refuse as `body: must be an object` (400). Without the parser, any body that is not JSON is
+  // 415 UNSUPPORTED_MEDIA_TYPE, as documented. (The gateway, which passes bodies on as they are,
+  // sets its own parsers.)
+  app.removeContentTypeParser('text/plain')
 
   // Once draining, answer with `Connection: close`: a pooling client (undici, a browser) then
   // opens its next connection elsewhere instead of holding this one and delaying the exit.
@@ -250,9 +281,21 @@ export function buildApp(options: BuildAppOptions): App {
     return sendProblem(reply, body)
   })
 
-  app.setNotFoundHandler((request, reply) =>
-    sendProblem(reply, { ...problem('ROUTE_NOT_FOUND', `No route for ${request.method} ${request.url.split('?')[0]}`), instance: request.url }),
-  )
+  // A path that some route serves, asked with another method, is 405 with the methods it takes
+  // (RFC 9110 §15.5.6), not 404: the client has the right address and the wrong verb.
+  const methods = new Set<string>()
+  app.addHook('onRoute', (route) => {
+    for (const method of ([] as string[]).concat(route.method)) methods.add(method)
+  })
+  app.setNotFoundHandler((request, reply) => {
+    const path = pathOf(request.url)
+    const allowed = allowedMethods(app as unknown as FastifyInstance, methods, path, request.method)
+    if (allowed.length > 0) {
+      reply.header('allow', allowed.join(', '))
+      return sendProblem(reply, { ...problem('METHOD_NOT_ALLOWED', `${request.method} is not allowed on ${path}; it takes ${allowed.join(', ')}`), instance: request.url })
+    }
+    return sendProblem(reply, { ...problem('ROUTE_NOT_FOUND', `No route for ${request.method} ${path}`), instance: request.url })
+  })
 
   return app as unknown as App
 }

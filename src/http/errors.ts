@@ -9,6 +9,11 @@ export interface ErrorKind {
   readonly title: string
 }
 
+/** One error of a catalogue, with its code: what a route documents that it may answer. */
+export interface ProblemKind extends ErrorKind {
+  readonly code: string
+}
+
 export interface Problem {
   type: string
   title: string
@@ -55,9 +60,12 @@ function problemOf(code: string, kind: ErrorKind, detail: string | undefined, ex
 /**
  * A service's catalogue of errors: `const fail = defineErrors({ ORDER_NOT_FOUND: { status: 404,
  * title: 'Order not found' } })`, then `throw fail('ORDER_NOT_FOUND', 'No order with id 42')`.
+ * `fail.kind('ORDER_NOT_FOUND')` names the error for a route's documentation (see openapi.ts).
  */
 export function defineErrors<const C extends Record<string, ErrorKind>>(catalogue: C) {
-  return (code: keyof C & string, detail?: string, extensions?: Record<string, unknown>): AppError => new AppError(code, catalogue[code]!, detail, extensions)
+  const fail = (code: keyof C & string, detail?: string, extensions?: Record<string, unknown>): AppError => new AppError(code, catalogue[code]!, detail, extensions)
+  const kind = (code: keyof C & string): ProblemKind => ({ code, status: catalogue[code]!.status, title: catalogue[code]!.title })
+  return Object.assign(fail, { kind })
 }
 
 /** The errors of HTTP itself, which any route can answer. */
@@ -67,6 +75,7 @@ export const HTTP_ERRORS = {
   BODY_TOO_LARGE: { status: 413, title: 'Request body too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
   ROUTE_NOT_FOUND: { status: 404, title: 'No such route' },
+  METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   MALFORMED_REQUEST: { status: 400, title: 'Malformed HTTP request' },
   REQUEST_TIMEOUT: { status: 408, title: 'Request not received in time' },
   HEADERS_TOO_LARGE: { status: 431, title: 'Request headers too large' },

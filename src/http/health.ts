@@ -1,5 +1,19 @@
 import type { App } from './app.ts'
 
+// Documented shapes of the probes' answers (not problems: a readiness probe reads the status).
+const Live = { type: 'object', required: ['status'], properties: { status: { type: 'string', const: 'ok' } } } as const
+const Readiness = (status: 'ready' | 'not_ready', description: string) =>
+  ({
+    type: 'object',
+    description,
+    required: ['status', 'checks'],
+    properties: {
+      status: { type: 'string', const: status },
+      checks: { type: 'object', description: 'Each check: `ok`, or why not', additionalProperties: { type: 'string' } },
+      details: { type: 'object', additionalProperties: true },
+    },
+  }) as const
+
 /** A readiness check answers `true` when healthy, or a short reason why not. */
 export type ReadinessCheck = () => boolean | string | Promise<boolean | string>
 
@@ -21,9 +35,14 @@ async function runCheck(check: ReadinessCheck): Promise<string> {
 }
 
 export function registerHealthRoutes(app: App, options: HealthOptions): void {
-  app.get('/health/live', async () => ({ status: 'ok' }))
+  app.get('/health/live', { schema: { tags: ['health'], summary: 'Liveness: 200 while the process runs', response: { 200: Live } } }, async () => ({ status: 'ok' as const }))
 
-  app.get('/health/ready', async (_request, reply) => {
+  const ready = {
+    tags: ['health'],
+    summary: 'Readiness: 200 when it should get traffic, 503 naming the failing checks',
+    response: { 200: Readiness('ready', 'Ready'), 503: Readiness('not_ready', 'Not ready: a check failed, or the instance is draining') },
+  }
+  app.get('/health/ready', { schema: ready }, async (_request, reply) => {
     const names = Object.keys(options.checks)
     const results = await Promise.all(names.map((name) => runCheck(options.checks[name]!)))
     const checks: Record<string, string> = Object.fromEntries(names.map((name, i) => [name, results[i]!]))

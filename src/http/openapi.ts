@@ -1,6 +1,23 @@
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify'
+import { httpError, type ProblemKind } from './errors.ts'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * The errors of its own this route may answer (`fail.kind('ORDER_NOT_FOUND')`), for its
+     * OpenAPI operation. HTTP's own (a refused body, a failed validation) are added by themselves.
+     */
+    problems?: readonly ProblemKind[]
+  }
+}
+
+/** A route as a documentation rule sees it. */
+export interface DocumentedRoute {
+  method: string
+  url: string
+}
 
 export interface OpenApiInfo {
   title: string
@@ -8,7 +25,115 @@ export interface OpenApiInfo {
   version?: string
   /** Builds the served document from this app's own (the gateway merges its services' into it). */
   combine?: (own: Record<string, unknown>) => Promise<Record<string, unknown>>
+  /**
+   * Errors the app's own hooks may answer on some routes (a token check, a rate limit, a store
+   * that is not ready), documented on each route they apply to.
+   */
+  problems?: (route: DocumentedRoute) => readonly ProblemKind[]
 }
+
+/** An RFC 9457 problem, as every error is answered. */
+export const ProblemSchema = {
+  type: 'object',
+  description: 'RFC 9457 problem details; branch on `code`, never on the text',
+  required: ['type', 'title', 'status', 'detail', 'code'],
+  properties: {
+    type: { type: 'string', format: 'uri' },
+    title: { type: 'string' },
+    status: { type: 'integer' },
+    detail: { type: 'string', description: 'What went wrong with this request' },
+    code: { type: 'string', description: 'Stable, machine-readable code' },
+    instance: { type: 'string' },
+    errors: {
+      type: 'array',
+      description: 'Each mistake in the request (validation failures)',
+      items: { type: 'object', required: ['path', 'message'], properties: { path: { type: 'string' }, message: { type: 'string' } } },
+    },
+  },
+  additionalProperties: true,
+} as const
+
+export const PROBLEM_MEDIA_TYPE = 'application/problem+json'
+
+/** Whether a request part's schema can refuse anything (`Type.Object({})` takes every query). */
+function refuses(schema: unknown): boolean {
+  if (typeof schema !== 'object' || schema === null) return false
+  const s = schema as Record<string, unknown>
+  const empty = (s.properties === undefined || Object.keys(s.properties as object).length === 0) && s.required === undefined
+  return !(s.type === 'object' && empty && s.additionalProperties !== false)
+}
+
+/** HTTP's own errors a route may answer, from what it takes: its validated parts and its body. */
+export function inputProblems(schema: FastifySchema | undefined): ProblemKind[] {
+  if (!schema) return []
+  const kinds: ProblemKind[] = []
+  if (refuses(schema.body) || refuses(schema.querystring) || refuses(schema.params) || refuses(schema.headers)) kinds.push(httpError.kind('VALIDATION_FAILED'))
+  if (schema.body !== undefined) {
+    kinds.push(httpError.kind('INVALID_JSON'), httpError.kind('BODY_TOO_LARGE'), httpError.kind('UNSUPPORTED_MEDIA_TYPE'))
+  }
+  return kinds
+}
+
+const RETRY_AFTER = { 'retry-after': { type: 'string', description: 'Seconds to wait before trying again' } }
+
+/**
+ * OpenAPI responses for errors, one per status, each a problem whose `code` lists the codes that
+ * status can carry; plus `default`, any other error, as a problem too.
+ */
+export function problemResponses(kinds: readonly ProblemKind[]): Record<string, unknown> {
+  const byStatus = new Map<number, Map<string, ProblemKind>>()
+  for (const kind of kinds) {
+    const codes = byStatus.get(kind.status) ?? new Map<string, ProblemKind>()
+    codes.set(kind.code, kind)
+    byStatus.set(kind.status, codes)
+  }
+  const responses: Record<string, unknown> = {}
+  for (const status of [...byStatus.keys()].sort((a, b) => a - b)) {
+    const codes = [...byStatus.get(status)!.values()]
+    const schema = {
+      ...ProblemSchema,
+      properties: { ...ProblemSchema.properties, status: { type: 'integer', const: status }, code: { type: 'string', enum: codes.map((k) => k.code) } },
+    }
+    responses[String(status)] = {
+      description: codes.map((k) => `${k.code}: ${k.title}`).join('; '),
+      ...(status === 503 || status === 429 ? { headers: RETRY_AFTER } : {}),
+      content: { [PROBLEM_MEDIA_TYPE]: { schema } },
+    }
+  }
+  responses.default = { description: 'Any other error (INTERNAL: 500)', content: { [PROBLEM_MEDIA_TYPE]: { schema: ProblemSchema } } }
+  return responses
+}
+
+/** The route's documentation with its error answers added (its own responses win). */
+function documentErrors(route: RouteOptions, schema: FastifySchema | undefined, rule: OpenApiInfo['problems']): FastifySchema {
+  const methods = ([] as string[]).concat(route.method)
+  const kinds = [...inputProblems(schema), ...(route.config?.problems ?? []), ...methods.flatMap((method) => rule?.({ method, url: route.url }) ?? [])]
+  const own = (schema?.response ?? {}) as Record<string, unknown>
+  return { ...schema, response: { ...problemResponses(kinds), ...own } }
+}
+
+// Swagger UI under a policy of its own, stricter than the package's: nothing from elsewhere (the
+// package allows any https: style or font), and no `upgrade-insecure-requests`, which makes a
+// browser that opened the page over plain HTTP on any name but localhost (a container's, a
+// LAN address) ask for every asset over HTTPS, and show a blank page.
+export const DOCS_CSP = [
+  "default-src 'self'",
+  "base-uri 'self'",
+  "connect-src 'self'",
+  "font-src 'self' data:",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+  "img-src 'self' data:",
+  "object-src 'none'",
+  "script-src 'self'",
+  "script-src-attr 'none'",
+  "style-src 'self'",
+].join('; ')
+
+// The base layout: the standalone one adds a top bar whose inline SVG logo carries a <style>
+// element, which the policy above (rightly) refuses, with a console error on every load. The
+// bar's only other use is loading another document by URL.
+const UI_CONFIG = { layout: 'BaseLayout', deepLinking: true }
 
 /** A JSON value with TypeBox's internal `~` keys (kinds, refinements) removed: plain JSON Schema. */
 export function plainJson(value: unknown): unknown {
@@ -33,6 +158,7 @@ export function registerOpenApi(app: FastifyInstance, info: OpenApiInfo): void {
       openapi: '3.1.0',
       info: { title: info.title, description: info.description, version: info.version ?? '0.1.0' },
     },
+    transform: ({ schema, url, route }) => ({ schema: schema?.hide ? schema : documentErrors(route, schema, info.problems), url }),
     transformObject: (document) => {
       const object = 'openapiObject' in document ? document.openapiObject : document.swaggerObject
       return plainJson(object) as typeof object
@@ -40,7 +166,7 @@ export function registerOpenApi(app: FastifyInstance, info: OpenApiInfo): void {
   })
   const { combine } = info
   if (!combine) {
-    void app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true })
+    void app.register(swaggerUi, { routePrefix: '/docs', staticCSP: DOCS_CSP, uiConfig: UI_CONFIG })
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
     return
   }
@@ -61,6 +187,6 @@ export function registerOpenApi(app: FastifyInstance, info: OpenApiInfo): void {
     setTimeout(() => void refresh(), 1000).unref()
   })
   app.addHook('onClose', async () => clearInterval(timer))
-  void app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true, transformSpecification: (own) => latest ?? own })
+  void app.register(swaggerUi, { routePrefix: '/docs', staticCSP: DOCS_CSP, uiConfig: UI_CONFIG, transformSpecification: (own) => latest ?? own })
   app.get('/openapi.json', { schema: { hide: true } }, refresh)
 }

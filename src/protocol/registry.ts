@@ -48,7 +48,7 @@ export const InstanceUrl = Type.String({
   description: 'Absolute http(s) URL the instance is reached at',
 })
 
-export const InstanceId = Type.String({ pattern: '^[A-Za-z0-9._:-]{1,128}$' })
+export const InstanceId = Type.String({ pattern: '^[A-Za-z0-9._:-]{1,128}$', description: '1 to 128 letters, digits, ".", "_", ":" and "-"' })
 
 export const Metadata = Type.Record(Type.String({ pattern: '^[A-Za-z0-9._/-]{1,64}$' }), Type.String({ maxLength: 512 }), { maxProperties: 32 })
 
@@ -68,15 +68,20 @@ export const Instance = Type.Object({
   last_heartbeat: Type.String({ format: 'date-time' }),
 })
 
-export const RegisterBody = Type.Object({
-  service_name: ServiceName,
-  url: InstanceUrl,
-  instance_id: Type.Optional(InstanceId),
-  metadata: Type.Optional(Metadata),
-  status: Type.Optional(ReportedStatus),
-  /** When given, the registry probes it and shows the instance `down` after repeated failures. */
-  health_url: Type.Optional(InstanceUrl),
-})
+// Unknown fields are refused: a misspelt `healthUrl` would otherwise register an instance that
+// nothing checks, silently.
+export const RegisterBody = Type.Object(
+  {
+    service_name: ServiceName,
+    url: InstanceUrl,
+    instance_id: Type.Optional(InstanceId),
+    metadata: Type.Optional(Metadata),
+    status: Type.Optional(ReportedStatus),
+    /** When given, the registry probes it and shows the instance `down` after repeated failures. */
+    health_url: Type.Optional(InstanceUrl),
+  },
+  { additionalProperties: false },
+)
 
 export const InstanceRef = Type.Union([Type.Object({ instance_id: InstanceId }), Type.Object({ service_name: ServiceName, url: InstanceUrl })])
 

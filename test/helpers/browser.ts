@@ -20,16 +20,17 @@ const ARGS = [
 ]
 
 /**
- * Launches the machine's Chromium. A missing browser fails the test (CI installs it), with the
- * command that installs it: a browser test that skips itself proves nothing.
+ * Launches the machine's Chromium, with `extraArgs` after the usual ones. A missing browser fails
+ * the test (CI installs it), with the command that installs it: a browser test that skips itself
+ * proves nothing.
  */
-export async function launchChromium(): Promise<Browser> {
+export async function launchChromium(extraArgs: readonly string[] = []): Promise<Browser> {
   if (!existsSync(CHROMIUM_PATH)) {
     throw new Error(
       `Chromium not found at ${CHROMIUM_PATH}: the browser tests need Debian's chromium package (apt-get install -y chromium), or CHROMIUM_PATH set to a Chromium binary`,
     )
   }
-  return chromium.launch({ executablePath: CHROMIUM_PATH, args: ARGS, timeout: 30_000 })
+  return chromium.launch({ executablePath: CHROMIUM_PATH, args: [...ARGS, ...extraArgs], timeout: 30_000 })
 }
 
 /** A folder under the OS temp dir for a test's screenshots (kept after the run, to look at). */

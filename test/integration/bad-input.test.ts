@@ -40,6 +40,41 @@ describe('bad input against running processes', () => {
     rmSync(dataDir, { recursive: true, force: true })
   })
 
+  it('answers a wrong method 405 with Allow, a body that is not JSON 415, and names what is wrong', async () => {
+    const wrongMethods: Array<[string, string, string]> = [
+      ['PUT', `${product.url}/products`, 'GET, HEAD, POST'],
+      ['DELETE', `${product.url}/products/00000000-0000-4000-8000-000000000000`, 'GET, HEAD'],
+      ['PATCH', `${order.url}/orders`, 'GET, HEAD, POST'],
+      ['GET', `${registry.url}/register`, 'POST'],
+      ['PUT', `${registry.url}/discover/product`, 'GET, HEAD'],
+    ]
+    for (const [method, url, allow] of wrongMethods) {
+      const response = await http(method, url)
+      assert.equal(response.status, 405, `${method} ${url}`)
+      assert.equal(response.headers.get('allow'), allow, `${method} ${url}`)
+      assert.equal(response.body.code, 'METHOD_NOT_ALLOWED')
+    }
+    for (const url of [`${product.url}/products`, `${order.url}/orders`, `${registry.url}/register`, `${registry.url}/heartbeat`]) {
+      const response = await http('POST', url, 'hi', { 'content-type': 'text/plain' })
+      assert.equal(response.status, 415, url)
+      assert.equal(response.body.code, 'UNSUPPORTED_MEDIA_TYPE', url)
+    }
+    const named = async (url: string, body: unknown, path: string, pattern: RegExp) => {
+      const response = await http('POST', url, body)
+      assert.equal(response.status, 400, `${url} ${JSON.stringify(body)}: ${response.text}`)
+      assert.equal(response.body.code, 'VALIDATION_FAILED')
+      const error = (response.body.errors as Array<{ path: string; message: string }>).find((e) => e.path === path)
+      assert.ok(error && pattern.test(error.message), `${JSON.stringify(body)}: ${response.text}`)
+      assert.doesNotMatch(response.text, /schema is false|equal to constant/)
+    }
+    await named(`${product.url}/products`, { name: 'x', price: '1.00', bogus: 1 }, 'body', /unknown field `bogus`/)
+    await named(`${product.url}/products`, { name: '   ', price: '1.00' }, 'body/name', /not only spaces/)
+    await named(`${order.url}/orders`, { product_id: '00000000-0000-4000-8000-000000000000', quantity: 1, qty: 2 }, 'body', /unknown field `qty`/)
+    await named(`${registry.url}/register`, { service_name: 'x', url: 'http://127.0.0.1:1', healthUrl: 'http://127.0.0.1:1/h' }, 'body', /unknown field `healthUrl`/)
+    await named(`${registry.url}/register`, { service_name: 'x', url: 'http://127.0.0.1:1', status: 'weird' }, 'body/status', /^must be one of: starting, up, draining$/)
+    await named(`${registry.url}/heartbeat`, { service_name: 'x', url: 'http://127.0.0.1:1', status: 'weird' }, 'body/status', /^must be one of: starting, up, draining$/)
+  })
+
   it('answers every malformed request with a 4xx problem, and no process stops', async () => {
     const targets = () =>
       [

@@ -193,7 +193,7 @@ describe('registry dashboard in Chromium', () => {
 
     const first = row(page, ids.product1!)
     assert.equal(await first.locator('.col-instance a').textContent(), 'http://127.0.0.1:18081')
-    assert.equal(await first.locator('.col-status').textContent(), 'Up')
+    assert.equal(await first.locator('.col-status .status').textContent(), 'Up')
     assert.deepEqual(await first.locator('.col-meta li').allTextContents(), ['version1.4.2', 'zoneeu-west-1a'])
     assert.match((await first.locator('.col-age').textContent()) ?? '', /^\d+s ago$/)
     assert.match((await first.locator('.expiry-text').textContent()) ?? '', /^[1-3]s$/)
@@ -201,6 +201,28 @@ describe('registry dashboard in Chromium', () => {
     assert.equal(await page.locator('#stat-instances').textContent(), '5')
     assert.equal(await page.locator('#stat-down').textContent(), '1')
     assert.equal(await page.locator('#ttl').textContent(), '3 s')
+  })
+
+  it('shows beside each status whether anything checks the instance', async () => {
+    // Heartbeats, no health URL: alive, but nothing probes it.
+    await page.locator(`tr[data-instance-id="${ids.product1}"][data-check="heartbeat"]`).waitFor({ timeout: UI_TIMEOUT_MS })
+    assert.equal(await row(page, ids.product1!).locator('.col-status .check').textContent(), 'Heartbeats only')
+    // A health URL: the registry probes it (and shows it down, as it fails).
+    await page.locator(`tr[data-instance-id="${ids.payment1}"][data-check="health"]`).waitFor({ timeout: UI_TIMEOUT_MS })
+    assert.equal(await row(page, ids.payment1!).locator('.col-status .check').textContent(), 'Health-checked')
+    // Registered once by hand, no health URL, no heartbeat: "up" like the others, and not checked.
+    const id = await heartbeats.register({ service_name: 'legacy', url: 'http://127.0.0.1:18095' }, false)
+    const once = row(page, id)
+    await once.waitFor({ timeout: UI_TIMEOUT_MS })
+    assert.equal(await once.getAttribute('data-status'), 'up')
+    assert.equal(await once.getAttribute('data-check'), 'none')
+    assert.equal(await once.locator('.col-status .check').textContent(), 'Not checked')
+    assert.match((await once.locator('.col-status .check').getAttribute('title')) ?? '', /no heartbeat since it registered/)
+    // Once it heartbeats, it is no longer "not checked".
+    assert.equal((await http('POST', `${registry.url}/heartbeat`, { instance_id: id })).status, 200)
+    await page.locator(`tr[data-instance-id="${id}"][data-check="heartbeat"]`).waitFor({ timeout: UI_TIMEOUT_MS })
+    assert.equal((await http('POST', `${registry.url}/deregister`, { instance_id: id })).status, 200)
+    await once.waitFor({ state: 'detached', timeout: UI_TIMEOUT_MS })
   })
 
   it('shows a newly registered instance without a reload', async () => {

@@ -72,6 +72,8 @@ describe('product routes', () => {
     ['missing price', { name: 'x' }],
     ['missing name', { price: 1 }],
     ['empty name', { name: '', price: 1 }],
+    ['name of spaces only', { name: '   ', price: 1 }],
+    ['name of Unicode spaces only', { name: '\u00a0\u3000\u2003', price: 1 }],
     ['name too long', { name: 'x'.repeat(201), price: 1 }],
     ['negative price', { name: 'x', price: -1 }],
     ['three decimals', { name: 'x', price: 1.005 }],
@@ -88,6 +90,12 @@ describe('product routes', () => {
       assert.equal(response.json().code, 'VALIDATION_FAILED')
     })
   }
+
+  it('keeps a name with spaces around or inside its words as sent', async () => {
+    const response = await app.inject({ method: 'POST', url: '/products', payload: { name: '  Blue  pen ', price: 1 } })
+    assert.equal(response.statusCode, 201)
+    assert.equal(response.json().name, '  Blue  pen ')
+  })
 
   for (const query of ['limit=0', 'limit=101', 'limit=abc', 'cursor=%%%', 'cursor=bm90LWEtY3Vyc29y']) {
     it(`refuses GET /products?${query} with 400`, async () => {

@@ -118,7 +118,7 @@ for (const kind of STORE_KINDS) {
         ['heartbeat with neither id nor url', { method: 'POST', url: '/heartbeat', ...json({ service_name: 'p' }) }, 400, 'VALIDATION_FAILED'],
         ['bad service name in the path', { method: 'GET', url: '/discover/..%2F..' }, 400, 'VALIDATION_FAILED'],
         ['unknown route', { method: 'GET', url: '/nope' }, 404, 'ROUTE_NOT_FOUND'],
-        ['unknown method on a known path', { method: 'PUT', url: '/register', ...json({}) }, 404, 'ROUTE_NOT_FOUND'],
+        ['unknown method on a known path', { method: 'PUT', url: '/register', ...json({}) }, 405, 'METHOD_NOT_ALLOWED'],
         [
           'body over 1 MiB',
           { method: 'POST', url: '/register', ...json({ service_name: 'p', url: 'http://p:1', metadata: { a: 'x'.repeat(1024 * 1024) } }) },

@@ -1,11 +1,11 @@
 // @ts-check
 // One instance's row in its service's table: what it shows (rewritten only when that changes)
 // and its times (rewritten every tick).
-/** @import { Instance, Status } from './instance.js' */
+/** @import { Check, Instance, Status } from './instance.js' */
 import { ttlMs } from './clock.js'
 import { el, setText } from './dom.js'
 import { formatDuration } from './format.js'
-import { STATUS_LABELS } from './instance.js'
+import { CHECK_HINTS, CHECK_LABELS, checkOf, STATUS_LABELS } from './instance.js'
 
 /**
  * @typedef {object} Row
@@ -13,6 +13,7 @@ import { STATUS_LABELS } from './instance.js'
  * @property {Instance} instance
  * @property {string} signature of what the row shows
  * @property {HTMLTableCellElement} statusCell
+ * @property {HTMLElement} check whether anything checks the instance, under its status
  * @property {HTMLTableCellElement} instanceCell
  * @property {HTMLTableCellElement} metaCell
  * @property {HTMLElement} age
@@ -60,11 +61,12 @@ export function createRow(instance) {
   expiryCell.append(expiry, track)
 
   const statusCell = cell('Status', 'col-status')
+  const check = el('span', 'check')
   const instanceCell = cell('Instance', 'col-instance')
   const metaCell = cell('Metadata', 'col-meta')
   const registered = el('span', 'registered')
   /** @type {Row} */
-  const row = { tr, instance, signature: '', statusCell, instanceCell, metaCell, age, ageTime, expiry, expiryBar, registered }
+  const row = { tr, instance, signature: '', statusCell, check, instanceCell, metaCell, age, ageTime, expiry, expiryBar, registered }
   tr.append(statusCell, instanceCell, metaCell, ageCell, expiryCell)
   fillRow(row, instance)
   return row
@@ -92,7 +94,8 @@ export function fillRow(row, instance) {
   if (row.signature === instance.signature) return
   row.signature = instance.signature
   row.tr.dataset.status = instance.status
-  row.statusCell.replaceChildren(statusBadge(instance.status))
+  row.statusCell.replaceChildren(statusBadge(instance.status), row.check)
+  fillCheck(row)
 
   const details = el('span', 'instance-details')
   details.append(el('code', 'instance-id', instance.id), row.registered)
@@ -117,12 +120,27 @@ export function fillRow(row, instance) {
 }
 
 /**
+ * Writes whether anything checks the instance: a heartbeat after its registration turns `none`
+ * into `heartbeat`, so this follows the times (and runs with them).
+ * @param {Row} row
+ */
+function fillCheck(row) {
+  /** @type {Check} */
+  const check = checkOf(row.instance)
+  if (row.tr.dataset.check === check) return
+  row.tr.dataset.check = check
+  setText(row.check, CHECK_LABELS[check])
+  row.check.title = CHECK_HINTS[check]
+}
+
+/**
  * Writes a row's times: the age of its last heartbeat, when it registered, and how long until it
  * expires (text, bar and level).
  * @param {Row} row @param {number} t now on the registry's clock @param {boolean} isNew whether to highlight it
  */
 export function updateRowTimes(row, t, isNew) {
   const { instance } = row
+  fillCheck(row)
   const age = Math.max(0, t - instance.lastHeartbeat)
   const remaining = Math.min(ttlMs, instance.lastHeartbeat + ttlMs - t)
   setText(row.age, `${formatDuration(age)} ago`)

@@ -10,6 +10,29 @@ export const STATUSES = /** @type {const} */ (['up', 'starting', 'draining', 'do
 /** @type {Readonly<Record<Status, string>>} */
 export const STATUS_LABELS = { up: 'Up', starting: 'Starting', draining: 'Draining', down: 'Down' }
 
+/**
+ * What tells whether an instance works, beyond what it says of itself: the registry's probe of its
+ * health URL, its heartbeats (it is alive, though nothing checks that it serves), or nothing (it
+ * registered, and has not been heard from since: by hand, or a Consul registration with no check).
+ * @typedef {'health' | 'heartbeat' | 'none'} Check
+ */
+
+/** @type {Readonly<Record<Check, string>>} */
+export const CHECK_LABELS = { health: 'Health-checked', heartbeat: 'Heartbeats only', none: 'Not checked' }
+
+/** @type {Readonly<Record<Check, string>>} */
+export const CHECK_HINTS = {
+  health: 'The registry probes its health URL, and shows it down while the probe fails',
+  heartbeat: 'Nothing probes it: it is shown as it reports itself while its heartbeats arrive',
+  none: 'No health check, and no heartbeat since it registered: nothing confirms that it works',
+}
+
+/** @param {Instance} instance @returns {Check} */
+export function checkOf(instance) {
+  if (instance.healthUrl) return 'health'
+  return instance.lastHeartbeat > instance.registeredAt ? 'heartbeat' : 'none'
+}
+
 /** @param {unknown} value @returns {value is Status} */
 export function isStatus(value) {
   return /** @type {readonly unknown[]} */ (STATUSES).includes(value)

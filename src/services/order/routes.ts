@@ -5,6 +5,7 @@ import type { App } from '../../http/app.ts'
 import { httpError } from '../../http/errors.ts'
 import { isSubject, SUBJECT_HEADER } from '../../contracts/auth.ts'
 import { orderError } from './errors.ts'
+import { upstreamError } from '../../runtime/upstream.ts'
 import { fromCents, multiplyCents } from '../../contracts/money.ts'
 import { listPage, PageQuery } from '../../http/pagination.ts'
 import type { ProductClient } from './product-client.ts'
@@ -27,7 +28,12 @@ const OrderList = Type.Object({ items: Type.Array(Order), next_cursor: Type.Unio
 
 const OrderHeaders = Type.Object({
   'idempotency-key': Type.Optional(
-    Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$', description: 'Makes a retried POST safe: the same key and body return the first order' }),
+    Type.String({
+      minLength: 1,
+      maxLength: 255,
+      pattern: '^[\\x21-\\x7e]+$',
+      description: '1 to 255 visible ASCII characters; makes a retried POST safe: the same key and body return the first order',
+    }),
   ),
 })
 
@@ -51,6 +57,16 @@ function callerOf(request: FastifyRequest): Caller {
   })
 }
 
+/** What placing an order may answer besides a refused request: it prices the order from the product service. */
+const PLACE_ORDER_PROBLEMS = [
+  orderError.kind('UNKNOWN_PRODUCT'),
+  orderError.kind('IDEMPOTENCY_KEY_REUSED'),
+  upstreamError.kind('NO_HEALTHY_INSTANCE'),
+  upstreamError.kind('UPSTREAM_UNAVAILABLE'),
+  upstreamError.kind('UPSTREAM_FAILED'),
+  upstreamError.kind('UPSTREAM_TIMEOUT'),
+]
+
 const keyReused = () => orderError('IDEMPOTENCY_KEY_REUSED', 'This Idempotency-Key was used for a different order request')
 
 export function registerOrderRoutes(app: App, repository: OrderRepository, products: ProductClient): void {
@@ -63,16 +79,23 @@ export function registerOrderRoutes(app: App, repository: OrderRepository, produ
     },
   )
 
-  app.get('/orders/:id', { schema: { tags: ['orders'], summary: 'Get an order', params: OrderParams, response: { 200: Order } } }, async (request) => {
-    // Another caller's order is answered as an unknown one: its existence is not the caller's to learn.
-    const record = await repository.get(callerOf(request), request.params.id)
-    if (!record) throw orderError('ORDER_NOT_FOUND', `No order with id ${request.params.id}`)
-    return toOrder(record)
-  })
+  app.get(
+    '/orders/:id',
+    { schema: { tags: ['orders'], summary: 'Get an order', params: OrderParams, response: { 200: Order } }, config: { problems: [orderError.kind('ORDER_NOT_FOUND')] } },
+    async (request) => {
+      // Another caller's order is answered as an unknown one: its existence is not the caller's to learn.
+      const record = await repository.get(callerOf(request), request.params.id)
+      if (!record) throw orderError('ORDER_NOT_FOUND', `No order with id ${request.params.id}`)
+      return toOrder(record)
+    },
+  )
 
   app.post(
     '/orders',
-    { schema: { tags: ['orders'], summary: 'Place an order, priced from the product service', body: CreateOrderBody, headers: OrderHeaders, response: { 201: Order } } },
+    {
+      schema: { tags: ['orders'], summary: 'Place an order, priced from the product service', body: CreateOrderBody, headers: OrderHeaders, response: { 201: Order } },
+      config: { problems: PLACE_ORDER_PROBLEMS },
+    },
     async (request, reply) => {
       const { product_id: productId, quantity } = request.body
       const caller = callerOf(request)

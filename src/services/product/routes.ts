@@ -27,11 +27,15 @@ export function registerProductRoutes(app: App, repository: ProductRepository): 
     async (request) => listPage(request.query, (limit, after) => repository.list(limit, after), toProduct),
   )
 
-  app.get('/products/:id', { schema: { tags: ['products'], summary: 'Get a product', params: ProductParams, response: { 200: Product } } }, async (request) => {
-    const record = await repository.get(request.params.id)
-    if (!record) throw productError('PRODUCT_NOT_FOUND', `No product with id ${request.params.id}`)
-    return toProduct(record)
-  })
+  app.get(
+    '/products/:id',
+    { schema: { tags: ['products'], summary: 'Get a product', params: ProductParams, response: { 200: Product } }, config: { problems: [productError.kind('PRODUCT_NOT_FOUND')] } },
+    async (request) => {
+      const record = await repository.get(request.params.id)
+      if (!record) throw productError('PRODUCT_NOT_FOUND', `No product with id ${request.params.id}`)
+      return toProduct(record)
+    },
+  )
 
   app.post('/products', { schema: { tags: ['products'], summary: 'Create a product', body: CreateProductBody, response: { 201: Product } } }, async (request, reply) => {
     const { name, description, price } = request.body

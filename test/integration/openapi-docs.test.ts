@@ -1,0 +1,114 @@
+// The API documentation of real processes: every operation of /openapi.json documents its error
+// answers as problems, and the Swagger UI page at /docs loads under its Content-Security-Policy
+// with no console error and no violation, in real headless Chromium. The page is opened by a host
+// name that is not loopback (mapped to 127.0.0.1 inside the browser), as a browser in front of a
+// container or a LAN address would: a policy that upgrades its plain-HTTP assets to HTTPS shows a
+// blank page there, though it works on localhost.
+import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import type { Browser, Page } from 'playwright-core'
+import { launchChromium } from '../helpers/browser.ts'
+import { http } from '../helpers/http.ts'
+import { startRole, type RunningProcess } from '../helpers/process.ts'
+import { waitFor } from '../helpers/wait.ts'
+
+const HOST = 'docs.test'
+const UI_TIMEOUT_MS = 15_000
+const PROBLEM = 'application/problem+json'
+
+type Responses = Record<string, { content?: Record<string, unknown> }>
+
+describe('API documentation of running processes', () => {
+  let registry: RunningProcess
+  let product: RunningProcess
+  let gateway: RunningProcess
+  let browser: Browser
+  const dataDir = mkdtempSync(join(tmpdir(), 'msa-docs-'))
+
+  before(async () => {
+    browser = await launchChromium([`--host-resolver-rules=MAP ${HOST} 127.0.0.1`])
+    registry = await startRole('registry')
+    product = await startRole('product', { env: { REGISTRY_URL: registry.url, DATA_DIR: dataDir } })
+    gateway = await startRole('gateway', { env: { REGISTRY_URL: registry.url } })
+    // The gateway's document takes in the product service's once it finds an instance.
+    await waitFor(async () => '/products/{id}' in ((await http('GET', `${gateway.url}/openapi.json`)).body?.paths ?? {}), {
+      what: "the product service's paths in the gateway's document",
+    })
+  })
+
+  after(async () => {
+    await browser?.close()
+    await gateway?.stop()
+    await product?.stop()
+    await registry?.stop()
+    rmSync(dataDir, { recursive: true, force: true })
+  })
+
+  it('documents the error answers of every operation, as problems with their codes', async () => {
+    for (const process of [registry, product, gateway]) {
+      const document = (await http('GET', `${process.url}/openapi.json`)).body as { paths: Record<string, Record<string, { responses: Responses }>> }
+      let operations = 0
+      for (const [path, item] of Object.entries(document.paths)) {
+        for (const [method, operation] of Object.entries(item)) {
+          operations++
+          const errors = Object.entries(operation.responses).filter(([status]) => status === 'default' || /^[45]/.test(status))
+          assert.ok(errors.length > 0, `${process.role}: ${method} ${path} documents its errors`)
+          assert.ok(operation.responses.default?.content?.[PROBLEM], `${process.role}: ${method} ${path} answers any other error as a problem`)
+        }
+      }
+      assert.ok(operations >= 5, `${process.role} documents its operations (${operations})`)
+    }
+    // The service's, and the gateway's, which passes them on.
+    for (const process of [product, gateway]) {
+      const products = (await http('GET', `${process.url}/openapi.json`)).body
+      assert.deepEqual(products.paths['/products/{id}'].get.responses['404'].content[PROBLEM].schema.properties.code.enum, ['PRODUCT_NOT_FOUND'], process.role)
+      assert.deepEqual(products.paths['/products'].post.responses['415'].content[PROBLEM].schema.properties.code.enum, ['UNSUPPORTED_MEDIA_TYPE'], process.role)
+    }
+  })
+
+  /** Opens /docs, records every console error, page error and CSP violation, and returns them with the page. */
+  async function openDocs(url: string): Promise<{ page: Page; problems: string[] }> {
+    const problems: string[] = []
+    const page = await browser.newPage()
+    page.on('console', (message) => {
+      if (message.type() === 'error' || message.type() === 'warning') problems.push(`console ${message.type()}: ${message.text()}`)
+    })
+    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`))
+    page.on('requestfailed', (request) => problems.push(`request failed: ${request.url()} ${request.failure()?.errorText}`))
+    // A string, evaluated in the page (the test is type-checked without the DOM library).
+    await page.addInitScript(
+      "document.addEventListener('securitypolicyviolation', (e) => console.error('CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI + ' ' + e.sourceFile))",
+    )
+    await page.goto(url)
+    return { page, problems }
+  }
+
+  it('serves Swagger UI that loads under its Content-Security-Policy with no error, by any host name', async () => {
+    for (const process of [registry, product, gateway]) {
+      const url = `http://${HOST}:${process.port}/docs`
+      const response = await http('GET', `${process.url}/docs`)
+      const csp = response.headers.get('content-security-policy') ?? ''
+      assert.match(csp, /default-src 'self'/)
+      assert.match(csp, /script-src 'self'(;|$)/)
+      assert.doesNotMatch(csp, /upgrade-insecure-requests|unsafe-inline|unsafe-eval|https:/, 'nothing from elsewhere, nothing upgraded')
+      const { page, problems } = await openDocs(url)
+      try {
+        await page.locator('.opblock').first().waitFor({ timeout: UI_TIMEOUT_MS })
+        assert.ok((await page.locator('.opblock').count()) >= 3, `${process.role}: the operations are shown`)
+        // An operation opened shows its error answers.
+        const operation = process === registry ? page.locator('.opblock-post', { hasText: '/register' }) : page.locator('.opblock-get', { hasText: '/products/{id}' })
+        await operation.locator('.opblock-summary').first().click()
+        await operation.locator('tr.response[data-code="400"]').waitFor({ timeout: UI_TIMEOUT_MS })
+        if (process !== registry) await operation.locator('tr.response[data-code="404"]').waitFor({ timeout: UI_TIMEOUT_MS })
+        // Whatever was still loading has loaded (or failed, and said so).
+        await page.waitForLoadState('networkidle')
+        assert.deepEqual(problems, [], `${process.role}: no console errors, failed requests or CSP violations`)
+      } finally {
+        await page.close()
+      }
+    }
+  })
+})
