@@ -2,6 +2,7 @@ import { isIP } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type, type Static } from 'typebox'
 import type { App } from '../http/app.ts'
+import { httpError } from '../http/errors.ts'
 import { InstanceId, InstanceUrl, Metadata, ServiceName } from '../protocol/registry.ts'
 import type { RegistryAuth } from './auth.ts'
 import { registryError } from './errors.ts'
@@ -211,7 +212,7 @@ function serviceOf(instance: InstanceRecord) {
 }
 
 export function registerConsulApi(app: App, options: ConsulApiOptions): void {
-  const { store, hub, writes } = options
+  const { store, hub } = options
 
   /**
    * Consul's blocking query: with `index`, answer at once when the current index differs (newer,
@@ -322,7 +323,20 @@ export function registerConsulApi(app: App, options: ConsulApiOptions): void {
     },
   )
 
-  registerAgentWrites(app, options)
+  // Consul takes its agent writes' JSON whatever the Content-Type says: its own documentation
+  // sends them with `curl --data @payload.json`, which labels them a form. So do these routes
+  // (and only they).
+  void app.register(async (scope) => {
+    const writes = scope as unknown as App
+    writes.addContentTypeParser(['application/x-www-form-urlencoded', 'text/plain'], { parseAs: 'string' }, (_request, body, done) => {
+      try {
+        done(null, JSON.parse(body as string))
+      } catch {
+        done(httpError('INVALID_JSON', 'The body is not valid JSON'), undefined)
+      }
+    })
+    registerAgentWrites(writes, options)
+  })
 }
 
 /**

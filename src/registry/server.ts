@@ -17,6 +17,7 @@ import rateLimit from '@fastify/rate-limit'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { RegistryAuth, refusalError } from './auth.ts'
 import { registryError } from './errors.ts'
+import type { ProblemKind } from '../http/errors.ts'
 import { registerPrometheusSd } from './prometheus-sd.ts'
 import { registerConsulApi } from './consul.ts'
 import { startDnsServer } from './dns.ts'
@@ -137,7 +138,7 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
     logger,
     metrics,
     telemetry,
-    openapi: { title: 'Service registry', description: 'Register, discover, heartbeat, watch.' },
+    openapi: { title: 'Service registry', description: 'Register, discover, heartbeat, watch.', problems: registryProblems },
     // Every instance heartbeats every few seconds: those request lines are debug. A reported
     // status other than up, and every registration, deregistration and eviction, are info.
     quietRoutes: new Set([...QUIET_ROUTES, '/heartbeat']),
@@ -269,6 +270,26 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
     counters,
     auth,
   }
+}
+
+const kinds = (...codes: Array<Parameters<typeof registryError.kind>[0]>): ProblemKind[] => codes.map((code) => registryError.kind(code))
+const WRITE_PROBLEMS = kinds('UNAUTHORIZED', 'PROTECTED_MODE', 'TOKEN_NOT_ALLOWED', 'NOT_OWNER', 'RATE_LIMITED', 'STORE_UNAVAILABLE')
+const REGISTER_PROBLEMS = kinds('INSTANCE_ID_CONFLICT', 'REGISTRY_FULL', 'SERVICE_FULL', 'METADATA_TOO_LARGE', 'HEALTH_URL_HOST_NOT_ALLOWED')
+/** Reads that need the read token when there is one, and a loaded store. */
+const READS = new Set(['/discover/:service_name', '/events', '/services', '/sd/prometheus', '/v1/catalog/services', '/v1/catalog/service/:service', '/v1/health/service/:service'])
+const BLOCKING = new Set(['/discover/:service_name', '/events', '/v1/catalog/services', '/v1/catalog/service/:service', '/v1/health/service/:service'])
+
+/** The registry's own errors each route may answer, for its OpenAPI document (HTTP's are added by the app). */
+function registryProblems(route: { method: string; url: string }): readonly ProblemKind[] {
+  const { method, url } = route
+  if (method === 'GET' || method === 'HEAD') {
+    if (!READS.has(url)) return url === '/metrics' ? kinds('UNAUTHORIZED') : []
+    return [...kinds('UNAUTHORIZED', 'STORE_UNAVAILABLE'), ...(BLOCKING.has(url) ? kinds('TOO_MANY_WATCHERS') : [])]
+  }
+  if (url === '/register') return [...WRITE_PROBLEMS, ...REGISTER_PROBLEMS]
+  if (url === '/v1/agent/service/register') return [...WRITE_PROBLEMS, ...REGISTER_PROBLEMS, ...kinds('BAD_CONSUL_CHECK', 'BAD_CONSUL_ADDRESS', 'INSTANCE_NOT_FOUND')]
+  if (url.startsWith('/v1/agent/check/')) return [...WRITE_PROBLEMS, ...kinds('INSTANCE_NOT_FOUND', 'BAD_CONSUL_CHECK')]
+  return [...WRITE_PROBLEMS, ...kinds('INSTANCE_NOT_FOUND')]
 }
 
 /**

@@ -67,6 +67,18 @@ describe('API documentation of running processes', () => {
       assert.deepEqual(products.paths['/products/{id}'].get.responses['404'].content[PROBLEM].schema.properties.code.enum, ['PRODUCT_NOT_FOUND'], process.role)
       assert.deepEqual(products.paths['/products'].post.responses['415'].content[PROBLEM].schema.properties.code.enum, ['UNSUPPORTED_MEDIA_TYPE'], process.role)
     }
+    // The registry's own: who may write, what a registration may be refused for, and Consul's.
+    const registryDoc = (await http('GET', `${registry.url}/openapi.json`)).body
+    const codes = (operation: { responses: Record<string, { content?: Record<string, { schema: { properties: { code: { enum: string[] } } } }> }> }, status: string) =>
+      operation.responses[status]?.content?.[PROBLEM]?.schema.properties.code.enum ?? []
+    const register = registryDoc.paths['/register'].post
+    assert.deepEqual(codes(register, '403').sort(), ['NOT_OWNER', 'PROTECTED_MODE', 'TOKEN_NOT_ALLOWED'])
+    assert.deepEqual(codes(register, '409'), ['INSTANCE_ID_CONFLICT'])
+    assert.ok(codes(register, '503').includes('REGISTRY_FULL') && codes(register, '503').includes('STORE_UNAVAILABLE'))
+    assert.deepEqual(codes(registryDoc.paths['/heartbeat'].post, '404'), ['INSTANCE_NOT_FOUND'])
+    assert.ok(codes(registryDoc.paths['/discover/{service_name}'].get, '503').includes('TOO_MANY_WATCHERS'))
+    assert.ok(codes(registryDoc.paths['/v1/agent/service/register'].put, '400').includes('BAD_CONSUL_CHECK'))
+    assert.deepEqual(codes(registryDoc.paths['/v1/agent/check/pass/{check_id}'].put, '404'), ['INSTANCE_NOT_FOUND'])
   })
 
   /** Opens /docs, records every console error, page error and CSP violation, and returns them with the page. */

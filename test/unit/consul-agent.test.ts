@@ -174,6 +174,26 @@ for (const kind of STORE_KINDS) {
       assert.deepEqual(await health(r), [])
     })
 
+    it("takes the JSON whatever the Content-Type, as Consul does (`curl --data @payload.json` sends a form's)", async () => {
+      const r = await registry(kind)
+      for (const type of ['application/x-www-form-urlencoded', 'text/plain']) {
+        const answer = await r.app.inject({ method: 'PUT', url: '/v1/agent/service/register', headers: { 'content-type': type }, payload: JSON.stringify(ttlService()) })
+        assert.equal(answer.statusCode, 200, `${type}: ${answer.body}`)
+        const broken = await r.app.inject({ method: 'PUT', url: '/v1/agent/service/register', headers: { 'content-type': type }, payload: 'Name=web&Port=1' })
+        assert.equal(broken.statusCode, 400, type)
+        assert.equal(broken.json().code, 'INVALID_JSON', type)
+      }
+      assert.equal((await health(r)).length, 1)
+      // Only Consul's routes: the native API still wants JSON labelled as JSON.
+      const native = await r.app.inject({
+        method: 'POST',
+        url: '/register',
+        headers: { 'content-type': 'text/plain' },
+        payload: JSON.stringify({ service_name: 'web', url: 'http://10.0.0.1:1' }),
+      })
+      assert.equal(native.statusCode, 415)
+    })
+
     it('an HTTP check is the registry health check of the instance', async () => {
       const r = await registry(kind)
       const answer = await put(r, '/v1/agent/service/register', {
