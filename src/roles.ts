@@ -1,7 +1,7 @@
 import { type Env, type Role, loadAllConfig, loadGatewayConfig, loadRegistryConfig, loadServiceConfig } from './config/index.ts'
 import { buildGateway } from './gateway/main.ts'
 import { telemetryFromEnv, traceLogFields, type Telemetry } from './http/telemetry.ts'
-import { createLogger, type Logger, type LoggerOptions } from './lib/logger.ts'
+import { createLogger, type Logger, type LoggerOptions, wantsColor } from './lib/logger.ts'
 import { buildRegistry } from './registry/server.ts'
 import { buildOrderService } from './services/order/main.ts'
 import { buildProductService } from './services/product/main.ts'
@@ -20,11 +20,13 @@ function output(
   role: Role,
   config: { logLevel: LoggerOptions['level']; logFormat: 'json' | 'pretty' | undefined },
   telemetry: Telemetry,
+  env: Env,
 ): { logger: Logger; stop: AbortSignal; telemetry: Telemetry } {
   const closed = new AbortController()
   const logger = createLogger({
     level: config.logLevel,
     format: formatFor(config.logFormat),
+    colors: wantsColor(env),
     base: { role },
     onOutputClosed: () => closed.abort(),
     ...(telemetry.enabled ? { mixin: traceLogFields } : {}),
@@ -37,24 +39,24 @@ export async function runRole(role: Role, env: Env): Promise<void> {
   switch (role) {
     case 'registry': {
       const config = loadRegistryConfig(env)
-      await (await buildRegistry(config, output(role, config, telemetryFromEnv(env)))).start()
+      await (await buildRegistry(config, output(role, config, telemetryFromEnv(env), env))).start()
       return
     }
     case 'product': {
       const config = loadServiceConfig(env, role)
-      const service = await buildProductService(config, output(role, config, telemetryFromEnv(env)))
+      const service = await buildProductService(config, output(role, config, telemetryFromEnv(env), env))
       await service.start()
       return
     }
     case 'order': {
       const config = loadServiceConfig(env, role)
-      const service = await buildOrderService(config, output(role, config, telemetryFromEnv(env)))
+      const service = await buildOrderService(config, output(role, config, telemetryFromEnv(env), env))
       await service.start()
       return
     }
     case 'gateway': {
       const config = loadGatewayConfig(env)
-      const service = await buildGateway(config, output(role, config, telemetryFromEnv(env)))
+      const service = await buildGateway(config, output(role, config, telemetryFromEnv(env), env))
       await service.start()
       return
     }

@@ -1,11 +1,17 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createSocket } from 'node:dgram'
+import { createServer } from 'node:net'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { extname } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { styleText } from 'node:util'
 import { backoffDelay } from './lib/backoff.ts'
 import { errorCode } from './lib/errors.ts'
-import type { AllConfig, Env } from './config/index.ts'
+import { wantsColor } from './lib/logger.ts'
+import { localUrl } from './runtime/address.ts'
+import { EXIT_PORT_IN_USE } from './runtime/role.ts'
+import { ALL_PORT_VARIABLES, type AllConfig, type Env } from './config/index.ts'
 
 // cli.ts beside this file when run from the sources, cli.js when run from the build (dist/).
 const CLI = fileURLToPath(new URL(`./cli${extname(fileURLToPath(import.meta.url))}`, import.meta.url))
@@ -29,8 +35,59 @@ interface Child {
 // Set when our stdout or stderr is closed under us (`npm start | head`): nothing more is written there.
 const closedStreams = new Set<NodeJS.WriteStream>()
 
+// On a terminal, each process's prefix has its colour.
+const LABEL_COLORS = { all: 'bold', registry: 'cyan', product: 'green', order: 'yellow', gateway: 'magenta' } as const
+let colorLabels = false
+
 function write(stream: NodeJS.WriteStream, label: string, line: string): void {
-  if (!closedStreams.has(stream)) stream.write(`[${label}] ${line}\n`)
+  if (closedStreams.has(stream)) return
+  const role = label.split(':')[0] as keyof typeof LABEL_COLORS
+  const prefix = colorLabels ? styleText(LABEL_COLORS[role] ?? 'bold', `[${label}]`, { validateStream: false }) : `[${label}]`
+  stream.write(`${prefix} ${line}\n`)
+}
+
+interface PortClaim {
+  port: number
+  variable: string
+  /** Whose port it is, for the message: "the registry's". */
+  owner: string
+  /** What to set instead: "a free port", "free ports (now 8081,8082)". */
+  fix: string
+  udp?: boolean
+}
+
+/** Every port `npm start` will listen on, with the variable that moves it. */
+function portClaims(config: AllConfig): PortClaim[] {
+  const list = (ports: number[]) => `free ports (now ${ports.join(',')})`
+  return [
+    { port: config.registryPort, variable: ALL_PORT_VARIABLES.registry, owner: "the registry's", fix: 'a free port' },
+    { port: config.registryDnsPort, variable: ALL_PORT_VARIABLES.dns, owner: "the registry's DNS", fix: 'a free port (0: no DNS)', udp: true },
+    ...config.productPorts.map((port) => ({ port, variable: ALL_PORT_VARIABLES.product, owner: "a product instance's", fix: list(config.productPorts) })),
+    ...config.orderPorts.map((port) => ({ port, variable: ALL_PORT_VARIABLES.order, owner: "an order instance's", fix: list(config.orderPorts) })),
+    { port: config.gatewayPort, variable: ALL_PORT_VARIABLES.gateway, owner: "the gateway's", fix: 'a free port (0: no gateway)' },
+  ].filter((claim) => claim.port !== 0)
+}
+
+function inUseMessage(claim: PortClaim, host: string): string {
+  return `port ${claim.port} (${claim.owner}) is already in use on ${host}: stop what uses it, or set ${claim.variable} to ${claim.fix}`
+}
+
+/** Why `port` cannot be listened on at `host` right now (EADDRINUSE, EACCES), or undefined. */
+async function bindError(port: number, host: string, udp: boolean): Promise<string | undefined> {
+  const tcp = await new Promise<string | undefined>((resolve) => {
+    const server = createServer()
+    server.once('error', (error) => resolve(errorCode(error) ?? 'EUNKNOWN'))
+    server.listen({ port, host, exclusive: true }, () => server.close(() => resolve(undefined)))
+  })
+  if (tcp !== undefined || !udp) return tcp
+  return new Promise<string | undefined>((resolve) => {
+    const socket = createSocket({ type: host.includes(':') ? 'udp6' : 'udp4' })
+    socket.once('error', (error) => {
+      socket.close()
+      resolve(errorCode(error) ?? 'EUNKNOWN')
+    })
+    socket.bind({ port, address: host, exclusive: true }, () => socket.close(() => resolve(undefined)))
+  })
 }
 
 /**
@@ -39,7 +96,21 @@ function write(stream: NodeJS.WriteStream, label: string, line: string): void {
  * stops the services (they deregister and drain), then the registry, within 10 s.
  */
 export async function runAll(config: AllConfig, env: Env): Promise<void> {
-  const registryUrl = `http://127.0.0.1:${config.registryPort}`
+  colorLabels = wantsColor(env, process.stdout.isTTY)
+  // A port that is taken stops everything before anything starts: one line per port, naming the
+  // variable that moves it (a child that then failed to listen would only know its PORT).
+  const busy: string[] = []
+  for (const claim of portClaims(config)) {
+    const code = await bindError(claim.port, config.host, claim.udp === true)
+    if (code === 'EADDRINUSE') busy.push(inUseMessage(claim, config.host))
+    else if (code === 'EACCES') busy.push(`port ${claim.port} (${claim.owner}) may not be bound by this user on ${config.host}: set ${claim.variable} to ${claim.fix} above 1023`)
+  }
+  if (busy.length > 0) {
+    for (const line of busy) write(process.stderr, 'all', line)
+    process.exit(EXIT_PORT_IN_USE)
+  }
+
+  const registryUrl = localUrl(config.host, config.registryPort)
   const specs: ChildSpec[] = [
     { role: 'registry', port: config.registryPort },
     ...config.productPorts.map((port) => ({ role: 'product' as const, port })),
@@ -47,6 +118,8 @@ export async function runAll(config: AllConfig, env: Env): Promise<void> {
     ...(config.gatewayPort === 0 ? [] : [{ role: 'gateway' as const, port: config.gatewayPort }]),
   ]
   const children = specs.map((spec): Child => ({ spec, label: `${spec.role}:${spec.port}`, restarts: 0, startedAt: 0 }))
+  const claims = portClaims(config)
+  const startedAt = Date.now()
   let stopping = false
 
   const log = (message: string) => write(process.stdout, 'all', message)
@@ -58,11 +131,12 @@ export async function runAll(config: AllConfig, env: Env): Promise<void> {
         ...env,
         PORT: String(port),
         HOST: config.host,
-        // Children write to our pipe, not a terminal: ask for readable lines when we have one.
+        // Children write to our pipe, not a terminal: ask for readable lines, in colour, when we have one.
         LOG_FORMAT: config.logFormat ?? (process.stdout.isTTY ? 'pretty' : 'json'),
+        ...(colorLabels ? { FORCE_COLOR: '1' } : {}),
         // Every child talks to this system's registry and advertises a local address.
         REGISTRY_URL: registryUrl,
-        SERVICE_URL: `http://127.0.0.1:${port}`,
+        SERVICE_URL: localUrl(config.host, port),
       },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       // Own process group: Ctrl-C reaches only us, and we stop the children in order.
@@ -81,6 +155,18 @@ export async function runAll(config: AllConfig, env: Env): Promise<void> {
       if (code === 2) {
         log(`${child.label} exited with a configuration error; stopping everything`)
         void stopAll(2)
+        return
+      }
+      // Taken since we checked: restarting cannot help. Say which of its ports, by the variable
+      // that moves it (the child knows only its PORT).
+      if (code === EXIT_PORT_IN_USE) {
+        void (async () => {
+          const own = claims.filter((c) => (c.port === port && c.variable !== ALL_PORT_VARIABLES.dns) || (role === 'registry' && c.variable === ALL_PORT_VARIABLES.dns))
+          const taken: string[] = []
+          for (const claim of own) if ((await bindError(claim.port, config.host, claim.udp === true)) === 'EADDRINUSE') taken.push(inUseMessage(claim, config.host))
+          write(process.stderr, 'all', `${taken.length > 0 ? taken.join('; ') : `${child.label} could not listen: a port it needs is in use`}; stopping everything`)
+          await stopAll(EXIT_PORT_IN_USE)
+        })()
         return
       }
       // A child that ran for a while gets a fresh backoff.
@@ -162,16 +248,28 @@ export async function runAll(config: AllConfig, env: Env): Promise<void> {
   const [registry, ...services] = children
   start(registry!)
   if (!(await waitReady(`${registryUrl}/health/ready`, READY_DEADLINE_MS, () => stopping))) {
+    if (stopping) return
     log(`registry did not become ready on port ${config.registryPort} within ${READY_DEADLINE_MS / 1000} s`)
     await stopAll(1)
     return
   }
   log(`registry ready at ${registryUrl}`)
   for (const child of services) start(child)
-  const ready = await Promise.all(services.map((c) => waitReady(`http://127.0.0.1:${c.spec.port}/health/ready`, READY_DEADLINE_MS, () => stopping)))
-  if (!stopping) {
-    log(ready.every(Boolean) ? `all up: registry ${registryUrl}, ${services.map((c) => c.label).join(', ')}` : 'some services are not ready yet; see their logs')
+  const ready = await Promise.all(services.map((c) => waitReady(`${localUrl(config.host, c.spec.port)}/health/ready`, READY_DEADLINE_MS, () => stopping)))
+  if (stopping) return
+  if (!ready.every(Boolean)) {
+    log(
+      `not ready after ${READY_DEADLINE_MS / 1000} s: ${services
+        .filter((_, i) => !ready[i])
+        .map((c) => c.label)
+        .join(', ')}; see their lines above`,
+    )
+    return
   }
+  const seconds = ((Date.now() - startedAt) / 1000).toFixed(1)
+  const gateway = services.find((c) => c.spec.role === 'gateway')
+  const api = localUrl(config.host, gateway ? gateway.spec.port : config.productPorts[0]!)
+  log(`all up in ${seconds} s: the API at ${api}/docs, the registry's dashboard at ${registryUrl}/ (Ctrl-C stops everything)`)
 }
 
 async function waitReady(url: string, timeoutMs: number, cancelled: () => boolean): Promise<boolean> {

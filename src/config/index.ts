@@ -85,7 +85,18 @@ export interface AllConfig {
   orderPorts: number[]
   /** 0: no gateway. */
   gatewayPort: number
+  /** The registry's DNS port (REGISTRY_DNS_PORT; 0: none). */
+  registryDnsPort: number
 }
+
+/** `npm start`: the variable that sets each port of the system, as a person would change it. */
+export const ALL_PORT_VARIABLES = {
+  registry: 'REGISTRY_PORT',
+  product: 'PRODUCT_PORTS',
+  order: 'ORDER_PORTS',
+  gateway: 'GATEWAY_PORT',
+  dns: 'REGISTRY_DNS_PORT',
+} as const
 
 function logFormat(env: Env): LogFormat | undefined {
   const value = env.LOG_FORMAT?.trim()
@@ -231,13 +242,33 @@ function gatewayAuth(env: Env): GatewayAuthOptions | undefined {
 }
 
 export function loadAllConfig(env: Env): AllConfig {
-  return {
+  const config: AllConfig = {
     host: host(env, 'HOST', DEFAULTS.host),
     logLevel: oneOf(env, 'LOG_LEVEL', DEFAULTS.logLevel, LOG_LEVELS),
     logFormat: logFormat(env),
-    registryPort: port(env, 'REGISTRY_PORT', DEFAULTS.allPorts.registry),
-    productPorts: ports(env, 'PRODUCT_PORTS', [...DEFAULTS.allPorts.product]),
-    orderPorts: ports(env, 'ORDER_PORTS', [...DEFAULTS.allPorts.order]),
-    gatewayPort: port(env, 'GATEWAY_PORT', DEFAULTS.allPorts.gateway),
+    registryPort: port(env, ALL_PORT_VARIABLES.registry, DEFAULTS.allPorts.registry),
+    productPorts: ports(env, ALL_PORT_VARIABLES.product, [...DEFAULTS.allPorts.product]),
+    orderPorts: ports(env, ALL_PORT_VARIABLES.order, [...DEFAULTS.allPorts.order]),
+    gatewayPort: port(env, ALL_PORT_VARIABLES.gateway, DEFAULTS.allPorts.gateway),
+    registryDnsPort: loadRegistryConfig(env).dnsPort,
   }
+  if (config.registryPort === 0) throw new ConfigError(ALL_PORT_VARIABLES.registry, '0', 'a TCP port from 1 to 65535: the services are told where the registry is')
+  // Two processes on one port: the second could never start.
+  const taken = new Map<number, string>()
+  const claims: Array<[string, number[]]> = [
+    [ALL_PORT_VARIABLES.registry, [config.registryPort]],
+    [ALL_PORT_VARIABLES.product, config.productPorts],
+    [ALL_PORT_VARIABLES.order, config.orderPorts],
+    [ALL_PORT_VARIABLES.gateway, [config.gatewayPort]],
+    // UDP and TCP: it shares no port with the HTTP servers either.
+    [ALL_PORT_VARIABLES.dns, [config.registryDnsPort]],
+  ]
+  for (const [variable, values] of claims) {
+    for (const value of values) {
+      const other = value === 0 ? undefined : taken.get(value)
+      if (other !== undefined) throw new ConfigError(variable, values.join(','), `ports that ${other} does not also name (${value}: each process of npm start needs its own)`)
+      taken.set(value, variable)
+    }
+  }
+  return config
 }

@@ -11,6 +11,7 @@ import { changeEvent } from './views.ts'
 import { DiscoveryResponses, discoverFastPath, heartbeatFastPath, registryFastPath } from './fast-path.ts'
 import { WatchHub } from './watch.ts'
 import { type RoleRuntime, startRole } from '../runtime/role.ts'
+import { localUrl } from '../runtime/address.ts'
 import { registerDashboard } from './dashboard/routes.ts'
 import { effectiveStatus, type InstanceRecord, type RegistryStore, type SweepResult } from './store.ts'
 import rateLimit from '@fastify/rate-limit'
@@ -422,7 +423,7 @@ export async function buildRegistry(options: RegistryOptions, runtime: RoleRunti
             store: options.store.kind,
             ...(options.store.kind === 'etcd' ? { etcd_endpoints: options.store.endpoints, etcd_prefix: options.store.prefix } : {}),
           },
-          `registry listening on ${options.host}:${port}`,
+          `registry listening on ${localUrl(options.host, port)}`,
         )
         logger.info(
           {

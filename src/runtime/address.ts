@@ -22,3 +22,13 @@ export function advertisedUrl(host: string, port: number): string {
   const hostPart = name.includes(':') && !name.startsWith('[') ? `[${name}]` : name
   return `http://${hostPart}:${port}`
 }
+
+/**
+ * An address a person on this machine can open for a server bound to `host`: the loopback address
+ * when it binds every address (0.0.0.0 is not one a browser can open), else the bind address.
+ */
+export function localUrl(host: string, port: number): string {
+  const name = host === '0.0.0.0' ? '127.0.0.1' : host === '::' || host === '[::]' ? '::1' : host
+  const hostPart = name.includes(':') && !name.startsWith('[') ? `[${name}]` : name
+  return `http://${hostPart}:${port}`
+}

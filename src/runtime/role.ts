@@ -1,5 +1,6 @@
 import type { App } from '../http/app.ts'
 import type { Telemetry } from '../http/telemetry.ts'
+import { causeChain, errorCode } from '../lib/errors.ts'
 import type { Logger } from '../lib/logger.ts'
 import { installShutdown, type ShutdownStep } from './shutdown.ts'
 
@@ -28,6 +29,21 @@ export interface RoleStart {
   onHangup?: () => void
 }
 
+/** Exit code of a role that could not listen because its port is taken: a supervisor does not restart it. */
+export const EXIT_PORT_IN_USE = 3
+
+/** The role could not listen: its port (or another it needs) is in use. Already logged, once. */
+export class PortInUseError extends Error {
+  readonly port: number
+  readonly host: string
+  constructor(message: string, port: number, host: string, cause: unknown) {
+    super(message, { cause })
+    this.name = 'PortInUseError'
+    this.port = port
+    this.host = host
+  }
+}
+
 export interface RunningRole {
   port: number
   /** Stops the role as a signal would, then exits the process (with `exitCode`, default 0). */
@@ -46,9 +62,30 @@ export async function startRole(role: RoleStart): Promise<RunningRole> {
     stop: role.stop,
     ...(role.onHangup ? { onHangup: role.onHangup } : {}),
   })
-  await role.app.listen({ host: role.host, port: role.port })
+  // Fastify logs a line per network interface ("Server listening at ..."; three on a host with
+  // two networks). The role's own `listening` line says it once, with an address a person can open.
+  const level = role.app.log.level
+  if (role.app.log.levelVal < role.app.log.levels.values.warn!) role.app.log.level = 'warn'
+  try {
+    await role.app.listen({ host: role.host, port: role.port })
+  } catch (error) {
+    if (errorCode(error) !== 'EADDRINUSE') throw error
+    const message = `port ${role.port} is already in use on ${role.host}: stop what uses it, or set PORT to a free port`
+    role.logger.fatal({ event: 'port_in_use', port: role.port, host: role.host, variable: 'PORT' }, message)
+    throw new PortInUseError(message, role.port, role.host, error)
+  } finally {
+    role.app.log.level = level
+  }
   const address = role.app.server.address()
   const port = typeof address === 'object' && address ? address.port : role.port
-  await role.listening?.(port)
+  try {
+    await role.listening?.(port)
+  } catch (error) {
+    // Another port the role needs (the registry's DNS port) is taken: what failed has said which
+    // port and which variable moves it.
+    const inUse = causeChain(error).find((e) => errorCode(e) === 'EADDRINUSE') as (Error & { port?: number }) | undefined
+    if (inUse) throw new PortInUseError(error instanceof Error ? error.message : String(error), inUse.port ?? port, role.host, error)
+    throw error
+  }
   return { port, shutdown: shutdown.close }
 }

@@ -8,7 +8,7 @@ import { Metrics } from '../http/metrics.ts'
 import type { Telemetry } from '../http/telemetry.ts'
 import type { Logger } from '../lib/logger.ts'
 import { instanceIdFor } from '../protocol/registry.ts'
-import { advertisedUrl } from './address.ts'
+import { advertisedUrl, localUrl } from './address.ts'
 import { type RoleRuntime, type RunningRole, startRole } from './role.ts'
 import type { ShutdownStep } from './shutdown.ts'
 
@@ -136,9 +136,12 @@ export async function buildService(definition: ServiceDefinition): Promise<Servi
       listening: async (port) => {
         url = options.serviceUrl ?? advertisedUrl(options.host, port)
         const instanceId = instanceIdFor(name, url)
-        // Fastify's own logger is a child made before the id was known: bind it there too.
-        logger.setBindings({ instance_id: instanceId })
-        app.log.setBindings({ instance_id: instanceId })
+        // Every line says which instance wrote it. Not `instance_id`: lines about another instance
+        // (an upstream's breaker, a registration) carry that one, and a key twice in one JSON line
+        // reads as the last (jq). The name is the trace resource's (service.instance.id). Fastify's
+        // own logger is a child made before the id was known: bind it there too.
+        logger.setBindings({ service_instance_id: instanceId })
+        app.log.setBindings({ service_instance_id: instanceId })
         await telemetry.start({ serviceName: name, instanceId, logger })
         registration = new Registration({
           client: registryClient,
@@ -151,7 +154,11 @@ export async function buildService(definition: ServiceDefinition): Promise<Servi
           onRefused: refused,
         })
         registration.start()
-        logger.info({ event: 'listening', port, url, registry: options.registryUrls }, `${name} listening on ${options.host}:${port}, advertised as ${url}`)
+        const local = localUrl(options.host, port)
+        logger.info(
+          { event: 'listening', port, host: options.host, url, registry: options.registryUrls },
+          `${name} listening on ${local}${url === local ? '' : ` (advertised as ${url})`}`,
+        )
       },
       shutdownSteps: () => [
         // Leave discovery first: the registry tells every watcher at once, so callers stop choosing

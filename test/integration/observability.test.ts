@@ -79,7 +79,7 @@ describe('observability across real processes', () => {
     // The request log lines carry the same trace id and the instance id.
     const line = await order.waitForLog((l) => l.msg === 'request' && l.route === '/orders' && l.method === 'POST')
     assert.equal(line.trace_id, callerTrace)
-    assert.match(String(line.instance_id), /^order-[0-9a-f]{12}$/)
+    assert.match(String(line.service_instance_id), /^order-[0-9a-f]{12}$/)
   })
 
   it('puts one order through the gateway in one trace, and its log lines on every hop carry its trace and request ids', async () => {

@@ -38,6 +38,7 @@ describe('configuration', () => {
       productPorts: [8081, 8082],
       orderPorts: [8083],
       gatewayPort: 8000,
+      registryDnsPort: 8600,
     })
     assert.equal(registry.healthCheckIntervalSeconds, 10)
     assert.equal(registry.healthCheckFailures, 3)
@@ -161,6 +162,11 @@ describe('configuration', () => {
     ['HOST', { HOST: 'bad host!' }, 'registry'],
     ['PRODUCT_PORTS', { PRODUCT_PORTS: '8081,8081' }, 'all'],
     ['ORDER_PORTS', { ORDER_PORTS: '8083,x' }, 'all'],
+    // npm start: each process its own port (the second on a port could never start).
+    ['PRODUCT_PORTS', { PRODUCT_PORTS: '8080,8082' }, 'all'],
+    ['GATEWAY_PORT', { GATEWAY_PORT: '8083' }, 'all'],
+    ['REGISTRY_DNS_PORT', { REGISTRY_DNS_PORT: '8000' }, 'all'],
+    ['REGISTRY_PORT', { REGISTRY_PORT: '0' }, 'all'],
   ]
   for (const [variable, env, role] of bad) {
     it(`refuses ${variable}=${Object.values(env)[0]} with a message naming the variable, the value and what is expected`, () => {
