@@ -91,6 +91,29 @@ export function pathOf(url: string): string {
   return mark < 0 ? url : url.slice(0, mark)
 }
 
+/** Requests logged at debug whatever their route: see `logQuietly`. */
+const quietRequests = new WeakSet<FastifyRequest>()
+
+/**
+ * Logs this request's line at debug: a blocking query or an event stream is a client waiting, and
+ * every watcher's would otherwise log a line each time its wait ends, idle or not.
+ */
+export function logQuietly(request: FastifyRequest): void {
+  quietRequests.add(request)
+}
+
+const DISCONNECTS = new Set(['ECONNRESET', 'EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'ECONNABORTED'])
+
+/**
+ * Whether the request failed because its client went away (its connection closed before the
+ * answer was written): routine, not an error of ours. An error answered in full is never this.
+ */
+function clientGone(error: Error, request: FastifyRequest, reply: FastifyReply): boolean {
+  if (reply.raw.writableFinished) return false
+  const code = (error as NodeJS.ErrnoException).code
+  return (code !== undefined && DISCONNECTS.has(code)) || request.raw.socket?.destroyed !== false
+}
+
 /** One log line per request, written when the response is done; probes log at debug only. */
 class RequestLog extends LogController {
   readonly #quiet: ReadonlySet<string>
@@ -104,8 +127,14 @@ class RequestLog extends LogController {
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
     const route = request.routeOptions.url ?? 'unmatched'
     // Building the line costs more than the rest of a cached discovery answer: skip it when unused.
-    const level = error ? 'error' : this.#quiet.has(route) ? 'debug' : 'info'
+    const gone = error ? clientGone(error, request, reply) : false
+    const level = error && !gone ? 'error' : gone || this.#quiet.has(route) || quietRequests.has(request) ? 'debug' : 'info'
     if (!(request.log as Logger).isLevelEnabled(level)) return
+    if (error && gone) {
+      const code = (error as NodeJS.ErrnoException).code
+      request.log.debug({ event: 'client_disconnected', method: request.method, route, url: pathOf(request.url), ...(code ? { code } : {}) }, 'client went away before the answer')
+      return
+    }
     const line = {
       method: request.method,
       route,

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Type, type Static } from 'typebox'
-import type { App } from '../http/app.ts'
+import { type App, logQuietly } from '../http/app.ts'
 import { httpError } from '../http/errors.ts'
 import { InstanceId, InstanceUrl, Metadata, ServiceName } from '../protocol/registry.ts'
 import type { RegistryAuth } from './auth.ts'
@@ -224,6 +224,7 @@ export function registerConsulApi(app: App, options: ConsulApiOptions): void {
     // drop every target): refuse, as /discover does.
     if (!store.status().ready) throw registryError('STORE_UNAVAILABLE', `The registry has not loaded its state yet: ${store.status().detail ?? 'loading'}`)
     if (query.index !== undefined) {
+      logQuietly(request)
       const index = Number(query.index)
       const waitMs = query.wait === undefined ? DEFAULT_WAIT_MS : (consulWaitMs(query.wait) ?? DEFAULT_WAIT_MS)
       const gone = new AbortController()
@@ -348,8 +349,12 @@ function registerAgentWrites(app: App, options: ConsulApiOptions): void {
   /** The last instance each custom check id was found on: a pass is one lookup, not a scan. */
   const byCheckId = new Map<string, string>()
 
-  /** The instance whose check `checkId` is (`service:<id>` for a native instance, or a Consul-registered one's CheckID). */
-  const findCheck = (checkId: string): InstanceRecord | undefined => {
+  /**
+   * The instance whose check `checkId` is (`service:<id>` for a native instance, or a
+   * Consul-registered one's CheckID). A custom id not seen before costs a scan of every instance:
+   * only with `scan`, for callers that may write (so that nobody else can make the registry scan).
+   */
+  const findCheck = (checkId: string, scan: boolean): InstanceRecord | undefined => {
     const owns = (instance: InstanceRecord | undefined) => instance !== undefined && (instance.consul?.checkId ?? `service:${instance.id}`) === checkId
     const byPrefix = checkId.startsWith('service:') ? store.find({ instance_id: checkId.slice('service:'.length) }) : undefined
     if (owns(byPrefix)) return byPrefix
@@ -357,6 +362,7 @@ function registerAgentWrites(app: App, options: ConsulApiOptions): void {
     const hit = cached === undefined ? undefined : store.find({ instance_id: cached })
     if (owns(hit)) return hit
     byCheckId.delete(checkId)
+    if (!scan) return undefined
     for (const snapshot of store.services()) {
       const found = snapshot.instances.find((instance) => instance.consul?.checkId === checkId)
       if (found) {
@@ -390,11 +396,11 @@ function registerAgentWrites(app: App, options: ConsulApiOptions): void {
       const url = `http://${isIP(host) === 6 ? `[${host}]` : host}:${body.Port}`
       if (body.Meta?.tags !== undefined) throw registryError('BAD_CONSUL_ADDRESS', 'Meta key "tags" is reserved: give tags as Tags')
       const metadata = { ...body.Meta, ...(body.Tags !== undefined && body.Tags.length > 0 ? { tags: body.Tags.join(',') } : {}) }
-      const custom = consul.check.checkId !== `service:${id}` ? findCheck(consul.check.checkId) : undefined
-      if (custom !== undefined && custom.id !== id) throw registryError('INSTANCE_ID_CONFLICT', `Check ID ${consul.check.checkId} belongs to instance ${custom.id}`)
       // Consul replaces a service registered again under its ID, at a new address too. The
       // registry keys an instance by its URL: the old one goes first (its owner's to remove).
       const holder = writes.own(request, reply, { instance_id: id })
+      const custom = consul.check.checkId !== `service:${id}` ? findCheck(consul.check.checkId, true) : undefined
+      if (custom !== undefined && custom.id !== id) throw registryError('INSTANCE_ID_CONFLICT', `Check ID ${consul.check.checkId} belongs to instance ${custom.id}`)
       if (holder !== undefined && (holder.serviceName !== body.Name || holder.url !== url)) await writes.deregister(request, reply, { instance_id: id })
       await writes.register(
         request,
@@ -427,19 +433,16 @@ function registerAgentWrites(app: App, options: ConsulApiOptions): void {
    */
   const limitUnlessRoutinePass = async (request: FastifyRequest, reply: FastifyReply) => {
     const { check_id } = request.params as { check_id?: unknown }
-    const instance = typeof check_id === 'string' ? findCheck(check_id) : undefined
+    const instance = typeof check_id === 'string' ? findCheck(check_id, false) : undefined
     if (instance !== undefined && instance.health !== 'failing' && auth.mayWrite(request.raw, instance.serviceName, instance.owner).ok) return
     await limitWrites(request, reply)
   }
 
   /** Sets a check's status: a pass renews the instance (as a heartbeat); only TTL checks may be failed. */
   const setCheck = async (request: FastifyRequest, reply: FastifyReply, checkId: string, status: 'passing' | 'critical') => {
-    const instance = findCheck(checkId)
-    if (instance === undefined) {
-      // 401/403 before 404: whether a check exists is not for anyone to learn.
-      writes.own(request, reply, { instance_id: '-' })
-      throw unknownCheck(checkId)
-    }
+    // 401/403 before 404 (whether a check exists is not for anyone to learn), and before a scan.
+    const instance = findCheck(checkId, false) ?? writes.own(request, reply, { instance_id: '-' }) ?? findCheck(checkId, true)
+    if (instance === undefined) throw unknownCheck(checkId)
     if (status === 'passing') return writes.heartbeat(request, reply, { instance_id: instance.id })
     writes.own(request, reply, { instance_id: instance.id })
     if (instance.consul?.ttlMs === undefined) throw registryError('BAD_CONSUL_CHECK', `Check ${checkId} is not a TTL check: only a TTL check's status is set by its owner`)

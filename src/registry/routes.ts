@@ -1,5 +1,5 @@
 import { Type } from 'typebox'
-import type { App } from '../http/app.ts'
+import { type App, logQuietly } from '../http/app.ts'
 import { registryError } from './errors.ts'
 import {
   DiscoverParams,
@@ -223,6 +223,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
       if (store.discover(name).index === index && options.hub.full) throw tooManyWatchers(reply, options.hub)
       return store.discover(name)
     }
+    logQuietly(request)
     const waitMs = Math.min(wait === undefined ? DEFAULT_WAIT_MS : (parseWait(wait) ?? DEFAULT_WAIT_MS), MAX_WAIT_MS)
     // A client that goes away ends its wait (one gone already, at once: it would hold a place under
     // the cap for nothing). The listener is on the connection, which outlives the request when kept
@@ -260,6 +261,7 @@ export function registerRegistryRoutes(app: App, options: RegistryRouteOptions):
     schema: { tags: ['registry'], summary: 'Stream changes as server-sent events', querystring: EventsQuery },
     handler: async (request, reply) => {
       const service = request.query.service
+      logQuietly(request)
       if (!store.status().ready) throw storeNotReady()
       // A watcher, and beyond the cap refused.
       if (options.hub.full) throw tooManyWatchers(reply, options.hub)

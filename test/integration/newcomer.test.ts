@@ -255,3 +255,43 @@ describe('what a newcomer sees', () => {
     assert.match(String(registered.service_instance_id), /^product-[0-9a-f]{12}$/)
   })
 })
+
+describe('an idle registry is quiet', () => {
+  it('watchers waiting (native and Consul blocking queries) log nothing at info, and a watcher that leaves is no error', async () => {
+    const { startRole } = await import('../helpers/process.ts')
+    const registry = await startRole('registry')
+    try {
+      const registered = await http('POST', `${registry.url}/register`, { service_name: 'product', url: 'http://127.0.0.1:9' })
+      assert.equal(registered.status, 201)
+      const index = (await http('GET', `${registry.url}/discover/product`)).headers.get('x-registry-index')
+      const consulIndex = (await http('GET', `${registry.url}/v1/health/service/product`)).headers.get('x-consul-index')
+      // Those two reads are logged (they did not wait): start counting after their lines.
+      await registry.waitForLog((line) => line.msg === 'request' && line.route === '/v1/health/service/:service')
+      const before = registry.logs.length
+      // Three watchers' waits end with nothing changed, as every service's resolver's do all day.
+      for (let i = 0; i < 3; i++) {
+        assert.equal((await http('GET', `${registry.url}/discover/product?index=${index}&wait=200ms`)).status, 200)
+        assert.equal((await http('GET', `${registry.url}/v1/health/service/product?index=${consulIndex}&wait=200ms`)).status, 200)
+      }
+      // One leaves in the middle of its wait.
+      const leaving = new AbortController()
+      const waiting = fetch(`${registry.url}/discover/product?index=${index}&wait=30s`, { signal: leaving.signal }).catch(() => undefined)
+      const watchers = async () =>
+        [...(await http('GET', `${registry.url}/metrics`)).text.matchAll(/^registry_watchers\{[^}]*\} (\d+)$/gm)].reduce((sum, match) => sum + Number(match[1]), 0)
+      await waitFor(async () => (await watchers()) > 0, { what: 'the watcher to be waiting' })
+      leaving.abort()
+      await waiting
+      // A request that is logged, after them: once it is there, theirs would be too.
+      await http('GET', `${registry.url}/services`)
+      await registry.waitForLog((line) => line.msg === 'request' && line.route === '/services')
+      const lines = registry.logs.slice(before).filter((line) => line.route !== '/services' && line.route !== '/metrics')
+      assert.deepEqual(
+        lines.map((line) => `${line.level} ${line.msg} ${line.route}`),
+        [],
+        'nothing at info or above for watchers',
+      )
+    } finally {
+      await registry.stop()
+    }
+  })
+})
