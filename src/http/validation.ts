@@ -117,7 +117,13 @@ function describeIssue(located: Located, context: string, root: unknown): Valida
     case 'additionalProperties': {
       // TypeBox lists every unknown name; Ajv reports one per error.
       const names = Array.isArray(params.additionalProperties) ? params.additionalProperties : [params.additionalProperty]
-      const known = resolve(root, node)?.properties
+      const object = resolve(root, node)
+      // A map (keys by pattern, as metadata): the key breaks the rule the schema describes.
+      if (isSchema(object?.patternProperties)) {
+        const rule = typeof object.description === 'string' ? `: ${object.description}` : ''
+        return names.map((name) => ({ path, message: `key \`${quote(name)}\` is not allowed${rule}` }))
+      }
+      const known = object?.properties
       const hint = isSchema(known) && Object.keys(known).length > 0 ? ` (known ${field}s: ${Object.keys(known).join(', ')})` : ''
       return names.map((name) => ({ path, message: `unknown ${field} \`${quote(name)}\`${hint}` }))
     }

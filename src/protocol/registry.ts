@@ -50,7 +50,12 @@ export const InstanceUrl = Type.String({
 
 export const InstanceId = Type.String({ pattern: '^[A-Za-z0-9._:-]{1,128}$', description: '1 to 128 letters, digits, ".", "_", ":" and "-"' })
 
-export const Metadata = Type.Record(Type.String({ pattern: '^[A-Za-z0-9._/-]{1,64}$' }), Type.String({ maxLength: 512 }), { maxProperties: 32 })
+export const Metadata = Type.Record(Type.String({ pattern: '^[A-Za-z0-9._/-]{1,64}$' }), Type.String({ maxLength: 512 }), {
+  maxProperties: 32,
+  // Without it the key pattern is only a `patternProperties`: any other key would pass.
+  additionalProperties: false,
+  description: 'At most 32 entries; keys of 1 to 64 letters, digits, ".", "_", "/" and "-"; values of at most 512 characters',
+})
 
 /** What an instance says of itself: only `up` instances are discovered. */
 export const ReportedStatus = Type.Union([Type.Literal('starting'), Type.Literal('up'), Type.Literal('draining')])

@@ -3,7 +3,7 @@ import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type Campaign, type I
 import { Type, type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { Logger } from '../lib/logger.ts'
-import { instanceIdFor, Metadata, ReportedStatus, type HeartbeatBody, type InstanceRef, type RegisterBody } from '../protocol/registry.ts'
+import { instanceIdFor, ReportedStatus, type HeartbeatBody, type InstanceRef, type RegisterBody } from '../protocol/registry.ts'
 import { ADMIN_OWNER } from './auth.ts'
 import { LeaseKeepAlive } from './etcd-keepalive.ts'
 import { registryError } from './errors.ts'
@@ -37,7 +37,9 @@ const StoredInstance = Type.Object({
   status: ReportedStatus,
   health: Type.Union([Type.Literal('unchecked'), Type.Literal('passing'), Type.Literal('failing')]),
   health_url: Type.Optional(Type.String({ maxLength: 2048 })),
-  metadata: Metadata,
+  // As written by any version of the registry: keys were not checked before 2026-12 (a key
+  // refused now must not make a stored instance unreadable).
+  metadata: Type.Record(Type.String({ maxLength: 256 }), Type.String({ maxLength: 512 }), { maxProperties: 64 }),
   registered_at: Type.Number(),
   last_heartbeat: Type.Number(),
   owner: Type.String({ maxLength: 256 }),

@@ -255,6 +255,24 @@ describe('the registry refuses what it would otherwise ignore', () => {
       const status = await registry.app.inject({ method: 'POST', url: '/heartbeat', payload: { service_name: 'product', url: 'http://127.0.0.1:18081', status: 'sleeping' } })
       assert.equal(status.statusCode, 400)
       assert.deepEqual(status.json().errors, [{ path: 'body/status', message: 'must be one of: starting, up, draining' }])
+      // Metadata keys follow their rule: a key outside it is refused, and the rule is said.
+      const metadata = await registry.app.inject({
+        method: 'POST',
+        url: '/register',
+        payload: { service_name: 'product', url: 'http://127.0.0.1:18081', metadata: { zone: 'a', 'bad key': 'x' } },
+      })
+      assert.equal(metadata.statusCode, 400)
+      assert.deepEqual(
+        metadata.json().errors.map((e: { path: string }) => e.path),
+        ['body/metadata'],
+      )
+      assert.match(metadata.json().detail, /key `bad key` is not allowed: .*keys of 1 to 64 letters/)
+      const fine = await registry.app.inject({
+        method: 'POST',
+        url: '/register',
+        payload: { service_name: 'product', url: 'http://127.0.0.1:18081', metadata: { zone: 'a', 'v/1.x_y-z': 'x' } },
+      })
+      assert.equal(fine.statusCode, 201)
     } finally {
       await registry.app.close()
     }
