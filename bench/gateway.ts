@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -9,13 +9,14 @@ import { BENCH_TOKEN, startRegistry } from './servers.ts'
 
 // The gateway against nginx: GET /products/{id} from one product instance, hit directly, through
 // nginx (one worker, keep-alive to the upstream) and through the gateway. Every server shares one
-// core, the load generator has the other.
+// core, the load generator has the other. With several rounds the three targets take turns, round
+// after round, and each figure is the median of its rounds (outside load then hurts all alike).
 
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url))
 export const NGINX = '/usr/sbin/nginx'
 
 export interface GatewayRow extends LoadResult {
-  target: 'product directly' | 'nginx' | 'gateway'
+  target: 'product directly' | 'nginx' | 'gateway' | 'gateway (before)'
 }
 
 const quietEnv = (extra: Record<string, string>): NodeJS.ProcessEnv => ({
@@ -71,10 +72,59 @@ http {
 `
 }
 
+/** The pid of nginx's one worker (the master's only child), which does the proxying; read once nginx answers. */
+function nginxWorker(masterPid: number): number {
+  try {
+    const children = readFileSync(`/proc/${masterPid}/task/${masterPid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number)
+    if (children.length === 1) return children[0]!
+  } catch {
+    // Not Linux, or no such file: fall back to the master, whose own time is near zero.
+  }
+  return masterPid
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
+}
+
+/** One row per target: each figure the median of its rounds (failures, which stop the run, summed). */
+function mediansOf(rows: readonly GatewayRow[]): GatewayRow[] {
+  const targets = [...new Set(rows.map((row) => row.target))]
+  return targets.map((target) => {
+    const group = rows.filter((row) => row.target === target)
+    const figure = (pick: (row: GatewayRow) => number) => median(group.map(pick))
+    return {
+      target,
+      requestsPerSecond: figure((r) => r.requestsPerSecond),
+      requests: figure((r) => r.requests),
+      p50Ms: figure((r) => r.p50Ms),
+      p99Ms: figure((r) => r.p99Ms),
+      maxMs: figure((r) => r.maxMs),
+      errors: group.reduce((sum, r) => sum + r.errors, 0),
+      timeouts: group.reduce((sum, r) => sum + r.timeouts, 0),
+      non2xx: group.reduce((sum, r) => sum + r.non2xx, 0),
+      serverCpuPercent: figure((r) => r.serverCpuPercent),
+      serverCpuMicrosPerRequest: figure((r) => r.serverCpuMicrosPerRequest),
+      otherLoadOnServerCorePercent: figure((r) => r.otherLoadOnServerCorePercent),
+      loadCpuPercent: figure((r) => r.loadCpuPercent),
+    }
+  })
+}
+
 export async function measureGateway(
   serverCore: number,
   loadCore: number,
-  run: { durationSeconds: number; warmupSeconds: number; connections: number },
+  run: {
+    durationSeconds: number
+    warmupSeconds: number
+    connections: number
+    rounds: number
+    profileDir?: string
+    /** Another checkout's src/cli.ts: its gateway is measured too, in the same rounds, as "gateway (before)". */
+    beforeCli?: string
+  },
   log: (line: string) => void,
 ): Promise<GatewayRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'msa-bench-gateway-'))
@@ -102,7 +152,14 @@ export async function measureGateway(
     const path = `/products/${id}`
 
     const gatewayPort = await freePort()
-    const gateway = spawnPinned('gateway', serverCore, [CLI, 'gateway'], quietEnv({ PORT: String(gatewayPort), REGISTRY_URL: registry.baseUrl, HEARTBEAT_INTERVAL_SECONDS: '2' }))
+    // Profiled (BENCH_PROFILE_DIR): the profile is written when the gateway exits, at the end.
+    const profile = run.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${run.profileDir}`] : []
+    const gateway = spawnPinned(
+      'gateway',
+      serverCore,
+      [...profile, CLI, 'gateway'],
+      quietEnv({ PORT: String(gatewayPort), REGISTRY_URL: registry.baseUrl, HEARTBEAT_INTERVAL_SECONDS: '2' }),
+    )
     started.push(gateway)
     const gatewayUrl = `http://127.0.0.1:${gatewayPort}`
     await ready(`${gatewayUrl}${path}`, 'the gateway')
@@ -115,31 +172,46 @@ export async function measureGateway(
       nginx = spawn('taskset', ['-c', String(serverCore), NGINX, '-p', dir, '-c', config], { stdio: 'ignore' })
       const nginxUrl = `http://127.0.0.1:${nginxPort}`
       await ready(`${nginxUrl}${path}`, 'nginx')
-      // taskset execs nginx: the master's pid is taskset's; the worker does the work, pinned alike.
-      targets.push(['nginx', nginxUrl, nginx.pid!])
+      // taskset execs nginx: the master's pid is taskset's; its worker does the work, pinned alike.
+      targets.push(['nginx', nginxUrl, nginxWorker(nginx.pid!)])
     } else {
       log(`nginx is not installed (${NGINX}); apt-get install -y nginx to compare with it`)
     }
     targets.push(['gateway', gatewayUrl, gateway.child.pid!])
+    if (run.beforeCli) {
+      const beforePort = await freePort()
+      const before = spawnPinned(
+        'gateway (before)',
+        serverCore,
+        [run.beforeCli, 'gateway'],
+        quietEnv({ PORT: String(beforePort), REGISTRY_URL: registry.baseUrl, HEARTBEAT_INTERVAL_SECONDS: '2' }),
+      )
+      started.push(before)
+      const beforeUrl = `http://127.0.0.1:${beforePort}`
+      await ready(`${beforeUrl}${path}`, 'the gateway (before)')
+      targets.push(['gateway (before)', beforeUrl, before.child.pid!])
+    }
 
     const rows: GatewayRow[] = []
     const clockTicks = clockTicksPerSecond()
-    for (const [target, base, pid] of targets) {
-      log(`running: GET /products/{id} via ${target} (${run.warmupSeconds + run.durationSeconds} s)`)
-      const result = await runLoad(`GET /products/{id} via ${target}`, loadCore, {
-        url: `${base}${path}`,
-        method: 'GET',
-        headers: {},
-        connections: run.connections,
-        warmupSeconds: run.warmupSeconds,
-        durationSeconds: run.durationSeconds,
-        serverPid: pid,
-        serverCore,
-        clockTicksPerSecond: clockTicks,
-      })
-      rows.push({ ...result, target })
+    for (let round = 1; round <= run.rounds; round += 1) {
+      for (const [target, base, pid] of targets) {
+        log(`running: ${run.rounds > 1 ? `round ${round}, ` : ''}GET /products/{id} via ${target} (${run.warmupSeconds + run.durationSeconds} s)`)
+        const result = await runLoad(`GET /products/{id} via ${target}`, loadCore, {
+          url: `${base}${path}`,
+          method: 'GET',
+          headers: {},
+          connections: run.connections,
+          warmupSeconds: run.warmupSeconds,
+          durationSeconds: run.durationSeconds,
+          serverPid: pid,
+          serverCore,
+          clockTicksPerSecond: clockTicks,
+        })
+        rows.push({ ...result, target })
+      }
     }
-    return rows
+    return mediansOf(rows)
   } finally {
     nginx?.kill('SIGQUIT')
     await Promise.all(

@@ -1,14 +1,21 @@
 // `npm run bench`: the registry's GET /discover/{name} and POST /heartbeat against a bare
-// node:http server answering the same bytes; the servers on one core, the load on another.
+// node:http server answering the same bytes, watch propagation, and the gateway against nginx;
+// the servers on one core, the load on another.
 // Env: BENCH_DURATION_SECONDS (measured seconds per run, default 10), BENCH_WARMUP_SECONDS (2),
-// BENCH_ROUNDS (1; more rounds are interleaved and each figure is the median of its rounds).
+// BENCH_ROUNDS (1; more rounds are interleaved and each figure is the median of its rounds),
+// BENCH_ONLY (a comma-separated list of the parts to run: `registry`, `watch`, `gateway`; default
+// all three: `BENCH_ONLY=gateway npm run bench` to iterate on the gateway alone),
+// BENCH_PROFILE_DIR (a directory: the gateway then runs with `--cpu-prof` and writes its profile
+// there when it stops; the figures of such a run are slower and are not comparable),
+// BENCH_GATEWAY_BEFORE (the src/cli.ts of another checkout, e.g. one made with `git archive`: its
+// gateway is measured in the same rounds as "gateway (before)", for a before/after comparison).
 // The exit code says whether the benchmark ran, not whether the aims were met.
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { availableParallelism, loadavg } from 'node:os'
 import { clockTicksPerSecond, runLoad, type LoadRequest } from './load.ts'
 import { installCleanup, interrupted, stopAll } from './processes.ts'
 import { aims, machine, medians, renderAims, renderStores, renderTable, withRatios, type CaseName, type Run, type ServerName } from './report.ts'
-import { measureGateway } from './gateway.ts'
+import { measureGateway, type GatewayRow } from './gateway.ts'
 import { renderGateway, renderPropagation } from './report-extra.ts'
 import { measurePropagation, type PropagationResult } from './watch.ts'
 import { HEARTBEAT_BODY, JSON_HEADERS, READ_HEADERS, REGISTRY_ENV, etcdEnv, prepareRegistry, startBare, startEtcd, startRegistry, verifyBare, type Server } from './servers.ts'
@@ -36,6 +43,18 @@ function numberFromEnv(name: string, fallback: number, min: number, max: number,
     throw new Error(`${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got ${JSON.stringify(raw)}`)
   }
   return value
+}
+
+const PARTS = ['registry', 'watch', 'gateway'] as const
+type Part = (typeof PARTS)[number]
+
+function partsFromEnv(): ReadonlySet<Part> {
+  const raw = process.env.BENCH_ONLY?.trim()
+  if (!raw) return new Set(PARTS)
+  const names = raw.split(',').map((name) => name.trim())
+  const unknown = names.filter((name) => !(PARTS as readonly string[]).includes(name))
+  if (unknown.length > 0 || names.length === 0) throw new Error(`BENCH_ONLY must be a comma-separated list of ${PARTS.join(', ')}, got ${JSON.stringify(raw)}`)
+  return new Set(names as Part[])
 }
 
 // Bounded so that a typo cannot start an hour-long run: at most 5 × 4 × 150 s.
@@ -77,6 +96,8 @@ async function measure(servers: readonly [ServerName, Server][], discoverPath: s
 
 async function main(): Promise<void> {
   const run = settings()
+  const parts = partsFromEnv()
+  const profileDir = process.env.BENCH_PROFILE_DIR?.trim() || undefined
   if (availableParallelism() < 2) throw new Error('the benchmark needs two cores: one for the servers, one for the load generator')
   const host = machine()
   const date = new Date().toISOString()
@@ -88,89 +109,120 @@ async function main(): Promise<void> {
     `setup:    servers pinned to core ${SERVER_CORE}, autocannon to core ${LOAD_CORE} (taskset), ${CONNECTIONS} connections, ` +
       `${run.warmupSeconds} s warm-up + ${run.durationSeconds} s measured per run, ${run.rounds} round(s), 127.0.0.1 only`,
   )
+  if (parts.size < PARTS.length) log(`parts:    ${[...parts].join(', ')} only (BENCH_ONLY)`)
   log(
     `registry: node src/cli.ts registry, ${Object.entries(REGISTRY_ENV)
       .map(([name, value]) => `${name}=${value}`)
       .join(' ')}`,
   )
   log('          (LOG_LEVEL=warn so that per-request log lines do not dominate what is measured)')
+  if (profileDir) log(`profile:  the gateway runs with --cpu-prof, written to ${profileDir} (slower: compare nothing across runs with and without it)`)
   if (loadAverage > 0.5) {
     log(`warning:  load average ${loadAverage.toFixed(2)} at start: other processes share these cores and the numbers will be noisy;`)
     log('          the "others on core" column shows how much of the server core they took during each run')
   }
   log()
 
-  const registry = await startRegistry(SERVER_CORE)
-  const captured = await prepareRegistry(registry.baseUrl)
-  log(`checked:  GET ${captured.discoverPath} lists 3 instances, POST /heartbeat answers 200`)
-  // The same registry over etcd (one member, on the server core too: its work is the registry's cost).
-  const etcd = await startEtcd(SERVER_CORE)
-  const etcdRegistry = await startRegistry(SERVER_CORE, etcdEnv(etcd, '/bench'), 'registry (etcd)')
-  await prepareRegistry(etcdRegistry.baseUrl)
-  log('checked:  the etcd registry answers the same requests (one etcd member, data on this disk)')
-  const bare = await startBare(SERVER_CORE, captured)
-  await verifyBare(bare.baseUrl, captured)
-  log('checked:  the bare server answers the same status, content-type and body')
-  log()
+  let runs: Run[] = []
+  if (parts.has('registry')) {
+    const registry = await startRegistry(SERVER_CORE)
+    const captured = await prepareRegistry(registry.baseUrl)
+    log(`checked:  GET ${captured.discoverPath} lists 3 instances, POST /heartbeat answers 200`)
+    // The same registry over etcd (one member, on the server core too: its work is the registry's cost).
+    const etcd = await startEtcd(SERVER_CORE)
+    const etcdRegistry = await startRegistry(SERVER_CORE, etcdEnv(etcd, '/bench'), 'registry (etcd)')
+    await prepareRegistry(etcdRegistry.baseUrl)
+    log('checked:  the etcd registry answers the same requests (one etcd member, data on this disk)')
+    const bare = await startBare(SERVER_CORE, captured)
+    await verifyBare(bare.baseUrl, captured)
+    log('checked:  the bare server answers the same status, content-type and body')
+    log()
 
-  const runs = await measure(
-    [
-      ['bare node:http', bare],
-      ['registry', registry],
-      ['registry (etcd)', etcdRegistry],
-    ],
-    captured.discoverPath,
-    run,
-  )
-  await stopAll()
-  etcd.remove()
-
-  // Watch propagation: 1,000 watchers of one service, blocking queries against polling each second.
-  log()
-  const watchRegistry = await startRegistry(SERVER_CORE)
-  const propagation: PropagationResult[] = []
-  for (const mode of ['watch', 'poll'] as const) {
-    log(`running: propagation of ${WATCH_CHANGES} changes to ${WATCHERS} watchers (${mode === 'watch' ? 'blocking queries' : 'polling every 1 s'})`)
-    propagation.push(await measurePropagation(watchRegistry.baseUrl, LOAD_CORE, mode, WATCHERS, WATCH_CHANGES))
+    runs = await measure(
+      [
+        ['bare node:http', bare],
+        ['registry', registry],
+        ['registry (etcd)', etcdRegistry],
+      ],
+      captured.discoverPath,
+      run,
+    )
+    await stopAll()
+    etcd.remove()
   }
-  await stopAll()
-  // Across etcd replicas: registered on A, seen by watchers on B (through etcd's watch).
-  const replicaEtcd = await startEtcd(SERVER_CORE)
-  const [replicaA, replicaB] = [
-    await startRegistry(SERVER_CORE, etcdEnv(replicaEtcd, '/bench-watch'), 'registry replica A'),
-    await startRegistry(SERVER_CORE, etcdEnv(replicaEtcd, '/bench-watch'), 'registry replica B'),
-  ]
-  log(`running: propagation of ${WATCH_CHANGES} changes written on etcd replica A to ${WATCHERS} watchers on replica B`)
-  propagation.push(await measurePropagation(replicaB.baseUrl, LOAD_CORE, 'replicas', WATCHERS, WATCH_CHANGES, replicaA.baseUrl))
-  await stopAll()
-  replicaEtcd.remove()
+
+  const propagation: PropagationResult[] = []
+  if (parts.has('watch')) {
+    // Watch propagation: 1,000 watchers of one service, blocking queries against polling each second.
+    log()
+    const watchRegistry = await startRegistry(SERVER_CORE)
+    for (const mode of ['watch', 'poll'] as const) {
+      log(`running: propagation of ${WATCH_CHANGES} changes to ${WATCHERS} watchers (${mode === 'watch' ? 'blocking queries' : 'polling every 1 s'})`)
+      propagation.push(await measurePropagation(watchRegistry.baseUrl, LOAD_CORE, mode, WATCHERS, WATCH_CHANGES))
+    }
+    await stopAll()
+    // Across etcd replicas: registered on A, seen by watchers on B (through etcd's watch).
+    const replicaEtcd = await startEtcd(SERVER_CORE)
+    const [replicaA, replicaB] = [
+      await startRegistry(SERVER_CORE, etcdEnv(replicaEtcd, '/bench-watch'), 'registry replica A'),
+      await startRegistry(SERVER_CORE, etcdEnv(replicaEtcd, '/bench-watch'), 'registry replica B'),
+    ]
+    log(`running: propagation of ${WATCH_CHANGES} changes written on etcd replica A to ${WATCHERS} watchers on replica B`)
+    propagation.push(await measurePropagation(replicaB.baseUrl, LOAD_CORE, 'replicas', WATCHERS, WATCH_CHANGES, replicaA.baseUrl))
+    await stopAll()
+    replicaEtcd.remove()
+  }
 
   // The gateway against nginx and against the product instance hit directly.
-  log()
-  const gatewayRows = await measureGateway(SERVER_CORE, LOAD_CORE, { ...run, connections: CONNECTIONS }, log)
+  let gatewayRows: GatewayRow[] = []
+  if (parts.has('gateway')) {
+    log()
+    const beforeCli = process.env.BENCH_GATEWAY_BEFORE?.trim() || undefined
+    if (beforeCli && !existsSync(beforeCli)) throw new Error(`BENCH_GATEWAY_BEFORE must be the path of another checkout's src/cli.ts, got ${JSON.stringify(beforeCli)}`)
+    gatewayRows = await measureGateway(
+      SERVER_CORE,
+      LOAD_CORE,
+      { ...run, connections: CONNECTIONS, ...(profileDir ? { profileDir } : {}), ...(beforeCli ? { beforeCli } : {}) },
+      log,
+    )
+  }
 
   const measurements = withRatios(medians(runs))
   const verdicts = aims(measurements)
-  log()
-  log(renderTable(measurements))
-  log()
-  log('aims (the registry against the bare server; informational, they do not change the exit code):')
-  log(renderAims(verdicts))
-  log()
-  log(renderStores(measurements))
-  log()
-  log('server CPU near 100%: the server was the bottleneck. loadgen CPU near 100%: the load generator may have been.')
-  log()
-  log(renderPropagation(propagation))
-  log()
-  log(renderGateway(gatewayRows))
+  if (parts.has('registry')) {
+    log()
+    log(renderTable(measurements))
+    log()
+    log('aims (the registry against the bare server; informational, they do not change the exit code):')
+    log(renderAims(verdicts))
+    log()
+    log(renderStores(measurements))
+    log()
+    log('server CPU near 100%: the server was the bottleneck. loadgen CPU near 100%: the load generator may have been.')
+  }
+  if (parts.has('watch')) {
+    log()
+    log(renderPropagation(propagation))
+  }
+  if (parts.has('gateway')) {
+    log()
+    log(renderGateway(gatewayRows))
+  }
 
   mkdirSync(RESULTS_DIR, { recursive: true })
-  const file = new URL('latest.json', RESULTS_DIR)
   const report = {
     date,
     machine: host,
-    setup: { serverCore: SERVER_CORE, loadCore: LOAD_CORE, connections: CONNECTIONS, ...run, registryEnv: REGISTRY_ENV, loadAverage },
+    setup: {
+      serverCore: SERVER_CORE,
+      loadCore: LOAD_CORE,
+      connections: CONNECTIONS,
+      ...run,
+      parts: [...parts],
+      registryEnv: REGISTRY_ENV,
+      loadAverage,
+      ...(profileDir ? { profileDir } : {}),
+    },
     results: measurements,
     aims: verdicts,
     runs,
@@ -178,11 +230,17 @@ async function main(): Promise<void> {
     gateway: gatewayRows,
   }
   const text = `${JSON.stringify(report, null, 2)}\n`
-  writeFileSync(file, text)
-  // Every run is kept beside the latest, so that figures can be compared across changes.
-  const history = new URL(`${String(date).replace(/[:.]/g, '-')}.json`, RESULTS_DIR)
+  // latest.json is the full benchmark: a partial run (BENCH_ONLY) is kept beside it, named for its parts.
+  const suffix = parts.size < PARTS.length ? `-${[...parts].join('-')}` : ''
+  const history = new URL(`${String(date).replace(/[:.]/g, '-')}${suffix}.json`, RESULTS_DIR)
+  if (suffix === '') {
+    const file = new URL('latest.json', RESULTS_DIR)
+    writeFileSync(file, text)
+    log(`written:  ${file.pathname}`)
+  }
+  // Every run is kept, so that figures can be compared across changes.
   writeFileSync(history, text)
-  log(`written:  ${file.pathname} and ${history.pathname}`)
+  log(`written:  ${history.pathname}`)
 }
 
 installCleanup((message) => process.stderr.write(`${message}\n`))

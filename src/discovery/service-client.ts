@@ -1,9 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Agent, type Dispatcher } from 'undici'
 import { describe, errorCodes } from '../lib/errors.ts'
+import { isTimeout, retrySafety } from './failures.ts'
 import { type Logger, silentLogger } from './logger.ts'
 import { noopUpstreamObserver, type UpstreamObserver, type UpstreamOutcome } from './observer.ts'
-import { roundRobin, type Balancer } from './balancer.ts'
+import { roundRobin, type Balancer, type SelectContext } from './balancer.ts'
 import { backoffDelay } from '../lib/backoff.ts'
 import { BrokenCircuitError, InstanceBreakers, type BreakerState } from './breakers.ts'
 import type { RegistryInstance } from './registry-client.ts'
@@ -53,31 +54,22 @@ export interface ServiceClientOptions {
   observer?: UpstreamObserver
 }
 
-// The request did not get an answer from the application: another instance may serve it.
-const RETRYABLE_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'UND_ERR_SOCKET',
-  'UND_ERR_CLOSED',
-  'UND_ERR_CONNECT_TIMEOUT',
-  'UND_ERR_HEADERS_TIMEOUT',
-  'UND_ERR_BODY_TIMEOUT',
-  'ETIMEDOUT',
-])
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT'])
 /**
  * Statuses worth another instance, for idempotent requests only: a failing instance (500), bad
  * gateway, unavailable (draining, overloaded), timeout. The retry budget bounds what this costs.
  */
 const RETRYABLE_STATUSES = new Set([500, 502, 503, 504])
 
-const isTimeout = (error: unknown) => errorCodes(error).some((code) => TIMEOUT_CODES.has(code))
-const isRetryable = (error: unknown) => errorCodes(error).some((code) => RETRYABLE_CODES.has(code))
+/**
+ * What one attempt of `dispatch` gives back: the instance's status, or with `refusal` set, the
+ * caller's own answer without the instance (its client went away, its body was too large): that
+ * counts neither for nor against the instance (its status is below 500), and is not the instance
+ * answering.
+ */
+export interface DispatchResult {
+  status: number
+  refusal?: unknown
+}
 
 /** GET, HEAD, PUT and DELETE are idempotent; a POST is when it carries an Idempotency-Key. */
 export function isIdempotent(request: UpstreamRequest): boolean {
@@ -89,8 +81,12 @@ export function isIdempotent(request: UpstreamRequest): boolean {
  * Calls a service by name through discovery. Each call: resolve the instances (kept current by a
  * watch), leave out those whose circuit breaker is open (unless all are: then try them all rather
  * than fail), pick one with the balancer, and bound the attempt by a connect and a total timeout.
- * An idempotent request that meets a connection failure, a timeout or a 502/503/504 is retried on
- * another instance, with backoff, while the retry budget allows.
+ * A request that never reached an instance (the connection was refused, the name did not resolve,
+ * the connection failed before a byte was written) is tried on another instance whatever its
+ * method; an idempotent one also after a connection lost once it was sent, a timeout, or a
+ * 500/502/503/504; each with backoff, while the retry budget allows. An instance that has never
+ * answered takes one request at a time while another can serve, so that an address where nothing
+ * listens does not take its share of the traffic before its breaker opens.
  */
 export class ServiceClient {
   readonly #resolver: Resolver
@@ -105,6 +101,7 @@ export class ServiceClient {
   readonly #breakerOptions: { consecutiveFailures: number; halfOpenAfterMs: number }
   readonly #budget: RetryBudget
   readonly #outstanding = new Map<string, number>()
+  readonly #select: SelectContext = { outstanding: (id) => this.#outstanding.get(id) ?? 0 }
 
   constructor(options: ServiceClientOptions) {
     this.#resolver = options.resolver
@@ -124,6 +121,11 @@ export class ServiceClient {
     return [...this.#breakers].flatMap(([service, breakers]) => breakers.states().map(([instance, state]) => ({ service, instance, state })))
   }
 
+  /** The live instances of a service, as calls would choose from (the first call of a service starts its watch). */
+  instances(service: string): Promise<RegistryInstance[]> {
+    return this.#resolver.resolve(service)
+  }
+
   async request(service: string, request: UpstreamRequest): Promise<UpstreamResponse> {
     return this.dispatch(service, { idempotent: isIdempotent(request), retryOnStatus: true }, (instance) => this.#send(instance, request))
   }
@@ -131,9 +133,11 @@ export class ServiceClient {
   /**
    * The resilience around one logical call, whatever carries it (this client's own requests, or
    * the gateway's proxied ones): choose an instance (breakers, balancer, panic mode), run `send`
-   * through its breaker, and retry on another instance when allowed.
+   * through its breaker, and retry on another instance when allowed. `send` tells whether its
+   * request was written by rejecting with an AttemptFailure (./failures.ts); otherwise only the
+   * error codes that a connect alone produces count as never sent.
    */
-  async dispatch<R extends { status: number }>(
+  async dispatch<R extends DispatchResult>(
     service: string,
     options: { idempotent: boolean; retryOnStatus: boolean },
     send: (instance: RegistryInstance) => Promise<R>,
@@ -146,10 +150,10 @@ export class ServiceClient {
     }
     if (instances.length === 0) throw new UpstreamError('no_instances', service, `no instance of ${service} is registered`)
     const breakers = this.#breakersFor(service, instances)
-    const maxAttempts = options.idempotent ? this.#maxAttempts : 1
+    const maxAttempts = this.#maxAttempts
     this.#budget.recordRequest()
 
-    const tried = new Set<string>()
+    let tried: Set<string> | undefined
     let rechoices = 0
     let rechoosing = false
     let last: { error: unknown } | { response: R } | undefined
@@ -163,19 +167,27 @@ export class ServiceClient {
         await sleep(backoffDelay(attempt - 1, { initialMs: 20, maxMs: 200 }))
       }
       rechoosing = false
-      const untried = instances.filter((instance) => !tried.has(instance.id))
+      const untried = tried === undefined ? instances : instances.filter((instance) => !tried!.has(instance.id))
       // A retry goes to another instance; when every one has been tried, stop.
       if (attempt > 0 && untried.length === 0) break
       const pool = untried.length > 0 ? untried : instances
-      const healthy = pool.filter((instance) => breakers.available(instance.id))
+      const healthy = this.#candidates(pool, breakers)
       // Panic mode: when every candidate's breaker is open, try them anyway rather than fail.
       const panic = healthy.length === 0
-      const instance = this.#balancer.select(panic ? pool : healthy, { outstanding: (id) => this.#outstanding.get(id) ?? 0 })
+      const instance = this.#balancer.select(panic ? pool : healthy, this.#select)
       if (!instance) break
+      tried ??= new Set()
       tried.add(instance.id)
       try {
         const tracked = () => this.#track(instance, send)
-        const response = panic ? await tracked() : await breakers.execute(instance.id, tracked, (r) => r.status >= 500)
+        const response = panic
+          ? await tracked()
+          : await breakers.execute(
+              instance.id,
+              tracked,
+              (r) => r.status >= 500,
+              (r) => r.refusal === undefined,
+            )
         last = { response }
         if (!options.retryOnStatus || !options.idempotent || !RETRYABLE_STATUSES.has(response.status)) return response
         this.#logger.warn({ event: 'upstream_retry', service, instance_id: instance.id, status: response.status, attempt: attempt + 1 }, 'upstream answered a retryable status')
@@ -187,7 +199,8 @@ export class ServiceClient {
           continue
         }
         last = { error }
-        const canRetry = options.idempotent && isRetryable(error)
+        const safety = retrySafety(error)
+        const canRetry = safety === 'any_method' || (safety === 'idempotent_only' && options.idempotent)
         this.#logger.warn(
           {
             event: 'upstream_error',
@@ -198,6 +211,8 @@ export class ServiceClient {
             // The specifics, which answers to clients leave out.
             err_message: describe(error),
             attempt: attempt + 1,
+            // Whether the request may have reached the instance (`any_method`: it cannot have).
+            retry_safety: safety,
             will_retry: canRetry && attempt + 1 < maxAttempts,
           },
           'upstream call failed',
@@ -212,6 +227,23 @@ export class ServiceClient {
       throw new UpstreamError('timeout', service, `${service} did not answer within ${this.#timeoutMs} ms`, { cause: error })
     }
     throw new UpstreamError('unavailable', service, `${service} could not be reached: ${describe(error)}`, { cause: error })
+  }
+
+  /**
+   * The instances that may take this call: those whose breaker allows it, less those that have
+   * never answered and already have a request in flight (slow start), unless that leaves none.
+   */
+  #candidates(pool: readonly RegistryInstance[], breakers: InstanceBreakers): RegistryInstance[] {
+    const healthy = pool.filter((instance) => breakers.available(instance.id))
+    if (healthy.length < 2) return healthy
+    let proven: RegistryInstance[] | undefined
+    for (let k = 0; k < healthy.length; k++) {
+      const instance = healthy[k]!
+      const held = !breakers.answered(instance.id) && (this.#outstanding.get(instance.id) ?? 0) > 0
+      if (held && proven === undefined) proven = healthy.slice(0, k)
+      else if (!held) proven?.push(instance)
+    }
+    return proven === undefined || proven.length === 0 ? healthy : proven
   }
 
   /** Counts the call as outstanding while it runs, and reports its outcome and duration. */
@@ -242,6 +274,7 @@ export class ServiceClient {
     if (!breakers) {
       breakers = new InstanceBreakers({
         ...this.#breakerOptions,
+        neverSent: (error) => retrySafety(error) === 'any_method',
         onStateChange: (instanceId, state) => {
           const level = state === 'open' ? 'warn' : 'info'
           this.#logger[level]({ event: 'breaker', service, instance_id: instanceId, state }, `circuit breaker ${state.replace('_', '-')}`)

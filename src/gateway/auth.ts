@@ -155,10 +155,19 @@ export function registerGatewayAuth(app: App, options: GatewayAuthHookOptions): 
   const { auth, logger } = options
   const publicPrefixes = options.publicReadPrefixes ?? PUBLIC_READ_PREFIXES
   const verifier = auth === undefined ? undefined : (options.verifier ?? tokenVerifier(auth))
+  if (verifier === undefined) {
+    // Authentication off: only the claim is removed, without a promise per request.
+    app.addHook('onRequest', function dropSubject(request, _reply, done) {
+      // The proxy copies the request's headers (request.raw.headers) when it forwards. (Deleting
+      // only when present: a delete makes the headers object slower for everything after it.)
+      if (request.raw.headers[SUBJECT_HEADER] !== undefined) delete request.raw.headers[SUBJECT_HEADER]
+      done()
+    })
+    return
+  }
   app.addHook('onRequest', async function authenticate(request, reply) {
-    // The proxy copies the request's headers (request.raw.headers) when it forwards.
-    delete request.raw.headers[SUBJECT_HEADER]
-    if (verifier === undefined || isPublicRead(request.method, request.url, publicPrefixes)) return
+    if (request.raw.headers[SUBJECT_HEADER] !== undefined) delete request.raw.headers[SUBJECT_HEADER]
+    if (isPublicRead(request.method, request.url, publicPrefixes)) return
     const token = bearerToken(request)
     if (token === undefined) return refuse(request, reply, 'UNAUTHENTICATED')
     const verdict = await verifier.verify(token)

@@ -4,6 +4,7 @@ import { buildService, type Service, type ServiceOptions } from '../runtime/serv
 import { upstreamClient, type UpstreamOptions } from '../runtime/upstream.ts'
 import { type GatewayAuthOptions, registerGatewayAuth } from './auth.ts'
 import { combineOpenApi } from './openapi.ts'
+import { routeReadiness } from './readiness.ts'
 import { registerGatewayRoutes } from './routes.ts'
 import type { Route } from './routing.ts'
 
@@ -29,7 +30,12 @@ export async function buildGateway(options: GatewayOptions, runtime: RoleRuntime
       await app.register(async (scope) => {
         const proxied = scope as unknown as App
         registerGatewayAuth(proxied, { auth: options.auth, logger })
-        await registerGatewayRoutes(proxied, { routes: options.routes, client: upstream.client, timeoutMs: options.upstreamTimeoutSeconds * 1000 })
+        await registerGatewayRoutes(proxied, {
+          routes: options.routes,
+          client: upstream.client,
+          timeoutMs: options.upstreamTimeoutSeconds * 1000,
+          connectTimeoutMs: options.upstreamConnectTimeoutSeconds * 1000,
+        })
       })
       logger.info({ event: 'routes', routes: options.routes }, 'gateway routing table')
       // What is checked, never the secret.
@@ -40,7 +46,13 @@ export async function buildGateway(options: GatewayOptions, runtime: RoleRuntime
           : { event: 'auth', enabled: true, keys: auth.keys.kind === 'secret' ? 'secret (HS256)' : auth.keys.url, issuer: auth.issuer, audience: auth.audience },
         auth === undefined ? 'gateway authentication off: every request passes as anonymous' : 'gateway authentication on: bearer tokens required except for reads of /products',
       )
-      return { openapi: combineOpenApi(options.routes, upstream.client), ...upstream.parts }
+      const readiness = routeReadiness(options.routes, upstream.client)
+      return {
+        openapi: combineOpenApi(options.routes, upstream.client),
+        ...upstream.parts,
+        checks: { routes: readiness.check },
+        details: () => ({ ...upstream.parts.details(), ...readiness.details() }),
+      }
     },
   })
 }

@@ -1,71 +1,109 @@
-import { Transform, type TransformCallback } from 'node:stream'
+import { Readable, Transform, type TransformCallback } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import replyFrom from '@fastify/reply-from'
 import { propagation } from '@opentelemetry/api'
 import type { RegistryInstance } from '../discovery/registry-client.ts'
 import { UpstreamError, type ServiceClient } from '../discovery/service-client.ts'
 import { BODY_LIMIT_BYTES, LINGER_LIMIT_BYTES, sendProblem, type App } from '../http/app.ts'
 import { type AppError, defineErrors, httpError } from '../http/errors.ts'
+import { describe, errorCode } from '../lib/errors.ts'
 import { upstreamError, upstreamFailure } from '../runtime/upstream.ts'
+import { connectionNamed, forward, proxyAgent } from './proxy.ts'
 import { type Route, upstreamTarget } from './routing.ts'
 
 /** What the gateway itself refuses, before any instance is asked. */
 const gatewayError = defineErrors({
   INVALID_PATH: { status: 400, title: 'Invalid request path' },
+  INVALID_HEADER: { status: 400, title: 'Invalid request header' },
 })
 
 export interface GatewayRouteOptions {
   routes: readonly Route[]
   client: ServiceClient
   timeoutMs: number
+  connectTimeoutMs: number
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 
-/** A request may go to another instance after a failure only if it is idempotent and has no body to replay. */
+/**
+ * A request may go to another instance after a failure once it may have reached the first only if
+ * it is idempotent and has no body to replay. (One that never reached an instance may go to
+ * another whatever it is: the service client tells them apart.)
+ */
 function retryable(request: FastifyRequest): boolean {
   const length = request.headers['content-length']
   const hasBody = (length !== undefined && length !== '0') || request.headers['transfer-encoding'] !== undefined
   return IDEMPOTENT.has(request.method) && !hasBody
 }
 
-// Hop-by-hop headers (RFC 9110 7.6.1) describe one connection, not the request: never forwarded.
-// reply-from already drops Connection and the headers it names; these are the rest.
-// `Expect` is not hop-by-hop, but it is answered here: Node sends the client its 100 Continue,
-// and undici refuses to send the header on (it would fail every such request, counted against the
-// instance as if it had failed).
-const HOP_BY_HOP = ['keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']
-const NOT_FORWARDED = [...HOP_BY_HOP, 'expect']
+// Hop-by-hop headers (RFC 9110 7.6.1) describe one connection, not the request: never forwarded,
+// nor are those the Connection header names. `Expect` is not hop-by-hop, but it is answered here:
+// Node sends the client its 100 Continue, and undici refuses to send the header on (it would fail
+// every such request, counted against the instance as if it had failed). `Host` is the instance's;
+// the X-Forwarded-* and X-Request-Id headers are set below.
+const NOT_FORWARDED = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+  'host',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-request-id',
+])
 
-function withoutHopByHop<T extends Record<string, unknown>>(headers: T): T {
-  const copy = { ...headers }
-  for (const name of NOT_FORWARDED) delete copy[name]
-  return copy
-}
-
-// In answers too: an instance's `Connection: keep-alive` is about its connection to the gateway,
-// and must not keep the client's open when the client asked for it to close. (reply-from drops
-// these only for HTTP/2 callers.)
-const RESPONSE_HOP_BY_HOP = ['connection', ...HOP_BY_HOP]
-
-function answerHeaders<T extends Record<string, unknown>>(headers: T): T {
-  const copy = { ...headers }
-  const named = typeof headers.connection === 'string' ? headers.connection.split(',').map((name) => name.trim().toLowerCase()) : []
-  for (const name of [...RESPONSE_HOP_BY_HOP, ...named]) delete copy[name]
-  return copy
+function forwardedFor(request: FastifyRequest): string {
+  const previous = request.headers['x-forwarded-for']
+  const chain = Array.isArray(previous) ? previous.join(', ') : previous
+  return chain ? `${chain}, ${request.ip}` : request.ip
 }
 
 /**
- * The caller's trace headers, when the gateway traces: undici's instrumentation adds the gateway's
- * own (continuing the caller's trace), and a second traceparent would make the callee pick the
- * caller's and skip the gateway. Untraced (no propagator), the caller's pass through unchanged.
+ * The headers the instance receives: the caller's, less hop-by-hop ones, plus X-Forwarded-For,
+ * -Proto, -Host and X-Request-Id. When the gateway traces, the caller's trace headers are left out
+ * too: undici's instrumentation adds the gateway's own (continuing the caller's trace), and a
+ * second traceparent would make the callee pick the caller's and skip the gateway. Untraced (no
+ * propagator), the caller's pass through unchanged.
  */
-function withoutPropagated<T extends Record<string, unknown>>(headers: T): T {
-  const fields = propagation.fields()
-  if (fields.length === 0) return headers
-  const copy = { ...headers }
-  for (const name of fields) delete copy[name]
-  return copy
+function forwardHeaders(request: FastifyRequest): Record<string, string | string[] | undefined> {
+  const source = request.headers
+  const named = connectionNamed(source.connection)
+  const propagated = propagation.fields()
+  const headers: Record<string, string | string[] | undefined> = {}
+  for (const name in source) {
+    if (NOT_FORWARDED.has(name) || named?.has(name) || (propagated.length > 0 && propagated.includes(name))) continue
+    headers[name] = source[name]
+  }
+  headers['x-forwarded-for'] = forwardedFor(request)
+  headers['x-forwarded-proto'] = request.protocol
+  headers['x-forwarded-host'] = source.host ?? ''
+  headers['x-request-id'] = request.id
+  return headers
+}
+
+/** Where an instance is, parsed once per instance (a view's instances are kept until it changes). */
+interface Upstream {
+  origin: string
+  host: string
+  /** The instance URL's own path, without a trailing slash ('' for most). */
+  basePath: string
+}
+
+const upstreams = new WeakMap<RegistryInstance, Upstream>()
+
+function upstreamOf(instance: RegistryInstance): Upstream {
+  let upstream = upstreams.get(instance)
+  if (upstream === undefined) {
+    const url = new URL(instance.url)
+    upstream = { origin: url.origin, host: url.host, basePath: url.pathname.replace(/\/$/, '') }
+    upstreams.set(instance, upstream)
+  }
+  return upstream
 }
 
 const bodyTooLarge = (limit: number) => httpError('BODY_TOO_LARGE', `The request body is larger than ${limit} bytes`)
@@ -121,22 +159,17 @@ interface Attempt {
 /** Not an HTTP status: the client closed its connection before it had its answer (nginx's 499). */
 const CLIENT_GONE = 499
 
-function forwardedFor(request: FastifyRequest): string {
-  const previous = request.headers['x-forwarded-for']
-  const chain = Array.isArray(previous) ? previous.join(', ') : previous
-  return chain ? `${chain}, ${request.ip}` : request.ip
-}
-
 /**
  * The gateway: `/products*` and `/orders*` (or whatever the routing table says) go to a healthy
  * instance of the service, chosen by the same discovery client the services use (balancing,
- * breakers, timeouts, retries of idempotent requests on connection failures). Proxying itself,
- * streaming both ways and dropping hop-by-hop headers, is @fastify/reply-from's.
+ * breakers, slow start, timeouts; retries on another instance of requests that never reached one,
+ * and of idempotent ones after connection failures). Proxying itself, streaming both ways and
+ * dropping hop-by-hop headers, is ./proxy.ts.
  */
 export async function registerGatewayRoutes(app: App, options: GatewayRouteOptions): Promise<void> {
-  await app.register(replyFrom, {
-    undici: { connections: 128, pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs },
-    disableRequestLogging: true,
+  const agent = proxyAgent({ connectTimeoutMs: options.connectTimeoutMs, timeoutMs: options.timeoutMs })
+  app.addHook('onClose', async () => {
+    await agent.close()
   })
 
   // Bodies are not parsed: they stream through to the instance as they arrive, within the body
@@ -157,53 +190,44 @@ export async function registerGatewayRoutes(app: App, options: GatewayRouteOptio
   })
 
   const proxy = (route: Route) => async (request: FastifyRequest, reply: FastifyReply) => {
-    const requestId = request.id
-    reply.header('x-request-id', requestId)
+    reply.header('x-request-id', request.id)
     // What the URL parser would resolve elsewhere (`..`, `\\`, encoded or not) is refused here, as
     // the client's error, rather than reaching another route of the instance.
     const target = upstreamTarget(request.url, route.prefix)
     if ('refused' in target) return sendProblem(reply, gatewayError('INVALID_PATH', target.refused).toProblem(request.url))
-    const body = request.body instanceof LimitedBody ? request.body : undefined
+    const body = request.body instanceof Readable ? request.body : null
+    const limited = body instanceof LimitedBody ? body : undefined
     const clientGone = () => request.raw.socket?.destroyed !== false
-    const attempt = (instance: RegistryInstance) =>
-      new Promise<Attempt>((resolve, reject) => {
-        // A client that leaves before its answer: reply-from then calls neither callback below.
-        if (clientGone()) return resolve({ status: CLIENT_GONE, refusal: 'client_gone' })
-        const onClose = () => {
-          if (!reply.sent && clientGone()) resolve({ status: CLIENT_GONE, refusal: 'client_gone' })
+    const headers = forwardHeaders(request)
+    const path = target.query === '' ? target.path : `${target.path}?${target.query}`
+    const forwarded = {
+      method: request.method,
+      headers,
+      body,
+      requestComplete: () => request.raw.complete,
+      failedAnswer: (error: Error) => {
+        // The answer's head was in (and counted as the instance's answer); its body never came.
+        request.log.warn({ event: 'upstream_body_failed', service: route.service, err_message: describe(error) }, 'the instance failed in the middle of its answer')
+        return upstreamFailure(new UpstreamError('bad_response', route.service, describe(error), { cause: error }))
+      },
+    }
+    const attempt = async (instance: RegistryInstance): Promise<Attempt> => {
+      if (clientGone()) return { status: CLIENT_GONE, refusal: 'client_gone' }
+      const upstream = upstreamOf(instance)
+      headers.host = upstream.host
+      try {
+        return { status: await forward(agent, reply, { ...forwarded, origin: upstream.origin, path: `${upstream.basePath}${path}` }) }
+      } catch (error) {
+        // The client's doing, not the instance's: answered as such, and not counted against it.
+        if (limited?.exceeded) return { status: 413, refusal: bodyTooLarge(limit) }
+        if (clientGone()) return { status: CLIENT_GONE, refusal: 'client_gone' }
+        // A header value Node accepted and undici will not send (it checks before connecting).
+        if (errorCode((error as Error).cause) === 'UND_ERR_INVALID_ARG') {
+          return { status: 400, refusal: gatewayError('INVALID_HEADER', 'The request has a header that cannot be forwarded') }
         }
-        reply.raw.once('close', onClose)
-        const settle = (outcome: Attempt | Error) => {
-          reply.raw.removeListener('close', onClose)
-          if (outcome instanceof Error) reject(outcome)
-          else resolve(outcome)
-        }
-        // The query is not part of the source: reply-from would decode it with the path, and refuse
-        // (or fail on) a `..` or a stray `%` that is the upstream's to read.
-        reply.from(`${instance.url.replace(/\/$/, '')}${target.path}`, {
-          queryString: () => target.query,
-          // Retries are ours: to another instance, not the same one again.
-          retryDelay: () => null,
-          rewriteRequestHeaders: (_req, headers) => ({
-            ...withoutPropagated(withoutHopByHop(headers)),
-            'x-forwarded-for': forwardedFor(request),
-            'x-forwarded-proto': request.protocol,
-            'x-forwarded-host': request.headers.host ?? '',
-            'x-request-id': requestId,
-          }),
-          rewriteHeaders: (headers) => answerHeaders(headers),
-          onResponse: (_req, res, response) => {
-            settle({ status: response.statusCode })
-            void res.send(response.stream)
-          },
-          onError: (_res, { error }) => {
-            // The client's doing, not the instance's: answered as such, and not counted against it.
-            if (body?.exceeded) settle({ status: 413, refusal: bodyTooLarge(limit) })
-            else if (clientGone()) settle({ status: CLIENT_GONE, refusal: 'client_gone' })
-            else settle(error)
-          },
-        })
-      })
+        throw error
+      }
+    }
     let outcome: Attempt
     try {
       outcome = await options.client.dispatch(route.service, { idempotent: retryable(request), retryOnStatus: false }, attempt)
@@ -217,7 +241,7 @@ export async function registerGatewayRoutes(app: App, options: GatewayRouteOptio
     if (outcome.refusal === undefined || reply.sent) return reply
     if (outcome.refusal === 'client_gone') return reply
     // As the app does after any other 413: read and drop the rest, within the same bound.
-    if (body?.exceeded) discardRest(request, LINGER_LIMIT_BYTES)
+    if (limited?.exceeded) discardRest(request, LINGER_LIMIT_BYTES)
     return sendProblem(reply, outcome.refusal.toProblem(request.url))
   }
 

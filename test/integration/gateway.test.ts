@@ -25,10 +25,37 @@ function rawGet(url: string, headers: Record<string, string>): Promise<{ status:
   })
 }
 
-/** An upstream that answers with what it received; `/slow` never answers. */
+/** Bytes of the large answers: past what the gateway reads whole before sending (64 KiB). */
+const LARGE = 300 * 1024
+
+/**
+ * An upstream that answers with what it received; `/slow` never answers; `/large` and `/stream`
+ * answer LARGE bytes, with a length and without one (chunked); `/empty` answers 204; `/cut` and
+ * `/cut-stream` declare more than they send, then close the connection.
+ */
 function echoServer(): Server {
   return createServer((request: IncomingMessage, response) => {
     if (request.url?.startsWith('/echo/slow')) return
+    if (request.url === '/echo/large') {
+      response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': LARGE, 'set-cookie': ['a=1', 'b=2'] })
+      return response.end(Buffer.alloc(LARGE, 'L'))
+    }
+    if (request.url === '/echo/stream') {
+      response.writeHead(200, { 'content-type': 'text/plain' })
+      for (let i = 0; i < 10; i++) response.write('S'.repeat(LARGE / 10))
+      return response.end()
+    }
+    if (request.url === '/echo/empty') {
+      response.writeHead(204, { 'x-upstream': 'echo' })
+      return response.end()
+    }
+    if (request.url === '/echo/cut' || request.url === '/echo/cut-stream') {
+      const length = request.url === '/echo/cut' ? 1000 : LARGE
+      response.writeHead(200, { 'content-type': 'application/json', 'content-length': length })
+      response.write('{"partial":')
+      // Gone in the middle of its answer.
+      return setImmediate(() => response.socket?.destroy())
+    }
     let bytes = 0
     request.on('data', (chunk: Buffer) => (bytes += chunk.length))
     request.on('end', () => {
@@ -126,6 +153,40 @@ describe('gateway', () => {
       req.end()
     })
     assert.equal(chunked.bytes, 100_000)
+  })
+
+  it('passes answers on as the instance sent them: large, streamed, empty, HEAD', async () => {
+    const large = await fetch(`${gateway.url}/echo/large`)
+    assert.equal(large.status, 200)
+    assert.equal(large.headers.get('content-length'), String(LARGE))
+    assert.deepEqual(large.headers.getSetCookie(), ['a=1', 'b=2'])
+    assert.equal((await large.arrayBuffer()).byteLength, LARGE)
+    const streamed = await fetch(`${gateway.url}/echo/stream`)
+    assert.equal(streamed.status, 200)
+    assert.equal(streamed.headers.get('content-length'), null, 'no length: streamed as it comes')
+    assert.equal((await streamed.text()).length, LARGE)
+    const empty = await fetch(`${gateway.url}/echo/empty`)
+    assert.equal(empty.status, 204)
+    assert.equal(empty.headers.get('x-upstream'), 'echo')
+    assert.equal(await empty.text(), '')
+    const head = await fetch(`${gateway.url}/echo/large`, { method: 'HEAD' })
+    assert.equal(head.status, 200)
+    assert.equal(head.headers.get('content-length'), String(LARGE), 'the length of the answer a GET would have')
+    assert.equal(await head.text(), '')
+  })
+
+  it('answers 502 UPSTREAM_FAILED when the instance fails in the middle of a small answer; cuts a streamed one', async () => {
+    const cut = await http('GET', `${gateway.url}/echo/cut`)
+    assert.equal(cut.status, 502)
+    assert.equal(cut.body.code, 'UPSTREAM_FAILED')
+    assert.doesNotMatch(cut.text, /127\.0\.0\.1|UND_ERR|ECONN/, 'no internals in the answer')
+    // A large answer is already on its way to the client when the instance fails: the client sees
+    // it end early (its length is not met), never a complete-looking answer.
+    await assert.rejects(async () => {
+      const response = await fetch(`${gateway.url}/echo/cut-stream`)
+      await response.arrayBuffer()
+    })
+    assert.equal((await http('GET', `${gateway.url}/echo/after-cut`)).status, 200)
   })
 
   it('answers 503 NO_HEALTHY_INSTANCE for a route whose service has no instance', async () => {

@@ -5,6 +5,7 @@ import type { Balancer, Candidate } from '../../src/discovery/balancer.ts'
 import { BrokenCircuitError } from '../../src/discovery/breakers.ts'
 import type { RegistryInstance } from '../../src/discovery/registry-client.ts'
 import type { Resolver } from '../../src/discovery/resolver.ts'
+import { AttemptFailure } from '../../src/discovery/failures.ts'
 import { ServiceClient, UpstreamError, type ServiceClientOptions, type UpstreamRequest } from '../../src/discovery/service-client.ts'
 import { silentLogger } from '../helpers/logger.ts'
 
@@ -26,6 +27,8 @@ const instanceAt = (url: string, n: number): RegistryInstance => ({
 
 const logger = silentLogger()
 const refused = (origin: string) => Object.assign(new Error(`connect ECONNREFUSED ${origin}`), { code: 'ECONNREFUSED' })
+/** A connection lost with no word on whether the request had gone out: it may have reached the instance. */
+const reset = (origin: string) => Object.assign(new Error(`read ECONNRESET ${origin}`), { code: 'ECONNRESET' })
 const json = { headers: { 'content-type': 'application/json' } }
 
 const GET: UpstreamRequest = { method: 'GET', path: '/products/1' }
@@ -121,7 +124,8 @@ describe('ServiceClient: panic mode', () => {
 describe('ServiceClient: retry budget', () => {
   it('does not retry once the budget is spent (ratio 0, no floor)', async () => {
     const { agent, client, calls } = setup({ retryBudget: { ratio: 0, minPerSecond: 0 } })
-    agent.get(A).intercept({ path: '/products/1', method: 'GET' }).replyWithError(refused(A))
+    // A reset, not a refusal: a refusal would open the breaker of an instance that never answered.
+    agent.get(A).intercept({ path: '/products/1', method: 'GET' }).replyWithError(reset(A))
     await assert.rejects(client.request('product', GET), upstreamError('unavailable'))
     assert.deepEqual(calls(), [A], 'one attempt, no retry on B or C')
 
@@ -134,7 +138,7 @@ describe('ServiceClient: retry budget', () => {
   it('spends the budget across requests: one retry allowed, then none', async () => {
     // 0.1 retries per second over the 10 s window: exactly one retry.
     const { agent, client, calls } = setup({ retryBudget: { ratio: 0, minPerSecond: 0.1 } })
-    agent.get(A).intercept({ path: '/products/1', method: 'GET' }).replyWithError(refused(A)).times(2)
+    agent.get(A).intercept({ path: '/products/1', method: 'GET' }).replyWithError(reset(A)).times(2)
     agent.get(B).intercept({ path: '/products/1', method: 'GET' }).reply(200, { id: 1 }, json)
     const first = await client.request('product', GET)
     assert.equal(first.status, 200)
@@ -146,16 +150,46 @@ describe('ServiceClient: retry budget', () => {
 })
 
 describe('ServiceClient: idempotency decides retries after a connection error', () => {
-  it('does not retry a POST without an Idempotency-Key: exactly one attempt', async () => {
+  it('retries a POST without an Idempotency-Key on another instance when the connection was refused (nothing was sent)', async () => {
     const { agent, client, calls } = setup()
     agent.get(A).intercept({ path: '/products', method: 'POST' }).replyWithError(refused(A))
     agent.get(B).intercept({ path: '/products', method: 'POST' }).reply(201, { id: 7 }, json)
+    const response = await client.request('product', POST)
+    assert.equal(response.status, 201)
+    assert.equal(response.instance.url, B)
+    assert.deepEqual(calls(), [A, B])
+  })
+
+  it('does not retry a POST without an Idempotency-Key after a reset: it may have reached the instance', async () => {
+    const { agent, client, calls } = setup()
+    agent.get(A).intercept({ path: '/products', method: 'POST' }).replyWithError(reset(A))
+    agent.get(B).intercept({ path: '/products', method: 'POST' }).reply(201, { id: 7 }, json)
     await assert.rejects(client.request('product', POST), (error) => {
       upstreamError('unavailable')(error)
-      assert.equal((error as UpstreamError & { cause: { code: string } }).cause.code, 'ECONNREFUSED')
+      assert.equal((error as UpstreamError & { cause: { code: string } }).cause.code, 'ECONNRESET')
       return true
     })
     assert.deepEqual(calls(), [A])
+  })
+
+  it('retries any method when the transport says nothing was written (AttemptFailure), and not when it was', async () => {
+    for (const written of [false, true]) {
+      const { client, instances } = setup()
+      const sent: string[] = []
+      const send = async (instance: RegistryInstance) => {
+        sent.push(instance.url)
+        if (instance === instances[0]) throw new AttemptFailure(reset(instance.url), written)
+        return { status: 201 }
+      }
+      const call = client.dispatch('product', { idempotent: false, retryOnStatus: false }, send)
+      if (written) {
+        await assert.rejects(call, upstreamError('unavailable'))
+        assert.deepEqual(sent, [A], 'written: it may have reached A, so it goes nowhere else')
+      } else {
+        assert.equal((await call).status, 201)
+        assert.deepEqual(sent, [A, B], 'never written: B takes it')
+      }
+    }
   })
 
   it('retries a POST with an Idempotency-Key on another instance', async () => {
