@@ -12,6 +12,8 @@
 # deploy/docker-compose.etcd.yml) and behaves like it where the Compose file relies on it: the
 # command is etcd itself, configured by ETCD_* variables, and etcd as PID 1 exits 0 on SIGTERM.
 set -euo pipefail
+# shellcheck source=debian-binary-image.sh
+source "$(dirname "$0")/debian-binary-image.sh"
 
 tag=${1:?usage: build-etcd-image.sh TAG}
 
@@ -20,46 +22,15 @@ trap 'rm -rf --one-file-system "$work"' EXIT
 root=$work/root
 packages=(etcd-server etcd-client)
 
-# The packages as the archive has them (not whatever this machine has installed); the package
-# lists are refreshed once if they are missing or out of date.
-mkdir -p "$work/debs" "$work/unpacked"
-(cd "$work/debs" && apt-get download -qq "${packages[@]}" >"$work/apt.log" 2>&1) || {
-  echo "apt-get download failed; apt-get update, then again"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$work/apt.log" 2>&1 || true
-  (cd "$work/debs" && apt-get download -qq "${packages[@]}" >>"$work/apt.log" 2>&1) || {
-    tail -n 30 "$work/apt.log" >&2
-    exit 1
-  }
-}
-for deb in "$work"/debs/*.deb; do
-  echo "unpacking $(dpkg-deb --field "$deb" Package) $(dpkg-deb --field "$deb" Version)"
-  dpkg-deb --extract "$deb" "$work/unpacked"
-done
+fetch_debs "$work" "${packages[@]}"
 version=$(dpkg-deb --field "$work"/debs/etcd-server_*.deb Version)
 
-# Merged /usr layout, as Debian bookworm has it.
-mkdir -p "$root"/{usr/bin,usr/lib/x86_64-linux-gnu,usr/lib64,etc,tmp,var/lib/etcd}
-ln -s usr/bin "$root/bin"
-ln -s usr/lib "$root/lib"
-ln -s usr/lib64 "$root/lib64"
-chmod 1777 "$root/tmp"
+merged_usr "$root"
+mkdir -p "$root/var/lib/etcd"
 for bin in etcd etcdctl; do
   install -m 755 "$work/unpacked/usr/bin/$bin" "$root/usr/bin/$bin"
 done
-
-# Every shared library the binaries load, at the path the loader looks for it; anything beyond
-# libc would mean the package changed, and this recipe with it.
-libs=$(for bin in etcd etcdctl; do
-  ldd "$root/usr/bin/$bin" | awk '/=> \//{print $3} /^\s*\/[^ ]+ \(/{print $1}'
-done | sort -u)
-for lib in $libs; do
-  case $(basename "$lib") in
-    libc.so.* | ld-linux-*.so.*) ;;
-    *) echo "etcd needs $lib, which this recipe does not expect" >&2; exit 1 ;;
-  esac
-  mkdir -p "$root$(dirname "$lib")"
-  cp -L "$lib" "$root$lib"
-done
+copy_libc "$root" /usr/bin/etcd /usr/bin/etcdctl
 
 # etcd runs as its own user (the uid Debian's package would give it is not fixed; 999 is).
 cat >"$root/etc/passwd" <<'PASSWD'
@@ -72,11 +43,7 @@ root:x:0:
 etcd:x:999:
 nogroup:x:65534:
 GROUP
-# Go's own resolver (no NSS modules in the image): /etc/hosts, then the network's DNS, which
-# answers the members' Compose service names.
-cat >"$root/etc/nsswitch.conf" <<'NSS'
-hosts: files dns
-NSS
+go_resolver "$root"
 # A new named volume mounted here takes this folder's owner and mode, so etcd can make its data
 # directory (0700) in it without running as root.
 chown 999:999 "$root/var/lib/etcd"

@@ -12,6 +12,8 @@
 # file relies on it: the binary is at /bin/prometheus (here through the merged /usr), it runs as
 # `nobody` with its data in /prometheus, and as PID 1 it exits 0 on SIGTERM.
 set -euo pipefail
+# shellcheck source=debian-binary-image.sh
+source "$(dirname "$0")/debian-binary-image.sh"
 
 tag=${1:?usage: build-prometheus-image.sh TAG}
 
@@ -20,29 +22,12 @@ trap 'rm -rf --one-file-system "$work"' EXIT
 root=$work/root
 packages=(prometheus)
 
-# The package as the archive has it (not whatever this machine has installed); the package lists
-# are refreshed once if they are missing or out of date.
-mkdir -p "$work/debs" "$work/unpacked"
-(cd "$work/debs" && apt-get download -qq "${packages[@]}" >"$work/apt.log" 2>&1) || {
-  echo "apt-get download failed; apt-get update, then again"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$work/apt.log" 2>&1 || true
-  (cd "$work/debs" && apt-get download -qq "${packages[@]}" >>"$work/apt.log" 2>&1) || {
-    tail -n 30 "$work/apt.log" >&2
-    exit 1
-  }
-}
-for deb in "$work"/debs/*.deb; do
-  echo "unpacking $(dpkg-deb --field "$deb" Package) $(dpkg-deb --field "$deb" Version)"
-  dpkg-deb --extract "$deb" "$work/unpacked"
-done
+fetch_debs "$work" "${packages[@]}"
 version=$(dpkg-deb --field "$work"/debs/prometheus_*.deb Version)
 
-# Merged /usr layout, as Debian bookworm has it: /bin/prometheus, upstream's path, is the same file.
-mkdir -p "$root"/{usr/bin,usr/lib/x86_64-linux-gnu,usr/lib64,usr/share,etc/prometheus,tmp,prometheus}
-ln -s usr/bin "$root/bin"
-ln -s usr/lib "$root/lib"
-ln -s usr/lib64 "$root/lib64"
-chmod 1777 "$root/tmp"
+# Merged /usr layout: /bin/prometheus, upstream's path, is the same file.
+merged_usr "$root"
+mkdir -p "$root"/{usr/share,etc/prometheus,prometheus}
 for bin in prometheus promtool; do
   install -m 755 "$work/unpacked/usr/bin/$bin" "$root/usr/bin/$bin"
 done
@@ -51,19 +36,7 @@ cp -a "$work/unpacked/usr/share/prometheus" "$root/usr/share/prometheus"
 # Debian's sample configuration, so that the image starts without a mounted one.
 install -m 644 "$work/unpacked/etc/prometheus/prometheus.yml" "$root/etc/prometheus/prometheus.yml"
 
-# Every shared library the binaries load, at the path the loader looks for it; anything beyond
-# libc would mean the package changed, and this recipe with it.
-libs=$(for bin in prometheus promtool; do
-  ldd "$root/usr/bin/$bin" | awk '/=> \//{print $3} /^\s*\/[^ ]+ \(/{print $1}'
-done | sort -u)
-for lib in $libs; do
-  case $(basename "$lib") in
-    libc.so.* | ld-linux-*.so.*) ;;
-    *) echo "prometheus needs $lib, which this recipe does not expect" >&2; exit 1 ;;
-  esac
-  mkdir -p "$root$(dirname "$lib")"
-  cp -L "$lib" "$root$lib"
-done
+copy_libc "$root" /usr/bin/prometheus /usr/bin/promtool
 
 # Prometheus runs as nobody, as upstream's image does.
 cat >"$root/etc/passwd" <<'PASSWD'
@@ -74,11 +47,7 @@ cat >"$root/etc/group" <<'GROUP'
 root:x:0:
 nogroup:x:65534:
 GROUP
-# Go's own resolver (no NSS modules in the image): /etc/hosts, then the network's DNS, which
-# answers the Compose service names (registry).
-cat >"$root/etc/nsswitch.conf" <<'NSS'
-hosts: files dns
-NSS
+go_resolver "$root"
 chown 65534:65534 "$root/prometheus"
 
 tar -C "$root" --numeric-owner -cf "$work/rootfs.tar" .

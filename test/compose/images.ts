@@ -147,30 +147,30 @@ async function aptCandidates(packages: string[]): Promise<string[]> {
   return packages.map((pkg) => candidates.get(pkg) ?? '')
 }
 
-/** etcd from Debian's etcd-server package (no debootstrap: it needs libc only); stands in for quay.io/coreos/etcd. */
-export async function ensureEtcdImage(log: Log, logFile: string): Promise<string> {
-  const script = join(COMPOSE_DIR, 'build-etcd-image.sh')
-  const versions = await aptCandidates(['etcd-server', 'etcd-client'])
-  // 3.4.23-4+b4 -> 3.4.23: the tag says which etcd it is; the hash, which build.
+/**
+ * An image of a Go program from Debian's packages (libc only, no debootstrap root), built by
+ * `script` with debian-binary-image.sh; tagged with the upstream version and a hash of the recipe
+ * and the packages' versions, so it is rebuilt only when one of them changes.
+ */
+async function ensureDebianBinaryImage(name: string, packages: readonly string[], script: string, log: Log, logFile: string): Promise<string> {
+  const path = join(COMPOSE_DIR, script)
+  const versions = await aptCandidates([...packages])
+  // 3.4.23-4+b4 -> 3.4.23, 2.42.0+ds-5+deb12u1 -> 2.42.0: the tag says which it is; the hash, which build.
   const upstream = /^(?:\d+:)?([0-9.]+)/.exec(versions[0] ?? '')?.[1] ?? 'debian'
-  const tag = `${REPOSITORY}/etcd:${upstream}-${hash(readFileSync(script), ...versions)}`
+  const tag = `${REPOSITORY}/${name}:${upstream}-${hash(readFileSync(path), readFileSync(join(COMPOSE_DIR, 'debian-binary-image.sh')), ...versions)}`
   if (await imageExists(tag)) return tag
-  log(`building the etcd image ${tag} (Debian's etcd-server ${versions[0] || 'package'}; a few seconds)`)
-  await run('bash', [script, tag], { timeoutMs: 600_000, logFile })
-  await removeOtherTags(`${REPOSITORY}/etcd`, tag)
+  log(`building the ${name} image ${tag} (Debian's ${packages[0]} ${versions[0] || 'package'}; a few seconds)`)
+  await run('bash', [path, tag], { timeoutMs: 600_000, logFile })
+  await removeOtherTags(`${REPOSITORY}/${name}`, tag)
   return tag
 }
 
-/** Prometheus from Debian's prometheus package (libc only, as etcd); stands in for prom/prometheus. */
-export async function ensurePrometheusImage(log: Log, logFile: string): Promise<string> {
-  const script = join(COMPOSE_DIR, 'build-prometheus-image.sh')
-  const versions = await aptCandidates(['prometheus'])
-  // 2.42.0+ds-5+deb12u1 -> 2.42.0
-  const upstream = /^(?:\d+:)?([0-9.]+)/.exec(versions[0] ?? '')?.[1] ?? 'debian'
-  const tag = `${REPOSITORY}/prometheus:${upstream}-${hash(readFileSync(script), ...versions)}`
-  if (await imageExists(tag)) return tag
-  log(`building the Prometheus image ${tag} (Debian's prometheus ${versions[0] || 'package'}; a few seconds)`)
-  await run('bash', [script, tag], { timeoutMs: 600_000, logFile })
-  await removeOtherTags(`${REPOSITORY}/prometheus`, tag)
-  return tag
+/** etcd from Debian's etcd-server package; stands in for quay.io/coreos/etcd. */
+export function ensureEtcdImage(log: Log, logFile: string): Promise<string> {
+  return ensureDebianBinaryImage('etcd', ['etcd-server', 'etcd-client'], 'build-etcd-image.sh', log, logFile)
+}
+
+/** Prometheus from Debian's prometheus package; stands in for prom/prometheus. */
+export function ensurePrometheusImage(log: Log, logFile: string): Promise<string> {
+  return ensureDebianBinaryImage('prometheus', ['prometheus'], 'build-prometheus-image.sh', log, logFile)
 }

@@ -942,8 +942,17 @@ describe('the etcd variant (deploy/docker-compose.etcd.yml): 3 etcd members, 2 r
   test(
     'three etcd members form one cluster and publish nothing; both registry replicas are ready on it (store etcd, not stale)',
     step(async () => {
-      const members = await etcdClient!.send([{ method: 'POST', url: 'http://etcd1:2379/v3/cluster/member/list', body: {} }])
-      const listed = (members[0]!.body as { members: Array<{ name: string; clientURLs: string[] }> }).members
+      // The replicas are ready once two members have quorum; the third may still be joining (on a
+      // busy machine, Podman's DNS can keep the members from resolving each other for a while).
+      let listed: Array<{ name: string; clientURLs?: string[] }> = []
+      await waitFor(
+        async () => {
+          const members = await etcdClient!.send([{ method: 'POST', url: 'http://etcd1:2379/v3/cluster/member/list', body: {} }])
+          listed = (members[0]!.body as { members?: typeof listed }).members ?? []
+          return listed.length === ETCD_MEMBERS.length && listed.every((m) => (m.clientURLs ?? []).length > 0)
+        },
+        { timeoutMs: 60_000, intervalMs: 500, what: 'all three etcd members started and listing their client URLs' },
+      ).catch(() => undefined)
       assert.deepEqual(
         listed.map((m) => [m.name, m.clientURLs]).sort(),
         ETCD_MEMBERS.map((name) => [name, [`http://${name}:2379`]]),
@@ -1033,7 +1042,9 @@ describe('the etcd variant (deploy/docker-compose.etcd.yml): 3 etcd members, 2 r
   test(
     'the etcd leader killed: both replicas stay ready and take writes, heartbeats keep every instance, orders succeed; started again, it rejoins',
     step(async () => {
-      const leader = await waitFor(() => agreedLeader(), { timeoutMs: 10_000, intervalMs: 200, what: 'a leader the members agree on' })
+      // Podman's DNS can stall for tens of seconds on a busy machine: the members only agree once
+      // they can resolve each other again.
+      const leader = await waitFor(() => agreedLeader(), { timeoutMs: 60_000, intervalMs: 200, what: 'a leader the members agree on' })
       const victim = await etcdStack!.container(leader)
       const others = ETCD_MEMBERS.filter((m) => m !== leader)
       const before = await views()
