@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose'
 import { isSubject, SUBJECT_HEADER } from '../contracts/auth.ts'
 import { sendProblem, type App } from '../http/app.ts'
-import { defineErrors } from '../http/errors.ts'
+import { defineErrors, type ProblemKind } from '../http/errors.ts'
 import type { Logger } from '../lib/logger.ts'
 import { upstreamTarget } from './routing.ts'
 
@@ -22,6 +22,9 @@ const authError = defineErrors({
   INVALID_TOKEN: { status: 401, title: 'The bearer token is not valid' },
   AUTH_UNAVAILABLE: { status: 503, title: 'Tokens cannot be checked just now' },
 })
+
+/** What a request that needs a token may be answered (for the OpenAPI document). */
+export const AUTH_PROBLEMS: readonly ProblemKind[] = [authError.kind('UNAUTHENTICATED'), authError.kind('INVALID_TOKEN'), authError.kind('AUTH_UNAVAILABLE')]
 
 export type TokenVerdict = { ok: true; subject: string } | { ok: false; code: 'INVALID_TOKEN' | 'AUTH_UNAVAILABLE'; reason: string }
 

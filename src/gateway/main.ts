@@ -3,7 +3,7 @@ import type { RoleRuntime } from '../runtime/role.ts'
 import { buildService, type Service, type ServiceOptions } from '../runtime/service.ts'
 import { upstreamClient, type UpstreamOptions } from '../runtime/upstream.ts'
 import { type GatewayAuthOptions, registerGatewayAuth } from './auth.ts'
-import { combineOpenApi } from './openapi.ts'
+import { combineOpenApi, routedProblems } from './openapi.ts'
 import { routeReadiness } from './readiness.ts'
 import { registerGatewayRoutes } from './routes.ts'
 import type { Route } from './routing.ts'
@@ -48,7 +48,7 @@ export async function buildGateway(options: GatewayOptions, runtime: RoleRuntime
       )
       const readiness = routeReadiness(options.routes, upstream.client)
       return {
-        openapi: combineOpenApi(options.routes, upstream.client),
+        openapi: combineOpenApi(options.routes, upstream.client, routedProblems(auth !== undefined)),
         ...upstream.parts,
         checks: { routes: readiness.check },
         details: () => ({ ...upstream.parts.details(), ...readiness.details() }),

@@ -4,7 +4,7 @@ import { propagation } from '@opentelemetry/api'
 import type { RegistryInstance } from '../discovery/registry-client.ts'
 import { UpstreamError, type ServiceClient } from '../discovery/service-client.ts'
 import { BODY_LIMIT_BYTES, LINGER_LIMIT_BYTES, sendProblem, type App } from '../http/app.ts'
-import { type AppError, defineErrors, httpError } from '../http/errors.ts'
+import { type AppError, defineErrors, httpError, type ProblemKind } from '../http/errors.ts'
 import { describe, errorCode } from '../lib/errors.ts'
 import { upstreamError, upstreamFailure } from '../runtime/upstream.ts'
 import { connectionNamed, forward, proxyAgent } from './proxy.ts'
@@ -15,6 +15,17 @@ const gatewayError = defineErrors({
   INVALID_PATH: { status: 400, title: 'Invalid request path' },
   INVALID_HEADER: { status: 400, title: 'Invalid request header' },
 })
+
+/** What the gateway may answer on any routed request before or instead of the service's answer (for its OpenAPI document). */
+export const ROUTED_PROBLEMS: readonly ProblemKind[] = [
+  gatewayError.kind('INVALID_PATH'),
+  gatewayError.kind('INVALID_HEADER'),
+  httpError.kind('BODY_TOO_LARGE'),
+  upstreamError.kind('NO_HEALTHY_INSTANCE'),
+  upstreamError.kind('UPSTREAM_UNAVAILABLE'),
+  upstreamError.kind('UPSTREAM_FAILED'),
+  upstreamError.kind('UPSTREAM_TIMEOUT'),
+]
 
 export interface GatewayRouteOptions {
   routes: readonly Route[]

@@ -67,10 +67,19 @@ describe('API documentation of running processes', () => {
       assert.deepEqual(products.paths['/products/{id}'].get.responses['404'].content[PROBLEM].schema.properties.code.enum, ['PRODUCT_NOT_FOUND'], process.role)
       assert.deepEqual(products.paths['/products'].post.responses['415'].content[PROBLEM].schema.properties.code.enum, ['UNSUPPORTED_MEDIA_TYPE'], process.role)
     }
-    // The registry's own: who may write, what a registration may be refused for, and Consul's.
-    const registryDoc = (await http('GET', `${registry.url}/openapi.json`)).body
     const codes = (operation: { responses: Record<string, { content?: Record<string, { schema: { properties: { code: { enum: string[] } } } }> }> }, status: string) =>
       operation.responses[status]?.content?.[PROBLEM]?.schema.properties.code.enum ?? []
+    // The gateway adds what it may answer itself to each routed operation, beside the service's own.
+    const viaGateway = (await http('GET', `${gateway.url}/openapi.json`)).body
+    const productById = viaGateway.paths['/products/{id}'].get
+    assert.deepEqual(codes(productById, '404'), ['PRODUCT_NOT_FOUND'])
+    assert.ok(codes(productById, '503').includes('NO_HEALTHY_INSTANCE'), JSON.stringify(productById.responses['503']))
+    assert.deepEqual(codes(productById, '502'), ['UPSTREAM_FAILED'])
+    assert.deepEqual(codes(productById, '504'), ['UPSTREAM_TIMEOUT'])
+    assert.ok(codes(viaGateway.paths['/products'].post, '400').includes('VALIDATION_FAILED') && codes(viaGateway.paths['/products'].post, '400').includes('INVALID_PATH'))
+    assert.equal(productById.responses['401'], undefined, 'no token needed: the gateway runs without auth here')
+    // The registry's own: who may write, what a registration may be refused for, and Consul's.
+    const registryDoc = (await http('GET', `${registry.url}/openapi.json`)).body
     const register = registryDoc.paths['/register'].post
     assert.deepEqual(codes(register, '403').sort(), ['NOT_OWNER', 'PROTECTED_MODE', 'TOKEN_NOT_ALLOWED'])
     assert.deepEqual(codes(register, '409'), ['INSTANCE_ID_CONFLICT'])
