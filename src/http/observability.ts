@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module'
 import { context, isSpanContextValid, trace } from '@opentelemetry/api'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import type { Metrics } from './metrics.ts'
+import type { HotCount, Metrics } from './metrics.ts'
 import type { Telemetry } from './telemetry.ts'
 
 /**
@@ -14,11 +14,25 @@ export function instrument(app: FastifyInstance, options: { telemetry: Telemetry
   const { telemetry, metrics } = options
   if (telemetry.enabled) traceRequests(app)
 
+  // The count of each (method, route template, status) is a plain number folded into the counter
+  // at scrape time (prom-client hashes the labels on every increment); the duration still goes
+  // through prom-client. The keys are bounded: Node's parser takes known methods only, routes are
+  // templates, statuses few.
+  const counts = new Map<string, { count: HotCount; labels: Readonly<Record<'method' | 'route' | 'status', string | number>> }>()
   app.addHook('onResponse', function countRequest(request, reply, done) {
-    const route = request.routeOptions.url ?? 'unmatched'
-    const status = reply.statusCode
-    metrics?.httpRequests.inc({ method: request.method, route, status })
-    metrics?.httpDuration.observe({ method: request.method, route, status }, reply.elapsedTime / 1000)
+    if (metrics) {
+      const route = request.routeOptions.url ?? 'unmatched'
+      const status = reply.statusCode
+      const key = `${request.method} ${status} ${route}`
+      let entry = counts.get(key)
+      if (entry === undefined) {
+        const labels = { method: request.method, route, status }
+        entry = { count: metrics.hotRequestCount(labels), labels }
+        counts.set(key, entry)
+      }
+      entry.count.inc()
+      metrics.httpDuration.observe(entry.labels, reply.elapsedTime / 1000)
+    }
     done()
   })
 }
