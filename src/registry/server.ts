@@ -21,7 +21,7 @@ import { registryError } from './errors.ts'
 import type { ProblemKind } from '../http/errors.ts'
 import { registerPrometheusSd } from './prometheus-sd.ts'
 import { registerConsulApi } from './consul.ts'
-import { startDnsServer } from './dns.ts'
+import type { DnsServer } from './dns.ts'
 
 export interface RegistryAppOptions {
   logger: Logger
@@ -58,6 +58,11 @@ export interface RegistryApp {
   epoch: string
   /** Evicts expired instances once and logs each; the sweeper calls this on an interval. */
   sweep: () => Promise<void>
+  /**
+   * Starts the warm-up over from now: called when the registry begins to listen, so that the time
+   * it took to start (modules, a busy machine) does not eat into the instances' time to re-register.
+   */
+  restartWarmup: () => void
 }
 
 /** What REGISTRY_READ_TOKEN guards: the registry's data, not its health or documentation. */
@@ -130,7 +135,8 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
   const processEpoch = randomBytes(8).toString('hex')
   const epoch = () => store.epoch ?? processEpoch
   // On etcd the state outlives the process: nothing to wait for after a start.
-  const warmupUntil = store.kind === 'etcd' ? 0 : clock() + (options.warmupMs ?? options.ttlMs / 2)
+  const warmupMs = store.kind === 'etcd' ? 0 : (options.warmupMs ?? options.ttlMs / 2)
+  let warmupUntil = warmupMs === 0 ? 0 : clock() + warmupMs
   const warmupRemainingMs = () => Math.max(0, warmupUntil - clock())
   const responses = new DiscoveryResponses()
   let draining = false
@@ -268,6 +274,9 @@ export function buildRegistryApp(options: RegistryAppOptions): RegistryApp & { c
       return epoch()
     },
     sweep,
+    restartWarmup: () => {
+      if (warmupMs > 0) warmupUntil = clock() + warmupMs
+    },
     counters,
     auth,
   }
@@ -392,7 +401,7 @@ export async function buildRegistry(options: RegistryOptions, runtime: RoleRunti
       onResult: (outcome) => registry.counters.healthChecks.inc({ outcome }),
     })
     let sweeper: NodeJS.Timeout | undefined
-    let dns: Awaited<ReturnType<typeof startDnsServer>>
+    let dns: DnsServer | undefined
     const running = await startRole({
       app: registry.app,
       logger,
@@ -403,12 +412,18 @@ export async function buildRegistry(options: RegistryOptions, runtime: RoleRunti
       // Scoped tokens rotate without a restart: SIGHUP (or a change to the file) re-reads them.
       ...(options.aclFile === undefined ? {} : { onHangup: () => void auth.reload('SIGHUP') }),
       listening: async (port) => {
+        // Clients are told the warm-up left from now, when they can first reach the registry.
+        registry.restartWarmup()
         // The epoch names this registry process to its clients (a response header): the same name
         // on its spans ties the two together.
         await telemetry.start({ serviceName: 'registry', instanceId: `registry-${registry.epoch}`, logger })
         // Loads the registry from etcd in the background: until then, not ready (and it says why).
         void shared?.start()
-        dns = await startDnsServer({ store: registry.store, logger, host: options.host, port: options.dnsPort, domain: options.dnsDomain })
+        // The DNS interface (and its packet codec) is loaded only when it is on.
+        if (options.dnsPort !== 0) {
+          const { startDnsServer } = await import('./dns.ts')
+          dns = await startDnsServer({ store: registry.store, logger, host: options.host, port: options.dnsPort, domain: options.dnsDomain })
+        }
         sweeper = setInterval(() => void registry.sweep(), sweepIntervalMs(ttlMs))
         sweeper.unref()
         checker.start()

@@ -169,3 +169,25 @@ describe('registry routes (memory, fake clock)', () => {
     assert.equal(await store.heartbeat({ service_name: 'product', url: 'http://p:1' }), undefined)
   })
 })
+
+describe('the warm-up after a start', () => {
+  it('counts from when the registry starts listening, not from when it was built', async () => {
+    let now = Date.parse('2026-12-01T00:00:00Z')
+    const { buildRegistryApp } = await import('../../src/registry/server.ts')
+    const { silentLogger } = await import('../helpers/logger.ts')
+    const registry = buildRegistryApp({ logger: silentLogger(), ttlMs: 60_000, warmupMs: 1000, clock: () => now })
+    try {
+      const warmup = async () => Number((await registry.app.inject({ method: 'GET', url: '/discover/product' })).headers['x-registry-warmup-ms'])
+      assert.equal(await warmup(), 1000)
+      // A slow start: building took longer than the warm-up.
+      now += 1500
+      assert.equal(await warmup(), 0)
+      registry.restartWarmup()
+      assert.equal(await warmup(), 1000, 'the instances get the whole warm-up to re-register')
+      now += 400
+      assert.equal(await warmup(), 600)
+    } finally {
+      await registry.app.close()
+    }
+  })
+})
