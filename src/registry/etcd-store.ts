@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto'
-import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type Campaign, type IKeyValue, type IOptions, type IRequestOp, type IResponseHeader, type Watcher } from 'etcd3'
+import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type IKeyValue, type IOptions, type IRequestOp, type IResponseHeader, type Watcher } from 'etcd3'
 import { Type, type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { Logger } from '../lib/logger.ts'
 import { instanceIdFor, ReportedStatus, type HeartbeatBody, type InstanceRef, type RegisterBody } from '../protocol/registry.ts'
 import { ADMIN_OWNER } from './auth.ts'
+import { LeaderElection } from './etcd-election.ts'
 import { LeaseKeepAlive } from './etcd-keepalive.ts'
 import { registryError } from './errors.ts'
 import { type ConsulCheck, type InstanceRecord, type RegisterResult, type RegistryStore, type ServiceSnapshot, type StoreStatus, type SweepResult, serviceViews } from './store.ts'
@@ -178,8 +179,8 @@ export class EtcdStore implements RegistryStore {
   #watching = false
   #quorum = true
   #problem: string | undefined = 'not yet connected to etcd'
-  #campaign: Campaign | undefined
-  #leader = false
+  readonly #election: LeaderElection
+  #electionTimer: NodeJS.Timeout | undefined
   /** Instances whose leases expired (seen by the leader), for `evictExpired`. */
   #expired: InstanceRecord[] = []
   /** The keys of passing Consul TTL checks (see CHECK_SUFFIX), by instance id. */
@@ -215,6 +216,15 @@ export class EtcdStore implements RegistryStore {
       faultHandling: { watchBackoff: watchBackoff(100), host: hostBreaker },
     })
     this.#keepAlive = new LeaseKeepAlive(this.#client, attemptMs)
+    this.#election = new LeaderElection({
+      client: this.#client,
+      keepAlive: this.#keepAlive,
+      name: `${this.#options.prefix}/leader`,
+      // A short lease: when the leader dies, another replica takes over the checks within seconds.
+      ttlSeconds: ELECTION_TTL_SECONDS,
+      candidate: this.#options.replicaName,
+      logger: this.#options.logger,
+    })
   }
 
   /** The lease TTL etcd is asked for: the TTL rounded up to whole seconds. */
@@ -256,13 +266,17 @@ export class EtcdStore implements RegistryStore {
     if (this.#closed) return
     this.#probeTimer = setInterval(() => void this.#probe(), this.#options.probeIntervalMs)
     this.#probeTimer.unref()
-    this.#campaignForLeader()
+    // Runs for leader (health checks, eviction logs) as long as the store is open; renews its
+    // lease three times per TTL at least.
+    void this.#election.step()
+    this.#electionTimer = setInterval(() => void this.#election.step(), Math.min(this.#options.probeIntervalMs, (ELECTION_TTL_SECONDS * 1000) / 3))
+    this.#electionTimer.unref()
   }
 
   async close(): Promise<void> {
     this.#closed = true
     clearInterval(this.#probeTimer)
-    this.#keepAlive.close()
+    clearInterval(this.#electionTimer)
     for (const waiter of this.#catchUp) waiter.resolve()
     this.#catchUp = []
     // Handing over the health checks at once is a courtesy: without etcd it would never answer,
@@ -275,7 +289,8 @@ export class EtcdStore implements RegistryStore {
       await Promise.race([step?.catch(() => {}), giveUp])
       clearTimeout(timer)
     }
-    await courtesy(this.#campaign?.resign())
+    await courtesy(this.#election.close())
+    this.#keepAlive.close()
     await courtesy(this.#watcher?.cancel())
     this.#client.close()
   }
@@ -287,7 +302,7 @@ export class EtcdStore implements RegistryStore {
   }
 
   isLeader(): boolean {
-    return this.#leader && this.status().stale === false
+    return this.#election.leader && this.status().stale === false
   }
 
   watch(listener: (serviceName: string) => void): () => void {
@@ -761,7 +776,7 @@ export class EtcdStore implements RegistryStore {
       service.views = undefined
       if (service.entries.size === 0) this.#services.delete(entry.record.serviceName)
     }
-    if (this.#leader && !this.#deregistering.has(id)) void this.#noteExpiry(entry, previousKv)
+    if (this.#election.leader && !this.#deregistering.has(id)) void this.#noteExpiry(entry, previousKv)
     return entry.record.serviceName
   }
 
@@ -815,23 +830,6 @@ export class EtcdStore implements RegistryStore {
     }
     this.#quorum = false
     this.#problem = `etcd unreachable or without quorum (${this.#describe(error)})`
-  }
-
-  /** Runs for leader (health checks, eviction logs) as long as the store is open. */
-  #campaignForLeader(): void {
-    if (this.#closed) return
-    // A short lease: when the leader dies, another replica takes over the checks within seconds.
-    const campaign = this.#client.election(`${this.#options.prefix}/leader`, ELECTION_TTL_SECONDS).campaign(this.#options.replicaName)
-    this.#campaign = campaign
-    campaign.on('elected', () => {
-      this.#leader = true
-      this.#options.logger.info({ event: 'leader_elected', replica: this.#options.replicaName }, 'this replica runs the health checks')
-    })
-    campaign.on('error', (error) => {
-      if (this.#leader) this.#options.logger.warn({ event: 'leader_lost', err: this.#describe(error) }, 'no longer the replica that runs the health checks')
-      this.#leader = false
-      if (this.#campaign === campaign && !this.#closed) setTimeout(() => this.#campaignForLeader(), 1000).unref()
-    })
   }
 
   #describe(error: unknown): string {

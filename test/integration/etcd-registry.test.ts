@@ -4,6 +4,8 @@
 // restart that loses nothing, and a store that cannot write without failing requests.
 import assert from 'node:assert/strict'
 import { after, describe, it } from 'node:test'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Etcd3 } from 'etcd3'
@@ -14,6 +16,8 @@ import { type EtcdCluster, startEtcd } from '../helpers/etcd.ts'
 import { capturingLogger, silentLogger } from '../helpers/logger.ts'
 import { freshPrefix } from '../helpers/stores.ts'
 import { waitFor } from '../helpers/wait.ts'
+
+const CLOSE_CHILD = new URL('../helpers/etcd-close-child.ts', import.meta.url).pathname
 
 const apps: RegistryApp[] = []
 const clusters: EtcdCluster[] = []
@@ -259,15 +263,61 @@ describe('registry replicas over etcd', () => {
       assert.equal(probes, 2)
       // The leader stored the result in etcd: the instance is down, and out of discovery, on both.
       for (const r of [a, b]) {
-        await waitFor(async () => (await discover(r, 'product')).json().instances.length === 0, { what: 'the failing instance out of discovery' })
-        const services = (await r.app.inject({ method: 'GET', url: '/services' })).json()
-        assert.equal(services.services[0].instances[0].id, instance.id)
-        assert.equal(services.services[0].instances[0].status, 'down')
+        // Listed, and down (b may not even have seen the registration yet when this starts).
+        await waitFor(
+          async () => {
+            const listed = (await r.app.inject({ method: 'GET', url: '/services' })).json().services[0]?.instances ?? []
+            return listed.length === 1 && listed[0].id === instance.id && listed[0].status === 'down'
+          },
+          { what: 'the failing instance listed as down' },
+        )
+        assert.deepEqual((await discover(r, 'product')).json().instances, [], 'a down instance is out of discovery')
       }
       await Promise.all(checkers.map((checker) => checker.stop()))
     } finally {
       endpoint.closeAllConnections()
       await new Promise((resolve) => endpoint.close(resolve))
+    }
+  })
+
+  it('when the leader closes, the other replica leads within a few seconds', async () => {
+    const etcd = await cluster()
+    const prefix = freshPrefix()
+    const a = await replica(etcd, prefix)
+    await waitFor(() => a.store.isLeader(), { what: 'the first replica leading' })
+    const b = await replica(etcd, prefix)
+    const reader = new Etcd3({ hosts: etcd.endpoints.split(',') })
+    try {
+      await waitFor(async () => (await reader.getAll().prefix(`election/${prefix}/leader/`).keys()).length === 2, { what: 'the second replica standing' })
+    } finally {
+      reader.close()
+    }
+    assert.equal(b.store.isLeader(), false, 'one leader at a time')
+    await a.app.close()
+    await a.store.close()
+    // Its key is revoked at close: b leads from its next election step, well before a's lease would expire.
+    await waitFor(() => b.store.isLeader(), { timeoutMs: 4000, what: 'the other replica leading' })
+  })
+
+  it('replicas that close leave nothing running: their process exits by itself, whichever closes first', async () => {
+    const etcd = await cluster()
+    for (const order of ['follower-first', 'leader-first', 'together']) {
+      const child = spawn(process.execPath, [CLOSE_CHILD, order], {
+        env: { ...process.env, ETCD_ENDPOINTS: etcd.endpoints, ETCD_PREFIX: freshPrefix() },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      let output = ''
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk))
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk))
+      const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>
+      const deadline = new Promise<'running'>((resolve) => setTimeout(resolve, 30_000, 'running').unref())
+      const outcome = await Promise.race([exited, deadline])
+      if (outcome === 'running') {
+        child.kill('SIGKILL')
+        assert.fail(`${order}: still running 30 s after it started; output:\n${output}`)
+      }
+      assert.deepEqual(outcome, [0, null], `${order}: ${output}`)
+      assert.match(output, /^closed$/m, order)
     }
   })
 
