@@ -3,7 +3,7 @@ import type { Tracer } from '@opentelemetry/api'
 import type { Migration } from 'kysely/migration'
 import { migrate, openDatabase, type Database } from '../db/database.ts'
 import { isDatabaseUnavailable } from '../db/errors.ts'
-import { type AppError, defineErrors } from '../http/errors.ts'
+import { type AppError, defineErrors, type ProblemKind } from '../http/errors.ts'
 import { backoffDelay } from '../lib/backoff.ts'
 import { describe } from '../lib/errors.ts'
 import type { Logger } from '../lib/logger.ts'
@@ -60,6 +60,7 @@ export async function serviceDatabase<T>(
   database: Database<T>
   checks: Record<string, () => Promise<true>>
   classifyError: (error: Error) => AppError | undefined
+  problems: readonly ProblemKind[]
   closers: ShutdownStep[]
 }> {
   const database = openDatabase<T>({
@@ -80,6 +81,7 @@ export async function serviceDatabase<T>(
       },
     },
     classifyError: classifyDatabaseError,
+    problems: [databaseError.kind('DATABASE_UNAVAILABLE')],
     closers: [{ name: 'close database', run: () => database.close() }],
   }
 }

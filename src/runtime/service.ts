@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { type RegistryAuthError, RegistryClient } from '../discovery/registry-client.ts'
 import { Registration } from '../discovery/registration.ts'
 import { buildApp, type App } from '../http/app.ts'
-import type { AppError } from '../http/errors.ts'
+import type { AppError, ProblemKind } from '../http/errors.ts'
 import { registerHealthRoutes, type ReadinessCheck } from '../http/health.ts'
 import { Metrics } from '../http/metrics.ts'
 import type { Telemetry } from '../http/telemetry.ts'
@@ -51,6 +51,8 @@ export interface ServiceParts {
   details?: () => Record<string, unknown>
   /** Errors of the service's resources that deserve their own answer (a database outage: 503). */
   classifyError?: (error: Error) => AppError | undefined
+  /** What `classifyError` may answer, documented on every route `setup` added. */
+  problems?: readonly ProblemKind[]
   /** Closed after the server has drained, in order. */
   closers?: ShutdownStep[]
 }
@@ -82,6 +84,8 @@ export async function buildService(definition: ServiceDefinition): Promise<Servi
   let parts: ServiceParts = {}
   let draining = false
   let registration: Registration | undefined
+  /** The routes `setup` added ("GET /products/:id"): those its resources' errors may answer. */
+  const ownRoutes = new Set<string>()
   const app = buildApp({
     logger,
     metrics,
@@ -92,13 +96,19 @@ export async function buildService(definition: ServiceDefinition): Promise<Servi
       title: `${name} service`,
       description: definition.description,
       combine: async (own) => (parts.openapi ? parts.openapi(own) : own),
+      problems: (route) => (ownRoutes.has(`${route.method} ${route.url}`) ? (parts.problems ?? []) : []),
     },
   })
   const registryClient = new RegistryClient({ urls: options.registryUrls, token: options.registryToken })
   // Routes go in a plugin registered after the OpenAPI one, which documents them.
   await app.register(async (scoped) => {
     const routes = scoped as unknown as App
+    let inSetup = true
+    scoped.addHook('onRoute', (route) => {
+      if (inSetup) for (const method of [route.method].flat()) ownRoutes.add(`${method} ${route.url}`)
+    })
     parts = await definition.setup({ app: routes, logger, registryClient, metrics, telemetry })
+    inSetup = false
     registerHealthRoutes(routes, {
       checks: {
         ...parts.checks,

@@ -66,7 +66,13 @@ describe('API documentation of running processes', () => {
       const products = (await http('GET', `${process.url}/openapi.json`)).body
       assert.deepEqual(products.paths['/products/{id}'].get.responses['404'].content[PROBLEM].schema.properties.code.enum, ['PRODUCT_NOT_FOUND'], process.role)
       assert.deepEqual(products.paths['/products'].post.responses['415'].content[PROBLEM].schema.properties.code.enum, ['UNSUPPORTED_MEDIA_TYPE'], process.role)
+      // A database outage is a 503 on every route that reads or writes it, and on no other.
+      for (const operation of [products.paths['/products/{id}'].get, products.paths['/products'].post, products.paths['/products'].get]) {
+        assert.ok(operation.responses['503'].content[PROBLEM].schema.properties.code.enum.includes('DATABASE_UNAVAILABLE'), process.role)
+      }
     }
+    const productDoc = (await http('GET', `${product.url}/openapi.json`)).body
+    assert.equal(productDoc.paths['/health/live'].get.responses['503'], undefined, 'the liveness probe reads no database')
     const codes = (operation: { responses: Record<string, { content?: Record<string, { schema: { properties: { code: { enum: string[] } } } }> }> }, status: string) =>
       operation.responses[status]?.content?.[PROBLEM]?.schema.properties.code.enum ?? []
     // The gateway adds what it may answer itself to each routed operation, beside the service's own.
