@@ -1,11 +1,10 @@
 import { type Env, type Role, loadAllConfig, loadGatewayConfig, loadRegistryConfig, loadServiceConfig } from './config/index.ts'
-import { buildGateway } from './gateway/main.ts'
-import { telemetryFromEnv, traceLogFields, type Telemetry } from './http/telemetry.ts'
+import type { Telemetry } from './http/telemetry.ts'
 import { createLogger, type Logger, type LoggerOptions, wantsColor } from './lib/logger.ts'
-import { buildRegistry } from './registry/server.ts'
-import { buildOrderService } from './services/order/main.ts'
-import { buildProductService } from './services/product/main.ts'
-import { runAll } from './supervisor.ts'
+
+// Each role's code is imported only by the role that runs it (below): a process loads one role's
+// modules and packages, not all four (the registry needs no SQL driver, the supervisor of
+// `npm start` no Fastify, no tracing API). See bench/footprint.ts.
 
 /** LOG_FORMAT, or pretty on a terminal and JSON lines everywhere else. */
 function formatFor(format: 'json' | 'pretty' | undefined): 'json' | 'pretty' {
@@ -16,12 +15,13 @@ function formatFor(format: 'json' | 'pretty' | undefined): 'json' | 'pretty' {
  * The role's logger, and a signal that fires when its stdout is closed (the role then stops).
  * Traced, every line written while serving a request carries the request's trace and span ids.
  */
-function output(
+async function output(
   role: Role,
   config: { logLevel: LoggerOptions['level']; logFormat: 'json' | 'pretty' | undefined },
-  telemetry: Telemetry,
   env: Env,
-): { logger: Logger; stop: AbortSignal; telemetry: Telemetry } {
+): Promise<{ logger: Logger; stop: AbortSignal; telemetry: Telemetry }> {
+  const { telemetryFromEnv, traceLogFields } = await import('./http/telemetry.ts')
+  const telemetry = telemetryFromEnv(env)
   const closed = new AbortController()
   const logger = createLogger({
     level: config.logLevel,
@@ -39,24 +39,28 @@ export async function runRole(role: Role, env: Env): Promise<void> {
   switch (role) {
     case 'registry': {
       const config = loadRegistryConfig(env)
-      await (await buildRegistry(config, output(role, config, telemetryFromEnv(env), env))).start()
+      const { buildRegistry } = await import('./registry/server.ts')
+      await (await buildRegistry(config, await output(role, config, env))).start()
       return
     }
     case 'product': {
       const config = loadServiceConfig(env, role)
-      const service = await buildProductService(config, output(role, config, telemetryFromEnv(env), env))
+      const { buildProductService } = await import('./services/product/main.ts')
+      const service = await buildProductService(config, await output(role, config, env))
       await service.start()
       return
     }
     case 'order': {
       const config = loadServiceConfig(env, role)
-      const service = await buildOrderService(config, output(role, config, telemetryFromEnv(env), env))
+      const { buildOrderService } = await import('./services/order/main.ts')
+      const service = await buildOrderService(config, await output(role, config, env))
       await service.start()
       return
     }
     case 'gateway': {
       const config = loadGatewayConfig(env)
-      const service = await buildGateway(config, output(role, config, telemetryFromEnv(env), env))
+      const { buildGateway } = await import('./gateway/main.ts')
+      const service = await buildGateway(config, await output(role, config, env))
       await service.start()
       return
     }
@@ -65,6 +69,7 @@ export async function runRole(role: Role, env: Env): Promise<void> {
       loadRegistryConfig(env)
       loadServiceConfig(env, 'product')
       loadGatewayConfig(env)
+      const { runAll } = await import('./supervisor.ts')
       await runAll(loadAllConfig(env), env)
       return
     }

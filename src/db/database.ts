@@ -1,9 +1,10 @@
 import { mkdirSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { context, SpanKind, SpanStatusCode, trace, type Tracer } from '@opentelemetry/api'
 import { Kysely, PostgresDialect, sql, type LogEvent } from 'kysely'
 import { Migrator, type Migration } from 'kysely/migration'
-import pg from 'pg'
+import type pgModule from 'pg'
 import { sqliteDialect } from './sqlite.ts'
 
 export type Dialect = 'sqlite' | 'postgres'
@@ -28,8 +29,21 @@ export interface Database<T> {
   close: () => Promise<void>
 }
 
-// PostgreSQL's int8 (bigint) arrives as a string by default; our amounts are safe integers.
-pg.types.setTypeParser(pg.types.builtins.INT8, (value: string) => Number(value))
+let pgDriver: typeof pgModule | undefined
+
+/**
+ * The PostgreSQL driver, loaded by the first PostgreSQL database only: a service on SQLite (and
+ * every process that never opens a database) does not carry it. CommonJS, so `require` loads it
+ * synchronously and opening a database stays synchronous.
+ */
+function loadPg(): typeof pgModule {
+  if (!pgDriver) {
+    pgDriver = createRequire(import.meta.url)('pg') as typeof pgModule
+    // PostgreSQL's int8 (bigint) arrives as a string by default; our amounts are safe integers.
+    pgDriver.types.setTypeParser(pgDriver.types.builtins.INT8, (value: string) => Number(value))
+  }
+  return pgDriver
+}
 
 /**
  * Kysely reports each query once it is done; that is when we know its duration, so the span is
@@ -55,7 +69,7 @@ function querySpans(tracer: Tracer | undefined, system: 'postgresql' | 'sqlite')
 
 export function openDatabase<T>(options: DatabaseOptions): Database<T> {
   if (options.databaseUrl) {
-    const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 10, connectionTimeoutMillis: 5000 })
+    const pool = new (loadPg().Pool)({ connectionString: options.databaseUrl, max: 10, connectionTimeoutMillis: 5000 })
     // A connection that breaks must never crash the process. pg emits 'error' on the client: the
     // pool listens while the client is idle, nobody while a query holds it (that query fails with
     // the error, and the pool discards the client when it is released). So every client gets a

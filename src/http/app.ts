@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { createServer, STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import Fastify, {
   LogController,
@@ -22,6 +22,11 @@ import { noopTelemetry, type Telemetry } from './telemetry.ts'
 import { plainJson, registerOpenApi, type OpenApiInfo } from './openapi.ts'
 import { AppError, HTTP_ERRORS, problem, PROBLEM_CONTENT_TYPE, type HttpErrorCode, type Problem } from './errors.ts'
 import { describeValidation } from './validation.ts'
+
+// Not `import { createServer } from 'node:http'`: an ES import of node:http builds the module's
+// namespace, and reading its WebSocket, CloseEvent and MessageEvent getters loads Node's bundled
+// undici (about 11 MB in every process) that nothing here uses. getBuiltinModule reads no getter.
+const { createServer, STATUS_CODES } = process.getBuiltinModule('node:http')
 
 // ajv-formats is CommonJS: its default export arrives wrapped under ESM.
 const addFormats = ((addFormatsModule as unknown as { default?: typeof addFormatsModule }).default ?? addFormatsModule) as unknown as (ajv: Ajv) => Ajv

@@ -1,7 +1,7 @@
+import type { IncomingHttpHeaders } from 'node:http'
 import swagger from '@fastify/swagger'
-import swaggerUi from '@fastify/swagger-ui'
-import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify'
-import { httpError, type ProblemKind } from './errors.ts'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifySchema, type RouteOptions } from 'fastify'
+import { httpError, PROBLEM_CONTENT_TYPE, problem, type ProblemKind } from './errors.ts'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -149,7 +149,8 @@ export function plainJson(value: unknown): unknown {
 
 /**
  * GET /openapi.json (OpenAPI 3.1) generated from the same schemas that validate the routes, and
- * Swagger UI at /docs (its assets come from the package: nothing is fetched from the network).
+ * Swagger UI at /docs (its assets come from the package: nothing is fetched from the network;
+ * the package is loaded by the first request for it).
  * Must be registered before the routes it describes, which then go in plugins after it.
  */
 export function registerOpenApi(app: FastifyInstance, info: OpenApiInfo): void {
@@ -166,7 +167,7 @@ export function registerOpenApi(app: FastifyInstance, info: OpenApiInfo): void {
   })
   const { combine } = info
   if (!combine) {
-    void app.register(swaggerUi, { routePrefix: '/docs', staticCSP: DOCS_CSP, uiConfig: UI_CONFIG })
+    registerDocs(app, () => app.swagger() as unknown as Record<string, unknown>)
     app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
     return
   }
@@ -187,6 +188,83 @@ export function registerOpenApi(app: FastifyInstance, info: OpenApiInfo): void {
     setTimeout(() => void refresh(), 1000).unref()
   })
   app.addHook('onClose', async () => clearInterval(timer))
-  void app.register(swaggerUi, { routePrefix: '/docs', staticCSP: DOCS_CSP, uiConfig: UI_CONFIG, transformSpecification: (own) => latest ?? own })
+  registerDocs(app, () => latest ?? (app.swagger() as unknown as Record<string, unknown>))
   app.get('/openapi.json', { schema: { hide: true } }, refresh)
+}
+
+/** What a browser asks Swagger UI's assets with: conditional and range requests. */
+const FORWARDED_HEADERS = ['accept', 'if-none-match', 'if-modified-since', 'range', 'if-range'] as const
+/** Headers of the UI's answers that belong to its connection (this app's own are sent instead). */
+const CONNECTION_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'date'])
+
+function forwarded(headers: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const name of FORWARDED_HEADERS) {
+    const value = headers[name]
+    if (typeof value === 'string') out[name] = value
+  }
+  return out
+}
+
+/** The error a Fastify error answer (`{statusCode, code, message}`) stands for. */
+function uiError(statusCode: number, body: string): Error {
+  let parsed: { code?: unknown; message?: unknown } = {}
+  try {
+    parsed = JSON.parse(body) as typeof parsed
+  } catch {
+    // not Fastify's JSON: the status says enough
+  }
+  const message = typeof parsed.message === 'string' ? parsed.message : `Swagger UI answered ${statusCode}`
+  return Object.assign(new Error(message), { statusCode, ...(typeof parsed.code === 'string' ? { code: parsed.code } : {}) })
+}
+
+/**
+ * Swagger UI at /docs, loaded by its first request: the package, @fastify/static and what they
+ * load cost every process memory, and most processes never serve a page of documentation.
+ * Fastify takes no routes once it listens, so the UI lives in a small Fastify instance of its own,
+ * made on first use; this app's /docs routes hand each request to it (`inject`) and answer with
+ * its answer, through this app's hooks (request log, metrics, draining, not-found problems).
+ * `document` is what the UI shows (and /docs/json serves): this app's document, or the combined one.
+ */
+function registerDocs(app: FastifyInstance, document: () => Record<string, unknown>): void {
+  let ui: Promise<FastifyInstance> | undefined
+  const load = async () => {
+    const { default: swaggerUi } = await import('@fastify/swagger-ui')
+    const docs = Fastify({ logger: false, routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 } })
+    // Swagger UI needs @fastify/swagger in its instance; it serves `document`, not that one's.
+    await docs.register(swagger, { mode: 'static', specification: { document: { openapi: '3.1.0', info: { title: 'docs', version: '0' }, paths: {} } } })
+    await docs.register(swaggerUi, { routePrefix: '/docs', staticCSP: DOCS_CSP, uiConfig: UI_CONFIG, transformSpecification: () => document(), transformSpecificationClone: false })
+    await docs.ready()
+    return docs
+  }
+  const serve = async (request: FastifyRequest, reply: FastifyReply) => {
+    ui ??= load().catch((error: unknown) => {
+      ui = undefined
+      throw error
+    })
+    const answer = await (await ui).inject({ method: 'GET', url: request.url, headers: forwarded(request.headers) })
+    // An asset the UI does not have: 404 as for any unknown route. (Not `callNotFound`: the app's
+    // not-found handler would see this GET route's HEAD twin and answer 405 "it takes HEAD".)
+    if (answer.statusCode === 404) {
+      const path = request.url.split('?')[0]
+      return reply
+        .code(404)
+        .type(PROBLEM_CONTENT_TYPE)
+        .send({ ...problem('ROUTE_NOT_FOUND', `No route for ${request.method} ${path}`), instance: request.url })
+    }
+    // Any other refusal (a forbidden path, a range it cannot serve) is Fastify's error in that
+    // instance: raised here, the app's error handler answers it as a problem, as it did when the
+    // UI's routes were the app's own.
+    if (answer.statusCode >= 400) throw uiError(answer.statusCode, answer.body)
+    for (const [name, value] of Object.entries(answer.headers)) {
+      if (value !== undefined && !CONNECTION_HEADERS.has(name)) reply.header(name, value)
+    }
+    return reply.code(answer.statusCode).send(answer.rawPayload)
+  }
+  app.get('/docs', { schema: { hide: true } }, serve)
+  app.get('/docs/*', { schema: { hide: true } }, serve)
+  app.addHook('onClose', async () => {
+    const loaded = await ui?.catch(() => undefined)
+    await loaded?.close()
+  })
 }

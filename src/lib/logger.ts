@@ -1,12 +1,16 @@
 import { createRequire } from 'node:module'
-import { pino, type Logger, type LevelWithSilent } from 'pino'
-import SonicBoomModule, { type SonicBoom } from 'sonic-boom'
+import type { Logger, LevelWithSilent } from 'pino'
+import type { SonicBoom } from 'sonic-boom'
 import { errorCode } from './errors.ts'
 
 export type { Logger }
 
-// CommonJS: the class is the module itself (the typings also name an export that does not exist).
-const SonicBoomClass = SonicBoomModule as unknown as typeof SonicBoom
+// pino, sonic-boom and pino-pretty (all CommonJS) are required by the first logger made, not
+// when this module loads: the supervisor of `npm start`, which only asks `wantsColor`, carries none.
+const require = createRequire(import.meta.url)
+const loadPino = () => (require('pino') as typeof import('pino')).pino
+// The class is the module itself (the typings also name an export that does not exist).
+const loadSonicBoom = () => require('sonic-boom') as typeof SonicBoom
 
 export interface LoggerOptions {
   level: LevelWithSilent
@@ -31,6 +35,7 @@ export interface LoggerOptions {
 // shippers and `jq` read them as they are. `pretty` is for a person at a terminal: one short line
 // per event too (see prettyLine).
 export function createLogger(options: LoggerOptions): Logger {
+  const pino = loadPino()
   const settings = {
     level: options.level,
     base: { pid: process.pid, ...options.base },
@@ -43,7 +48,7 @@ export function createLogger(options: LoggerOptions): Logger {
     // In this thread, not as a pino transport: a transport's worker writes through the main
     // thread, which deadlocks when the main thread waits for it at exit with stdout gone. Loaded
     // only when asked for: production (JSON) never pays for it.
-    const pretty = createRequire(import.meta.url)('pino-pretty') as typeof import('pino-pretty')
+    const pretty = require('pino-pretty') as typeof import('pino-pretty')
     return pino(
       settings,
       pretty.build({
@@ -154,7 +159,7 @@ let stdout: { stream: SonicBoom; onClosed: Set<() => void> } | undefined
 
 function stdoutStream(onClosed: (() => void) | undefined): SonicBoom {
   if (!stdout) {
-    const stream = new SonicBoomClass({ fd: 1, sync: false })
+    const stream = new (loadSonicBoom())({ fd: 1, sync: false })
     const listeners = new Set<() => void>()
     let closed = false
     stream.on('error', (error: unknown) => {

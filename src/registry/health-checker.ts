@@ -1,5 +1,5 @@
 import { isIPv6 } from 'node:net'
-import { Agent } from 'undici'
+import type { Agent } from 'undici'
 import { errorCode } from '../lib/errors.ts'
 import type { Logger } from '../lib/logger.ts'
 import type { RegistryStore } from './store.ts'
@@ -67,7 +67,8 @@ export class HealthChecker {
   readonly #failures = new Map<string, number>()
   /** Instances skipped because their health URL names a host that is not allowed (warned once). */
   readonly #refused = new Set<string>()
-  readonly #agent: Agent
+  /** Made for the first probe: a registry whose instances name no health URL never loads undici. */
+  #agent: Promise<Agent> | undefined
   /** Aborted by `stop`: probes in flight end at once, and no more start. */
   readonly #stopping = new AbortController()
   #timer: NodeJS.Timeout | undefined
@@ -75,9 +76,13 @@ export class HealthChecker {
 
   constructor(options: HealthCheckerOptions) {
     this.#options = options
+  }
+
+  #client(): Promise<Agent> {
     // No keep-alive (each probe asks for `connection: close`, as Consul's checks do): otherwise the
     // registry would hold an idle socket open to every checked instance between rounds.
-    this.#agent = new Agent({ connect: { timeout: options.timeoutMs } })
+    this.#agent ??= import('undici').then(({ Agent }) => new Agent({ connect: { timeout: this.#options.timeoutMs } }))
+    return this.#agent
   }
 
   start(): void {
@@ -88,7 +93,7 @@ export class HealthChecker {
   async stop(): Promise<void> {
     clearInterval(this.#timer)
     this.#stopping.abort()
-    await this.#agent.close()
+    await (await this.#agent)?.close()
   }
 
   /** One round of probes; skipped while the previous round is still running. */
@@ -145,7 +150,8 @@ export class HealthChecker {
     const signal = AbortSignal.any([deadline, this.#stopping.signal])
     try {
       const target = new URL(url)
-      const response = await this.#agent.request({
+      const agent = await this.#client()
+      const response = await agent.request({
         origin: target.origin,
         path: target.pathname + target.search,
         method: 'GET',
