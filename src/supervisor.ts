@@ -10,6 +10,7 @@ import { backoffDelay } from './lib/backoff.ts'
 import { errorCode } from './lib/errors.ts'
 import { wantsColor } from './lib/logger.ts'
 import { localUrl } from './runtime/address.ts'
+import { childV8Flags, compileCacheEnv } from './runtime/node-flags.ts'
 import { EXIT_PORT_IN_USE } from './runtime/role.ts'
 import { ALL_PORT_VARIABLES, type AllConfig, type Env } from './config/index.ts'
 
@@ -126,9 +127,11 @@ export async function runAll(config: AllConfig, env: Env): Promise<void> {
 
   const start = (child: Child) => {
     const { role, port } = child.spec
-    const proc = spawn(process.execPath, [CLI, role], {
+    const proc = spawn(process.execPath, [...childV8Flags(env.NODE_OPTIONS, process.execArgv), CLI, role], {
       env: {
         ...env,
+        // From the sources, children read their modules already stripped of types from the cache.
+        ...compileCacheEnv(env, CLI.endsWith('.ts'), fileURLToPath(new URL('..', import.meta.url))),
         PORT: String(port),
         HOST: config.host,
         // Children write to our pipe, not a terminal: ask for readable lines, in colour, when we have one.
@@ -275,14 +278,27 @@ export async function runAll(config: AllConfig, env: Env): Promise<void> {
 async function waitReady(url: string, timeoutMs: number, cancelled: () => boolean): Promise<boolean> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline && !cancelled()) {
-    try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(1000) })
-      await response.body?.cancel()
-      if (response.ok) return true
-    } catch {
-      // not up yet
-    }
+    if (await answersOk(url, 1000)) return true
     await sleep(100)
   }
   return false
+}
+
+/**
+ * Whether GET `url` answers 2xx within `timeoutMs`. node:http, not fetch: fetch would load Node's
+ * bundled undici into the supervisor (about 12 MB of its memory) for a few probes at start-up.
+ */
+function answersOk(url: string, timeoutMs: number): Promise<boolean> {
+  const { get } = process.getBuiltinModule('node:http')
+  return new Promise((resolve) => {
+    // A connection of its own (agent: false), closed with the answer: no idle socket to a child.
+    const request = get(url, { timeout: timeoutMs, agent: false }, (response) => {
+      response.resume()
+      const status = response.statusCode ?? 0
+      resolve(status >= 200 && status < 300)
+    })
+    request.on('timeout', () => request.destroy())
+    // Not up yet: refused, reset, or too slow.
+    request.on('error', () => resolve(false))
+  })
 }

@@ -2,6 +2,7 @@ import type { App } from '../http/app.ts'
 import type { Telemetry } from '../http/telemetry.ts'
 import { causeChain, errorCode } from '../lib/errors.ts'
 import type { Logger } from '../lib/logger.ts'
+import { flushCompileCache } from './node-flags.ts'
 import { installShutdown, type ShutdownStep } from './shutdown.ts'
 
 /** What every role is built with, besides its options: where it logs, how it traces, when to stop. */
@@ -87,5 +88,7 @@ export async function startRole(role: RoleStart): Promise<RunningRole> {
     if (inUse) throw new PortInUseError(error instanceof Error ? error.message : String(error), inUse.port ?? port, role.host, error)
     throw error
   }
+  // Every module the role needs is loaded by now: the next process to start finds them compiled.
+  flushCompileCache()
   return { port, shutdown: shutdown.close }
 }
