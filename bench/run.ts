@@ -3,12 +3,13 @@
 // the servers on one core, the load on another.
 // Env: BENCH_DURATION_SECONDS (measured seconds per run, default 10), BENCH_WARMUP_SECONDS (2),
 // BENCH_ROUNDS (1; more rounds are interleaved and each figure is the median of its rounds),
-// BENCH_ONLY (a comma-separated list of the parts to run: `registry`, `watch`, `gateway`; default
-// all three: `BENCH_ONLY=gateway npm run bench` to iterate on the gateway alone),
+// BENCH_ONLY (a comma-separated list of the parts to run: `registry`, `watch`, `gateway`,
+// `footprint`; default all: `BENCH_ONLY=gateway npm run bench` to iterate on the gateway alone),
 // BENCH_PROFILE_DIR (a directory: the gateway then runs with `--cpu-prof` and writes its profile
 // there when it stops; the figures of such a run are slower and are not comparable),
 // BENCH_GATEWAY_BEFORE (the src/cli.ts of another checkout, e.g. one made with `git archive`: its
-// gateway is measured in the same rounds as "gateway (before)", for a before/after comparison).
+// gateway is measured in the same rounds as "gateway (before)", for a before/after comparison),
+// BENCH_FOOTPRINT_BEFORE (the same for the part `footprint`, memory: bench/footprint.ts).
 // The exit code says whether the benchmark ran, not whether the aims were met.
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { availableParallelism, loadavg } from 'node:os'
@@ -18,6 +19,8 @@ import { aims, machine, medians, renderAims, renderStores, renderTable, withRati
 import { measureGateway, type GatewayRow } from './gateway.ts'
 import { renderGateway, renderPropagation } from './report-extra.ts'
 import { measurePropagation, type PropagationResult } from './watch.ts'
+import { measureFootprint, type FootprintResult } from './footprint.ts'
+import { footprintAims, renderFootprint } from './report-footprint.ts'
 import { HEARTBEAT_BODY, JSON_HEADERS, READ_HEADERS, REGISTRY_ENV, etcdEnv, prepareRegistry, startBare, startEtcd, startRegistry, verifyBare, type Server } from './servers.ts'
 
 const SERVER_CORE = 0
@@ -45,7 +48,7 @@ function numberFromEnv(name: string, fallback: number, min: number, max: number,
   return value
 }
 
-const PARTS = ['registry', 'watch', 'gateway'] as const
+const PARTS = ['registry', 'watch', 'gateway', 'footprint'] as const
 type Part = (typeof PARTS)[number]
 
 function partsFromEnv(): ReadonlySet<Part> {
@@ -187,6 +190,15 @@ async function main(): Promise<void> {
     )
   }
 
+  // Memory: each role after start-up, the whole npm start, the registry with 100,000 instances.
+  let footprint: FootprintResult | undefined
+  if (parts.has('footprint')) {
+    log()
+    const beforeCli = process.env.BENCH_FOOTPRINT_BEFORE?.trim() || undefined
+    if (beforeCli && !existsSync(beforeCli)) throw new Error(`BENCH_FOOTPRINT_BEFORE must be the path of another checkout's src/cli.ts, got ${JSON.stringify(beforeCli)}`)
+    footprint = await measureFootprint({ serverCore: SERVER_CORE, loadCore: LOAD_CORE, log, ...(beforeCli ? { beforeCli } : {}) })
+  }
+
   const measurements = withRatios(medians(runs))
   const verdicts = aims(measurements)
   if (parts.has('registry')) {
@@ -208,6 +220,10 @@ async function main(): Promise<void> {
     log()
     log(renderGateway(gatewayRows))
   }
+  if (footprint) {
+    log()
+    log(renderFootprint(footprint))
+  }
 
   mkdirSync(RESULTS_DIR, { recursive: true })
   const report = {
@@ -228,6 +244,7 @@ async function main(): Promise<void> {
     runs,
     propagation,
     gateway: gatewayRows,
+    ...(footprint ? { footprint, footprintAims: footprintAims(footprint) } : {}),
   }
   const text = `${JSON.stringify(report, null, 2)}\n`
   // latest.json is the full benchmark: a partial run (BENCH_ONLY) is kept beside it, named for its parts.
