@@ -19,7 +19,9 @@ RUN npm run build
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
+# --ignore-scripts: no production dependency has an install script, and the project's own
+# postinstall (scripts/check-engines.js) is for a developer's install.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 
 # 3. Runtime: compiled JavaScript and production dependencies, as the unprivileged `node` user.
 FROM ${NODE_IMAGE} AS runtime
