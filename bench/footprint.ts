@@ -24,6 +24,8 @@ export const FOOTPRINT_PREFIX = 'FOOTPRINT '
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url))
 const CLI = join(ROOT, 'src/cli.ts')
+/** What `npm start` runs: the CLI from the sources, with the compile cache on in every process. */
+const START = join(ROOT, 'bin/start.js')
 const BARE = fileURLToPath(new URL('./bare-idle.js', import.meta.url))
 const WORKER = fileURLToPath(new URL('./footprint-worker.ts', import.meta.url))
 const RECORDER = join(ROOT, 'test/helpers/record-modules.ts')
@@ -386,9 +388,9 @@ export async function measureFootprint(options: FootprintOptions): Promise<Footp
     // The supervisor's children use the project's cache (src/runtime/node-flags.ts): emptied, so
     // that the first start is one.
     rmSync(join(ROOT, 'node_modules', '.cache', 'node-compile-cache'), { recursive: true, force: true })
-    npmStart.push(await measureNpmStart('first start', CLI, V8_FLAGS, serverCore, work))
+    npmStart.push(await measureNpmStart('first start', START, V8_FLAGS, serverCore, work))
     log('running: npm start, second start (the compile cache the first one filled)')
-    npmStart.push(await measureNpmStart('second start', CLI, V8_FLAGS, serverCore, work))
+    npmStart.push(await measureNpmStart('second start', START, V8_FLAGS, serverCore, work))
     if (options.beforeCli) {
       log('running: npm start, before')
       npmStart.push(await measureNpmStart('before', options.beforeCli, [], serverCore, work))

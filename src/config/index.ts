@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { extname } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { type Env, databaseUrl, fromEnvOrFile, host, hostnameList, httpUrlList, integer, oneOf, optionalHttpUrl, port, ports, secret, seconds, text } from './parse.ts'
-import { parseAcl } from '../registry/auth.ts'
 
 import { LB_STRATEGIES, type LbStrategy } from '../discovery/balancer.ts'
 import type { RegistryOptions, StoreChoice } from '../registry/server.ts'
@@ -114,6 +116,12 @@ function common(env: Env, role: Exclude<Role, 'all'>): CommonConfig {
 }
 
 const readSecretFile = (path: string) => readFileSync(path, 'utf8')
+
+// The ACL parser (and the TypeBox schema it checks with) is required when REGISTRY_ACL_FILE is set,
+// not imported: the supervisor of `npm start` reads this configuration too, and would otherwise
+// carry TypeBox (about 25 MB) for nothing. Node 24 requires ES modules synchronously.
+const AUTH_MODULE = `../registry/auth${extname(fileURLToPath(import.meta.url))}`
+const parseAcl = (text: string) => (createRequire(import.meta.url)(AUTH_MODULE) as typeof import('../registry/auth.ts')).parseAcl(text)
 
 /** REGISTRY_ACL_FILE, checked now so that a broken file stops the start with a clear message. */
 function aclFile(env: Env): string | undefined {

@@ -2,8 +2,10 @@
 // them passes (npm start, the supervisor's children, the container image), and the compile cache
 // the supervisor gives children that run the TypeScript sources.
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { describe, it } from 'node:test'
 import { childV8Flags, compileCacheEnv, V8_FLAGS } from '../../src/runtime/node-flags.ts'
 
@@ -41,5 +43,21 @@ describe('compile cache of the supervisor’s children', () => {
     assert.deepEqual(compileCacheEnv({}, false, '/srv/app'), {}, 'compiled JavaScript has no types to strip')
     assert.deepEqual(compileCacheEnv({ NODE_COMPILE_CACHE: '/elsewhere' }, true, '/srv/app'), {}, 'the child inherits the user’s directory')
     assert.deepEqual(compileCacheEnv({ NODE_DISABLE_COMPILE_CACHE: '1' }, true, '/srv/app'), {})
+  })
+})
+
+describe('npm start', () => {
+  it('runs the sources through bin/start.js, with the project’s compile cache on in its own process', () => {
+    const scripts = (JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { scripts: Record<string, string> }).scripts
+    assert.match(scripts.start ?? '', / bin\/start\.js$/)
+    const env: NodeJS.ProcessEnv = { ...process.env, NODE_DEBUG_NATIVE: 'COMPILE_CACHE' }
+    delete env.NODE_COMPILE_CACHE
+    delete env.NODE_DISABLE_COMPILE_CACHE
+    const run = spawnSync(process.execPath, [fileURLToPath(new URL('bin/start.js', root)), '--help'], { env, encoding: 'utf8' })
+    assert.equal(run.status, 0, run.stderr)
+    assert.match(run.stdout, /registry/, 'the CLI ran')
+    const cache = join(fileURLToPath(root), 'node_modules', '.cache', 'node-compile-cache')
+    assert.ok(run.stderr.includes(`[compile cache] resolved path ${cache}`), `the cache is the project's: ${run.stderr.split('\n')[0]}`)
+    assert.match(run.stderr, /for StrippedTypeScript file:\/\/.*\/src\/cli\.ts/, 'the TypeScript sources go through it')
   })
 })
