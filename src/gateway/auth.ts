@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyOptions } from 'jose'
+import type { JWTPayload, JWTVerifyOptions } from 'jose'
 import { isSubject, SUBJECT_HEADER } from '../contracts/auth.ts'
 import { sendProblem, type App } from '../http/app.ts'
 import { defineErrors, type ProblemKind } from '../http/errors.ts'
@@ -42,8 +42,16 @@ const JWKS_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', '
 /** Clocks differ a little between the issuer and the gateway. */
 const CLOCK_TOLERANCE_SECONDS = 5
 
+type Jose = typeof import('jose')
+let jose: Promise<Jose> | undefined
+/** jose, loaded by the first token checked: a gateway without authentication (the default) never carries it. */
+const loadJose = (): Promise<Jose> => {
+  jose ??= import('jose')
+  return jose
+}
+
 /** Errors that say the key set could not be had (unreachable, slow, not a key set), not that the token is bad. */
-function keysUnavailable(error: unknown): boolean {
+function keysUnavailable(error: unknown, errors: Jose['errors']): boolean {
   if (error instanceof errors.JWKSTimeout || error instanceof errors.JWKSInvalid) return true
   // jose's plain JOSEError is its "the JWKS answered something other than 200 JSON".
   if (error instanceof errors.JOSEError) return error.code === errors.JOSEError.code
@@ -76,10 +84,15 @@ export function tokenVerifier(options: GatewayAuthOptions, settings: TokenVerifi
   const { keys } = options
   if (keys.kind === 'secret') {
     const secret = new TextEncoder().encode(keys.secret)
-    check = async (token) => (await jwtVerify(token, secret, { ...withNow(), algorithms: SECRET_ALGORITHMS })).payload
+    check = async (token) => (await (await loadJose()).jwtVerify(token, secret, { ...withNow(), algorithms: SECRET_ALGORITHMS })).payload
   } else {
-    const jwks = createRemoteJWKSet(new URL(keys.url), { timeoutDuration: settings.jwksTimeoutMs ?? 5000 })
-    check = async (token) => (await jwtVerify(token, jwks, { ...withNow(), algorithms: JWKS_ALGORITHMS })).payload
+    // One key set for the verifier's life (jose caches its keys in it), made with the first token.
+    let jwks: ReturnType<Jose['createRemoteJWKSet']> | undefined
+    check = async (token) => {
+      const { createRemoteJWKSet, jwtVerify } = await loadJose()
+      jwks ??= createRemoteJWKSet(new URL(keys.url), { timeoutDuration: settings.jwksTimeoutMs ?? 5000 })
+      return (await jwtVerify(token, jwks, { ...withNow(), algorithms: JWKS_ALGORITHMS })).payload
+    }
   }
   return {
     async verify(token) {
@@ -87,7 +100,8 @@ export function tokenVerifier(options: GatewayAuthOptions, settings: TokenVerifi
       try {
         payload = await check(token)
       } catch (error) {
-        if (keys.kind === 'jwks' && keysUnavailable(error)) {
+        const { errors } = await loadJose()
+        if (keys.kind === 'jwks' && keysUnavailable(error, errors)) {
           return { ok: false, code: 'AUTH_UNAVAILABLE', reason: error instanceof Error ? error.message : String(error) }
         }
         // jose's code (ERR_JWT_EXPIRED, ERR_JOSE_ALG_NOT_ALLOWED, ...) says why, without the token.

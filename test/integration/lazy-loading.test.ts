@@ -77,11 +77,11 @@ describe('what a role loads at start', () => {
     assert.ok(loaded.has('pino-pretty'))
   })
 
-  it('the product service on SQLite loads no PostgreSQL driver; the gateway no database code at all', async () => {
+  it('the product service on SQLite loads no PostgreSQL driver; the gateway no database code, nor a JWT library with authentication off', async () => {
     const product = await loadedBy('product', { LOG_FORMAT: 'json', REGISTRY_URL: 'http://127.0.0.1:9' })
     assert.ok(product.has('kysely'), 'SQLite goes through the query builder')
     assert.deepEqual(missing(product, ['pg', 'pg-pool', '@fastify/swagger-ui', 'pino-pretty', 'etcd3']), [])
     const gateway = await loadedBy('gateway', { LOG_FORMAT: 'json', REGISTRY_URL: 'http://127.0.0.1:9' })
-    assert.deepEqual(missing(gateway, ['pg', 'kysely', '@fastify/swagger-ui', 'pino-pretty', 'etcd3']), [])
+    assert.deepEqual(missing(gateway, ['pg', 'kysely', '@fastify/swagger-ui', 'pino-pretty', 'etcd3', 'jose']), [])
   })
 })
