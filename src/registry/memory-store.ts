@@ -45,6 +45,8 @@ export class MemoryStore implements RegistryStore {
   readonly #maxPerService: number
   readonly #services = new Map<string, ServiceEntry>()
   readonly #byId = new Map<string, InstanceRecord>()
+  /** When each Consul check now critical turned critical (a sweep, or a `fail`): see #expiresAt. */
+  readonly #criticalSince = new Map<string, number>()
   readonly #idByKey = new Map<string, string>()
   readonly #listeners = new Set<(serviceName: string) => void>()
   #counter = 0
@@ -107,6 +109,7 @@ export class MemoryStore implements RegistryStore {
       // The pass of a Consul TTL check: the check is passing again.
       health: current.consul?.ttlMs === undefined ? current.health : 'passing',
     }
+    if (updated.health !== 'failing') this.#criticalSince.delete(current.id)
     // A routine heartbeat changes no membership: watchers are not woken, but the cached answer
     // carries last_heartbeat and must be rebuilt. A heartbeat that revives an instance that had
     // gone stale, or that changes its status (or its check's), is a membership change.
@@ -119,6 +122,8 @@ export class MemoryStore implements RegistryStore {
     const current = this.#byId.get(instanceId)
     if (!current) return undefined
     if (current.health === health) return current
+    if (health === 'failing') this.#criticalSince.set(instanceId, this.#clock())
+    else this.#criticalSince.delete(instanceId)
     const updated: InstanceRecord = { ...current, health }
     this.#put(updated, effectiveStatus(updated) !== effectiveStatus(current))
     return updated
@@ -155,8 +160,11 @@ export class MemoryStore implements RegistryStore {
     const evicted: InstanceRecord[] = []
     const lapsed: InstanceRecord[] = []
     for (const instance of this.#byId.values()) {
-      if (this.#expiresAt(instance) <= now) evicted.push(instance)
-      else if ((checkLapsesAt(instance) ?? Number.POSITIVE_INFINITY) <= now) lapsed.push(instance)
+      // A passing Consul check that lapsed turns critical first, even when a late sweep finds its
+      // DeregisterCriticalServiceAfter run out too: watchers see it critical, and the log says so,
+      // before the next sweep removes it (as Consul deregisters only what has been critical).
+      if ((checkLapsesAt(instance) ?? Number.POSITIVE_INFINITY) <= now) lapsed.push(instance)
+      else if (this.#expiresAt(instance) <= now) evicted.push(instance)
     }
     for (const instance of evicted) this.#remove(instance)
     const critical: InstanceRecord[] = []
@@ -167,7 +175,20 @@ export class MemoryStore implements RegistryStore {
     return { evicted, critical }
   }
 
+  /**
+   * When the instance leaves discovery. One registered through Consul with a TTL check and
+   * DeregisterCriticalServiceAfter goes once its check has been critical that long, as in Consul:
+   * not while the check still passes (the sweep turns a lapsed check critical first, within a
+   * second), and counted from when it turned critical if that came later than the TTL's end (a
+   * sweep held up by a busy event loop), so that watchers always see it critical before it goes.
+   */
   #expiresAt(instance: InstanceRecord): number {
+    const check = instance.consul
+    if (check?.ttlMs !== undefined && check.deregisterAfterMs !== undefined) {
+      if (instance.health === 'passing') return Number.POSITIVE_INFINITY
+      const since = this.#criticalSince.get(instance.id)
+      if (since !== undefined) return Math.max(since, instance.lastHeartbeat + check.ttlMs) + check.deregisterAfterMs
+    }
     return expiresAt(instance, this.#ttlMs)
   }
 
@@ -225,6 +246,7 @@ export class MemoryStore implements RegistryStore {
   /** Takes an instance out of the maps, telling no one (its replacement, or `#remove`, does). */
   #forget(instance: InstanceRecord): ServiceEntry | undefined {
     this.#byId.delete(instance.id)
+    this.#criticalSince.delete(instance.id)
     this.#idByKey.delete(keyOf(instance.serviceName, instance.url))
     const entry = this.#services.get(instance.serviceName)
     entry?.instances.delete(instance.id)

@@ -307,6 +307,20 @@ describe('Consul TTL checks on a fake clock (memory store)', () => {
     assert.equal((await put(r, '/v1/agent/check/pass/service%3Aweb-1')).statusCode, 404)
   })
 
+  it('a sweep that comes late, after the TTL and DeregisterCriticalServiceAfter both ran out, turns it critical first; the next one deregisters it', async () => {
+    const clock = new FakeClock()
+    const r = await registry(memory, { clock: clock.now, ttlMs: 5000 })
+    const body = ttlService({ TTL: '1s', DeregisterCriticalServiceAfter: '1s', Status: 'passing' })
+    assert.equal((await put(r, '/v1/agent/service/register', body)).statusCode, 200)
+    // The sweeper was held up (a busy event loop): its next run is past both deadlines.
+    clock.advance(2500)
+    await r.sweep()
+    assert.equal(await status(r, 'web-1'), 'critical', 'watchers see the check critical before the service goes')
+    clock.advance(1000)
+    await r.sweep()
+    assert.deepEqual(await health(r), [], 'deregistered')
+  })
+
   it('without DeregisterCriticalServiceAfter (or without a check) it stays, as an agent keeps its services', async () => {
     const clock = new FakeClock()
     const r = await registry(memory, { clock: clock.now, ttlMs: 5000 })
