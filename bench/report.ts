@@ -3,7 +3,7 @@ import { availableParallelism, cpus, release } from 'node:os'
 import type { LoadResult } from './load.ts'
 
 export type CaseName = 'discover' | 'heartbeat'
-export type ServerName = 'bare node:http' | 'registry' | 'registry (etcd)'
+export type ServerName = 'bare node:http' | 'registry' | 'registry (V8 defaults)' | 'registry (etcd)'
 
 export interface Run extends LoadResult {
   case: CaseName
@@ -143,6 +143,21 @@ export function renderStores(measurements: readonly Measurement[]): string {
     const etcd = measurements.find((m) => m.case === name && m.server === 'registry (etcd)')
     if (!memory || !etcd) continue
     lines.push(`  ${name.padEnd(9)}  req/s ${(etcd.requestsPerSecond / memory.requestsPerSecond).toFixed(2)}x, p99 ${(etcd.p99Ms / memory.p99Ms).toFixed(2)}x`)
+  }
+  return lines.join('\n')
+}
+
+/** The registry as run (V8_FLAGS: small semi-spaces) against V8's defaults: what the memory saving costs. */
+export function renderFlags(measurements: readonly Measurement[]): string {
+  const lines = ["the registry with --max-semi-space-size=4 (as run) against V8's defaults (same run, same core):"]
+  for (const name of ['discover', 'heartbeat'] as const) {
+    const run = measurements.find((m) => m.case === name && m.server === 'registry')
+    const defaults = measurements.find((m) => m.case === name && m.server === 'registry (V8 defaults)')
+    if (!run || !defaults) continue
+    const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`
+    lines.push(
+      `  ${name.padEnd(9)}  req/s ${ratio(run.requestsPerSecond, defaults.requestsPerSecond)}, p99 ${ratio(run.p99Ms, defaults.p99Ms)}, server µs/req ${ratio(run.serverCpuMicrosPerRequest, defaults.serverCpuMicrosPerRequest)}`,
+    )
   }
   return lines.join('\n')
 }

@@ -15,10 +15,11 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { availableParallelism, loadavg } from 'node:os'
 import { clockTicksPerSecond, runLoad, type LoadRequest } from './load.ts'
 import { installCleanup, interrupted, stopAll } from './processes.ts'
-import { aims, machine, medians, renderAims, renderStores, renderTable, withRatios, type CaseName, type Run, type ServerName } from './report.ts'
+import { aims, machine, medians, renderAims, renderFlags, renderStores, renderTable, withRatios, type CaseName, type Run, type ServerName } from './report.ts'
 import { measureGateway, type GatewayRow } from './gateway.ts'
 import { renderGateway, renderPropagation } from './report-extra.ts'
 import { measurePropagation, type PropagationResult } from './watch.ts'
+import { V8_FLAGS } from '../src/runtime/node-flags.ts'
 import { measureFootprint, type FootprintResult } from './footprint.ts'
 import { footprintAims, renderFootprint } from './report-footprint.ts'
 import { HEARTBEAT_BODY, JSON_HEADERS, READ_HEADERS, REGISTRY_ENV, etcdEnv, prepareRegistry, startBare, startEtcd, startRegistry, verifyBare, type Server } from './servers.ts'
@@ -114,7 +115,7 @@ async function main(): Promise<void> {
   )
   if (parts.size < PARTS.length) log(`parts:    ${[...parts].join(', ')} only (BENCH_ONLY)`)
   log(
-    `registry: node src/cli.ts registry, ${Object.entries(REGISTRY_ENV)
+    `registry: node ${V8_FLAGS.join(' ')} src/cli.ts registry (as npm start and the image run it; "V8 defaults": without the flag), ${Object.entries(REGISTRY_ENV)
       .map(([name, value]) => `${name}=${value}`)
       .join(' ')}`,
   )
@@ -131,6 +132,9 @@ async function main(): Promise<void> {
     const registry = await startRegistry(SERVER_CORE)
     const captured = await prepareRegistry(registry.baseUrl)
     log(`checked:  GET ${captured.discoverPath} lists 3 instances, POST /heartbeat answers 200`)
+    // The same registry with V8's default flags: what --max-semi-space-size=4 costs in throughput.
+    const defaultsRegistry = await startRegistry(SERVER_CORE, {}, 'registry (V8 defaults)', [])
+    await prepareRegistry(defaultsRegistry.baseUrl)
     // The same registry over etcd (one member, on the server core too: its work is the registry's cost).
     const etcd = await startEtcd(SERVER_CORE)
     const etcdRegistry = await startRegistry(SERVER_CORE, etcdEnv(etcd, '/bench'), 'registry (etcd)')
@@ -145,6 +149,7 @@ async function main(): Promise<void> {
       [
         ['bare node:http', bare],
         ['registry', registry],
+        ['registry (V8 defaults)', defaultsRegistry],
         ['registry (etcd)', etcdRegistry],
       ],
       captured.discoverPath,
@@ -209,6 +214,7 @@ async function main(): Promise<void> {
     log(renderAims(verdicts))
     log()
     log(renderStores(measurements))
+    log(renderFlags(measurements))
     log()
     log('server CPU near 100%: the server was the bottleneck. loadgen CPU near 100%: the load generator may have been.')
   }

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { V8_FLAGS } from '../src/runtime/node-flags.ts'
 import { freePort, spawnPinned, type Pinned } from './processes.ts'
 import { BARE_CONFIG_ENV, capture, type BareConfig } from './responses.ts'
 
@@ -52,10 +53,11 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 /**
  * Starts `node src/cli.ts registry` on `core` and waits, with a deadline, until it is ready.
  * `env` adds to REGISTRY_ENV (the etcd store: REGISTRY_STORE, ETCD_ENDPOINTS, ETCD_PREFIX).
+ * `nodeFlags`: V8_FLAGS by default, as `npm start` and the image run it; [] for V8's defaults.
  */
-export async function startRegistry(core: number, env: Record<string, string> = {}, name = 'registry'): Promise<Server> {
+export async function startRegistry(core: number, env: Record<string, string> = {}, name = 'registry', nodeFlags: readonly string[] = V8_FLAGS): Promise<Server> {
   const port = await freePort()
-  const registry = spawnPinned(name, core, [CLI, 'registry'], { ...baseEnv(), ...REGISTRY_ENV, ...env, PORT: String(port) })
+  const registry = spawnPinned(name, core, [...nodeFlags, CLI, 'registry'], { ...baseEnv(), ...REGISTRY_ENV, ...env, PORT: String(port) })
   const baseUrl = `http://127.0.0.1:${port}`
   const deadline = Date.now() + READY_TIMEOUT_MS
   let exited = false

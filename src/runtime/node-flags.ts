@@ -12,9 +12,9 @@ import { join } from 'node:path'
  * never gives them back. With 4 MB semi-spaces each idle role is 7 to 14 MB smaller, a registry
  * saturated with heartbeats about 20 MB smaller, and a registry holding 100,000 instances about
  * 100 MB smaller (180 instead of 285 MB: fewer short-lived objects reach the old generation).
- * The price is more scavenges: at saturation the registry's CPU per request moved by -25 % to
- * +30 % between rounds on a shared 2-core machine, with no cost that stood out of that noise for
- * discovery and at most about 25 % for heartbeats. A deployment bound by throughput rather than
+ * The price is more scavenges: at saturation the registry answers 0.88x the discovery requests
+ * and 0.83x the heartbeats a second of V8's defaults (14 % and 21 % more CPU per request; the
+ * benchmark's registry part runs both side by side). A deployment bound by throughput rather than
  * memory sets NODE_OPTIONS=--max-semi-space-size=16 (V8's own maximum). README "Footprint".
  */
 export const V8_FLAGS: readonly string[] = ['--max-semi-space-size=4']
