@@ -109,11 +109,11 @@ export class MemoryStore implements RegistryStore {
       // The pass of a Consul TTL check: the check is passing again.
       health: current.consul?.ttlMs === undefined ? current.health : 'passing',
     }
-    if (updated.health !== 'failing') this.#criticalSince.delete(current.id)
     // A routine heartbeat changes no membership: watchers are not woken, but the cached answer
     // carries last_heartbeat and must be rebuilt. A heartbeat that revives an instance that had
     // gone stale, or that changes its status (or its check's), is a membership change.
-    const revived = expiresAt(current, this.#ttlMs) <= updated.lastHeartbeat
+    const revived = this.#expiresAt(current) <= updated.lastHeartbeat
+    if (updated.health !== 'failing') this.#criticalSince.delete(current.id)
     this.#put(updated, revived || effectiveStatus(updated) !== effectiveStatus(current) || updated.reportedStatus !== current.reportedStatus)
     return updated
   }
