@@ -135,28 +135,20 @@ export function renderTable(measurements: readonly Measurement[]): string {
   return table([header, ...rows])
 }
 
-/** The etcd store against the memory store, per case: the price of sharing the state. */
-export function renderStores(measurements: readonly Measurement[]): string {
-  const lines = ['the etcd store against the memory store (same run, same core; etcd on the server core too):']
+/**
+ * One server against another in the same run, per case: `subject` over `baseline` for req/s, p99
+ * and the server's CPU per request (the etcd store against the memory store; the registry as run
+ * against V8's default flags).
+ */
+export function renderComparison(title: string, measurements: readonly Measurement[], subject: ServerName, baseline: ServerName): string {
+  const lines = [title]
+  const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`
   for (const name of ['discover', 'heartbeat'] as const) {
-    const memory = measurements.find((m) => m.case === name && m.server === 'registry')
-    const etcd = measurements.find((m) => m.case === name && m.server === 'registry (etcd)')
-    if (!memory || !etcd) continue
-    lines.push(`  ${name.padEnd(9)}  req/s ${(etcd.requestsPerSecond / memory.requestsPerSecond).toFixed(2)}x, p99 ${(etcd.p99Ms / memory.p99Ms).toFixed(2)}x`)
-  }
-  return lines.join('\n')
-}
-
-/** The registry as run (V8_FLAGS: small semi-spaces) against V8's defaults: what the memory saving costs. */
-export function renderFlags(measurements: readonly Measurement[]): string {
-  const lines = ["the registry with --max-semi-space-size=4 (as run) against V8's defaults (same run, same core):"]
-  for (const name of ['discover', 'heartbeat'] as const) {
-    const run = measurements.find((m) => m.case === name && m.server === 'registry')
-    const defaults = measurements.find((m) => m.case === name && m.server === 'registry (V8 defaults)')
-    if (!run || !defaults) continue
-    const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`
+    const over = measurements.find((m) => m.case === name && m.server === subject)
+    const under = measurements.find((m) => m.case === name && m.server === baseline)
+    if (!over || !under) continue
     lines.push(
-      `  ${name.padEnd(9)}  req/s ${ratio(run.requestsPerSecond, defaults.requestsPerSecond)}, p99 ${ratio(run.p99Ms, defaults.p99Ms)}, server µs/req ${ratio(run.serverCpuMicrosPerRequest, defaults.serverCpuMicrosPerRequest)}`,
+      `  ${name.padEnd(9)}  req/s ${ratio(over.requestsPerSecond, under.requestsPerSecond)}, p99 ${ratio(over.p99Ms, under.p99Ms)}, server µs/req ${ratio(over.serverCpuMicrosPerRequest, under.serverCpuMicrosPerRequest)}`,
     )
   }
   return lines.join('\n')

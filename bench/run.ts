@@ -15,7 +15,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { availableParallelism, loadavg } from 'node:os'
 import { clockTicksPerSecond, runLoad, type LoadRequest } from './load.ts'
 import { installCleanup, interrupted, stopAll } from './processes.ts'
-import { aims, machine, medians, renderAims, renderFlags, renderStores, renderTable, withRatios, type CaseName, type Run, type ServerName } from './report.ts'
+import { aims, machine, medians, renderAims, renderComparison, renderTable, withRatios, type CaseName, type Run, type ServerName } from './report.ts'
 import { measureGateway, type GatewayRow } from './gateway.ts'
 import { renderGateway, renderPropagation } from './report-extra.ts'
 import { measurePropagation, type PropagationResult } from './watch.ts'
@@ -213,8 +213,8 @@ async function main(): Promise<void> {
     log('aims (the registry against the bare server; informational, they do not change the exit code):')
     log(renderAims(verdicts))
     log()
-    log(renderStores(measurements))
-    log(renderFlags(measurements))
+    log(renderComparison('the etcd store against the memory store (same run, same core; etcd on the server core too):', measurements, 'registry (etcd)', 'registry'))
+    log(renderComparison("the registry with --max-semi-space-size=4 (as run) against V8's defaults (same run, same core):", measurements, 'registry', 'registry (V8 defaults)'))
     log()
     log('server CPU near 100%: the server was the bottleneck. loadgen CPU near 100%: the load generator may have been.')
   }
