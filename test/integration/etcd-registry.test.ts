@@ -207,6 +207,8 @@ describe('registry replicas over etcd', () => {
     const [a, b] = [await replica(etcd, prefix, { ttlMs: 1000, logger }), await replica(etcd, prefix, { ttlMs: 1000 })]
     const kept = (await register(a, { service_name: 'product', url: 'http://10.0.0.5:8081' })).json()
     const dropped = (await register(a, { service_name: 'product', url: 'http://10.0.0.6:8081' })).json()
+    // Replica b follows a through its watch, some milliseconds behind (now and then 60-80 ms here).
+    await waitFor(async () => (await discover(b, 'product')).json().instances.length === 2, { what: 'replica b to see both registrations' })
     const index = (await discover(b, 'product')).headers['x-registry-index']
     // Heartbeats for one of them, through the other replica (any replica renews any lease).
     const deadline = Date.now() + 3500
