@@ -4,7 +4,7 @@ import type { LeaseKeepAlive } from './etcd-keepalive.ts'
 
 export interface LeaderElectionOptions {
   client: Etcd3
-  /** Renews this candidate's lease (the store's stream, shared with heartbeats). */
+  /** Renews this candidate's lease (a stream of the election's own, apart from heartbeats). */
   keepAlive: LeaseKeepAlive
   /** Names the election; every replica of one registry uses the same. */
   name: string

@@ -180,6 +180,8 @@ export class EtcdStore implements RegistryStore {
   #quorum = true
   #problem: string | undefined = 'not yet connected to etcd'
   readonly #election: LeaderElection
+  /** The election's own renewals: a stream of theirs failing never fails an instance's heartbeat. */
+  readonly #electionKeepAlive: LeaseKeepAlive
   #electionTimer: NodeJS.Timeout | undefined
   /** Instances whose leases expired (seen by the leader), for `evictExpired`. */
   #expired: InstanceRecord[] = []
@@ -216,9 +218,10 @@ export class EtcdStore implements RegistryStore {
       faultHandling: { watchBackoff: watchBackoff(100), host: hostBreaker },
     })
     this.#keepAlive = new LeaseKeepAlive(this.#client, attemptMs)
+    this.#electionKeepAlive = new LeaseKeepAlive(this.#client, attemptMs)
     this.#election = new LeaderElection({
       client: this.#client,
-      keepAlive: this.#keepAlive,
+      keepAlive: this.#electionKeepAlive,
       name: `${this.#options.prefix}/leader`,
       // A short lease: when the leader dies, another replica takes over the checks within seconds.
       ttlSeconds: ELECTION_TTL_SECONDS,
@@ -291,6 +294,7 @@ export class EtcdStore implements RegistryStore {
     }
     await courtesy(this.#election.close())
     this.#keepAlive.close()
+    this.#electionKeepAlive.close()
     await courtesy(this.#watcher?.cancel())
     this.#client.close()
   }
