@@ -222,8 +222,12 @@ describe('what a newcomer sees', () => {
       ['order', orderPort],
       ['gateway', gatewayPort],
     ] as const) {
-      const listening = startup.filter((line) => line.startsWith(`[${role}:${port}] `) && /listening/.test(line))
-      assert.equal(listening.length, 1, `one listening line for ${role}:${port}:\n${text}`)
+      // Each child's lines come through a pipe of its own: one may be read just after "all up".
+      await waitFor(() => all.lines.some((line) => line.startsWith(`[${role}:${port}] `) && /listening/.test(line)), { what: `${role}:${port}'s listening line` }).catch(
+        () => undefined,
+      )
+      const listening = all.lines.filter((line) => line.startsWith(`[${role}:${port}] `) && /listening/.test(line))
+      assert.equal(listening.length, 1, `one listening line for ${role}:${port}:\n${all.lines.join('\n')}`)
       assert.match(listening[0]!, new RegExp(`${role} listening on http://127\\.0\\.0\\.1:${port}( |$)`))
     }
     assert.equal(startup.filter((line) => line.startsWith(`[registry:${registryPort}] `) && /listening/.test(line)).length, 1, text)
