@@ -14,19 +14,27 @@ interface Pending {
  * new TTL, or 0 when the lease no longer exists, in the order they were sent.
  *
  * A renewal not answered within `timeoutMs` fails, and the stream is dropped so that the next
- * renewal opens a fresh one, perhaps on another member: a stream to a member that has lost its
- * leader (or its life) would otherwise swallow every renewal.
+ * renewal opens a fresh one on the next member: a stream to a member that has lost its leader (or
+ * its life, or is frozen: connections open, nothing comes back) would otherwise swallow every
+ * renewal. The members are taken in turn, each through a client of its own, rather than through
+ * etcd3's pool: the pool picks a member at random for each stream, so a retry could open its
+ * stream on the very member that had just stayed silent (a heartbeat failed in CI that way).
  */
 export class LeaseKeepAlive {
-  readonly #client: Etcd3
+  readonly #members: readonly Etcd3[]
   readonly #timeoutMs: number
+  /** The member the next stream opens on; a stream that fails moves it on. */
+  #member: number
   readonly #pending = new Map<string, Pending[]>()
   #stream: Promise<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>> | undefined
   #closed = false
 
-  constructor(client: Etcd3, timeoutMs: number) {
-    this.#client = client
+  /** `members`: one client per etcd member. `first`: the member to start with (replicas spread out). */
+  constructor(members: readonly Etcd3[], timeoutMs: number, first = 0) {
+    if (members.length === 0) throw new RangeError('a lease keep-alive needs at least one etcd member')
+    this.#members = members
     this.#timeoutMs = timeoutMs
+    this.#member = first % members.length
   }
 
   /** Renews the lease; resolves to its TTL in seconds, 0 when etcd no longer has it. */
@@ -61,7 +69,7 @@ export class LeaseKeepAlive {
 
   #open(): Promise<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>> {
     if (this.#stream) return this.#stream
-    const opening = this.#client.leaseClient.leaseKeepAlive()
+    const opening = this.#members[this.#member]!.leaseClient.leaseKeepAlive()
     this.#stream = opening
     opening.then(
       (stream) => {
@@ -88,6 +96,7 @@ export class LeaseKeepAlive {
   #fail(stream: Promise<IDuplexStream<ILeaseKeepAliveRequest, ILeaseKeepAliveResponse>>, error: Error): void {
     if (this.#stream !== stream) return
     this.#stream = undefined
+    if (!this.#closed) this.#member = (this.#member + 1) % this.#members.length
     const pending = [...this.#pending.values()].flat()
     this.#pending.clear()
     for (const entry of pending) {

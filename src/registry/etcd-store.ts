@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomInt } from 'node:crypto'
 import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type IKeyValue, type IOptions, type IRequestOp, type IResponseHeader, type Watcher } from 'etcd3'
 import { Type, type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
@@ -182,6 +182,8 @@ export class EtcdStore implements RegistryStore {
   readonly #election: LeaderElection
   /** The election's own renewals: a stream of theirs failing never fails an instance's heartbeat. */
   readonly #electionKeepAlive: LeaseKeepAlive
+  /** One client per etcd member, for the keep-alive streams. */
+  readonly #members: Etcd3[]
   #electionTimer: NodeJS.Timeout | undefined
   /** Instances whose leases expired (seen by the leader), for `evictExpired`. */
   #expired: InstanceRecord[] = []
@@ -217,8 +219,12 @@ export class EtcdStore implements RegistryStore {
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + attemptMs }),
       faultHandling: { watchBackoff: watchBackoff(100), host: hostBreaker },
     })
-    this.#keepAlive = new LeaseKeepAlive(this.#client, attemptMs)
-    this.#electionKeepAlive = new LeaseKeepAlive(this.#client, attemptMs)
+    // Renewals go over streams the keep-alives open member by member, each on a client of its own
+    // (see LeaseKeepAlive); the two keep-alives start on different members when there are several.
+    this.#members = options.endpoints.map((endpoint) => new Etcd3({ hosts: endpoint, faultHandling: { host: passThrough } }))
+    const first = randomInt(this.#members.length)
+    this.#keepAlive = new LeaseKeepAlive(this.#members, attemptMs, first)
+    this.#electionKeepAlive = new LeaseKeepAlive(this.#members, attemptMs, first + 1)
     this.#election = new LeaderElection({
       client: this.#client,
       keepAlive: this.#electionKeepAlive,
@@ -297,6 +303,7 @@ export class EtcdStore implements RegistryStore {
     this.#electionKeepAlive.close()
     await courtesy(this.#watcher?.cancel())
     this.#client.close()
+    for (const member of this.#members) member.close()
   }
 
   status(): StoreStatus {
@@ -873,6 +880,13 @@ function hostBreaker(): HostPolicy {
     },
   }
   // The pool calls only `execute`; cockatiel's events are not used by it.
+  return policy as unknown as HostPolicy
+}
+
+/** No breaker and no retry: the keep-alive's own rotation over members is its failover. */
+function passThrough(): HostPolicy {
+  // Async, as etcd3 expects: it reports a stream's failure with `execute(() => { throw error })`.
+  const policy = { execute: async <T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> => await fn({ signal: new AbortController().signal }) }
   return policy as unknown as HostPolicy
 }
 

@@ -10,6 +10,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Etcd3 } from 'etcd3'
 import { EtcdStore } from '../../src/registry/etcd-store.ts'
+import { LeaseKeepAlive } from '../../src/registry/etcd-keepalive.ts'
 import { HealthChecker } from '../../src/registry/health-checker.ts'
 import { buildRegistryApp, type RegistryApp } from '../../src/registry/server.ts'
 import { type EtcdCluster, startEtcd } from '../helpers/etcd.ts'
@@ -194,6 +195,21 @@ describe('registry replicas over etcd', () => {
         const registered = await register(a, { service_name: 'product', url: `http://10.0.3.${n + 2}:8081` })
         assert.equal(registered.statusCode, 201, `registration ${n}: ${registered.body}`)
         assert.ok(Date.now() - started < 3000, `heartbeat and registration ${n} took ${Date.now() - started} ms`)
+      }
+      // Whatever member a renewal's stream happens to start on: when it is the silent one, the
+      // renewal fails within its deadline and the next goes to another member, never back to it.
+      const endpoints = etcd.endpoints.split(',')
+      const members = endpoints.map((endpoint) => new Etcd3({ hosts: endpoint }))
+      const keepAlive = new LeaseKeepAlive(members, 300, frozen)
+      try {
+        const lease = members[(frozen + 1) % members.length]!.lease(10, { autoKeepAlive: false })
+        const id = await lease.grant()
+        await assert.rejects(keepAlive.renew(id), /no answer from etcd to a lease renewal within 300 ms/)
+        for (let n = 0; n < 5; n++) assert.equal(await keepAlive.renew(id), 10, `renewal ${n} after the silent member`)
+        await lease.revoke()
+      } finally {
+        keepAlive.close()
+        for (const client of members) client.close()
       }
     } finally {
       process.kill(pid, 'SIGCONT')
