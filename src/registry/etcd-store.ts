@@ -1,4 +1,4 @@
-import { randomBytes, randomInt } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type IKeyValue, type IOptions, type IRequestOp, type IResponseHeader, type Watcher } from 'etcd3'
 import { Type, type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
@@ -143,6 +143,14 @@ const NO_LEASE = '0'
 const EMPTY_INDEX = 1
 const PAGE = 1000
 const ELECTION_TTL_SECONDS = 5
+/** gRPC keep-alive ping interval on every etcd connection (etcd's own minimum is 5 s). */
+const KEEPALIVE_MS = 6000
+/**
+ * The first wait before a lost watch is opened again, on the next member; it doubles up to 2 s
+ * while no member confirms one. (etcd3's own reconnection waits up to 30 s, so a replica would
+ * serve a stale cache for up to 30 s after etcd came back.)
+ */
+const WATCH_RETRY_MS = 100
 
 /**
  * The registry's state in etcd, shared by any number of registry replicas.
@@ -182,8 +190,12 @@ export class EtcdStore implements RegistryStore {
   readonly #election: LeaderElection
   /** The election's own renewals: a stream of theirs failing never fails an instance's heartbeat. */
   readonly #electionKeepAlive: LeaseKeepAlive
-  /** One client per etcd member, for the keep-alive streams. */
+  /** One client per etcd member, for the streams: the watch and the lease renewals. */
   readonly #members: Etcd3[]
+  /** The member the watch is on; it moves to the next when the watch is lost. */
+  #watchMember: number
+  /** How long to wait before the next watch, when the last one was lost: 100 ms, doubling to 2 s. */
+  #watchRetryMs = WATCH_RETRY_MS
   #electionTimer: NodeJS.Timeout | undefined
   /** Instances whose leases expired (seen by the leader), for `evictExpired`. */
   #expired: InstanceRecord[] = []
@@ -214,17 +226,26 @@ export class EtcdStore implements RegistryStore {
     // (gone from the network: no refusal, just silence) fails the attempt, counts against that
     // member, and the pool tries another, all within the timeout. etcd3 sets no deadline itself.
     const attemptMs = Math.max(200, Math.floor(this.#options.requestTimeoutMs / 3))
+    // gRPC keep-alive pings on every connection: a member that stops answering (frozen, or gone
+    // from the network without a reset) fails its streams within KEEPALIVE_MS plus the request
+    // timeout, instead of holding them silent for ever. etcd refuses pings closer than 5 s apart
+    // (its --grpc-keepalive-min-time) and would close the connection.
+    const grpcOptions = { 'grpc.keepalive_time_ms': KEEPALIVE_MS, 'grpc.keepalive_timeout_ms': this.#options.requestTimeoutMs }
     this.#client = new Etcd3({
       hosts: [...options.endpoints],
+      grpcOptions,
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + attemptMs }),
-      faultHandling: { watchBackoff: watchBackoff(100), host: hostBreaker },
+      faultHandling: { host: hostBreaker },
     })
-    // Renewals go over streams the keep-alives open member by member, each on a client of its own
-    // (see LeaseKeepAlive); the two keep-alives start on different members when there are several.
-    this.#members = options.endpoints.map((endpoint) => new Etcd3({ hosts: endpoint, faultHandling: { host: passThrough } }))
-    const first = randomInt(this.#members.length)
+    // The streams (the watch and the lease renewals) go to one member at a time, each through a
+    // client of its own, and move on to the next member when theirs fails or stays silent (see
+    // LeaseKeepAlive, #follow). Where each starts follows from the replica's name, so that replicas
+    // spread over the members and the three streams of one replica start on different ones.
+    this.#members = options.endpoints.map((endpoint) => new Etcd3({ hosts: endpoint, grpcOptions, faultHandling: { host: passThrough } }))
+    const first = firstMember(this.#options.replicaName, this.#members.length)
     this.#keepAlive = new LeaseKeepAlive(this.#members, attemptMs, first)
     this.#electionKeepAlive = new LeaseKeepAlive(this.#members, attemptMs, first + 1)
+    this.#watchMember = (first + 2) % this.#members.length
     this.#election = new LeaderElection({
       client: this.#client,
       keepAlive: this.#electionKeepAlive,
@@ -655,7 +676,7 @@ export class EtcdStore implements RegistryStore {
     for (const [name, index] of before) if (this.#services.get(name)?.index !== index) changed.add(name)
     for (const [name, service] of this.#services) if (before.get(name) !== service.index) changed.add(name)
     this.#settle(changed)
-    await this.#follow(this.#revision + 1)
+    this.#follow(this.#revision + 1)
     this.#options.logger.info(
       { event: 'store_loaded', store: 'etcd', instances: this.#byId.size, services: this.#services.size, revision: this.#revision, epoch: this.#epoch },
       'registry state loaded from etcd',
@@ -682,21 +703,40 @@ export class EtcdStore implements RegistryStore {
     return result.succeeded ? mine.toString() : (result.responses[0]?.response_range.kvs[0]?.value.toString() ?? mine.toString())
   }
 
-  async #follow(fromRevision: number): Promise<void> {
-    const previous = this.#watcher
+  /**
+   * Watches the services from `fromRevision` on, through one member. A watch that member does not
+   * confirm within the request timeout, or loses (its stream failed, or its connection stopped
+   * answering keep-alive pings), moves to the next member and resumes from the revision the cache
+   * has reached: etcd3's own reconnection would go back to the same member, or to a random one.
+   */
+  #follow(fromRevision: number): void {
+    // Not awaited: cancelling a watch its member has not confirmed waits for that member, which
+    // may never answer. Whatever the old watch still brings is ignored (`this.#watcher` differs).
+    void this.#watcher?.cancel().catch(() => {})
     this.#watcher = undefined
-    if (previous) await previous.cancel().catch(() => {})
-    const watcher = this.#client.watch().prefix(this.#servicesPrefix).withPreviousKV().startRevision(String(fromRevision)).watcher()
+    if (this.#closed) return
+    const member = this.#members[this.#watchMember]!
+    const watcher = member.watch().prefix(this.#servicesPrefix).withPreviousKV().startRevision(String(fromRevision)).watcher()
     this.#watcher = watcher
+    const unconfirmed = setTimeout(
+      () => this.#watchLost(watcher, new Error(`etcd did not confirm the watch within ${this.#options.requestTimeoutMs} ms`)),
+      this.#options.requestTimeoutMs,
+    )
+    unconfirmed.unref()
     watcher.on('connected', () => {
+      clearTimeout(unconfirmed)
+      if (this.#watcher !== watcher) return
+      this.#watchRetryMs = WATCH_RETRY_MS
       if (!this.#watching) this.#options.logger.info({ event: 'store_watching', revision: this.#revision }, 'following etcd again')
       this.#watching = true
+      if (this.#quorum) this.#problem = undefined
     })
     watcher.on('disconnected', (error) => {
-      if (this.#watching) this.#options.logger.warn({ event: 'store_watch_lost', err: this.#describe(error) }, 'lost the etcd watch; answering from the cache, reconnecting')
-      this.#watching = false
+      clearTimeout(unconfirmed)
+      this.#watchLost(watcher, error)
     })
     watcher.on('data', (response) => {
+      if (this.#watcher !== watcher) return
       const changed = new Set<string>()
       for (const event of response.events) {
         const name = event.type === 'Delete' ? this.#delete(event.kv, event.prev_kv) : this.#put(event.kv)
@@ -707,11 +747,28 @@ export class EtcdStore implements RegistryStore {
     })
     // A watch that fell behind etcd's compaction cannot resume: load everything again.
     watcher.on('error', (error) => {
+      clearTimeout(unconfirmed)
       if (this.#closed || this.#watcher !== watcher) return
       this.#watching = false
       this.#options.logger.warn({ event: 'store_resync', err: this.#describe(error) }, 'etcd watch cancelled; reloading the registry')
       void this.#reload()
     })
+  }
+
+  /** The watch is lost: stale until another member confirms a new one, from where the cache is. */
+  #watchLost(watcher: Watcher, error: unknown): void {
+    if (this.#closed || this.#watcher !== watcher) return
+    if (this.#watching) this.#options.logger.warn({ event: 'store_watch_lost', err: this.#describe(error) }, 'lost the etcd watch; answering from the cache, reconnecting')
+    this.#watching = false
+    if (this.#quorum) this.#problem = `lost the etcd watch (${this.#describe(error)}); watching from another member`
+    // Cancelled now, so that etcd3 does not reconnect it to the same member meanwhile.
+    void watcher.cancel().catch(() => {})
+    this.#watchMember = (this.#watchMember + 1) % this.#members.length
+    const delay = this.#watchRetryMs
+    this.#watchRetryMs = Math.min(delay * 2, 2000)
+    setTimeout(() => {
+      if (!this.#closed && this.#watcher === watcher) this.#follow(this.#revision + 1)
+    }, delay).unref()
   }
 
   async #reload(): Promise<void> {
@@ -849,7 +906,6 @@ export class EtcdStore implements RegistryStore {
   }
 }
 
-type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBackoff']>
 type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>
 
 /**
@@ -883,19 +939,19 @@ function hostBreaker(): HostPolicy {
   return policy as unknown as HostPolicy
 }
 
-/** No breaker and no retry: the keep-alive's own rotation over members is its failover. */
+/**
+ * The member a replica's streams start on: a hash of its name, so that replicas spread over the
+ * members (and a test can choose a member through the name).
+ */
+export function firstMember(replicaName: string, members: number): number {
+  return createHash('sha256').update(replicaName).digest().readUInt32BE(0) % members
+}
+
+/** No breaker and no retry: the streams' own rotation over members is their failover. */
 function passThrough(): HostPolicy {
   // Async, as etcd3 expects: it reports a stream's failure with `execute(() => { throw error })`.
   const policy = { execute: async <T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> => await fn({ signal: new AbortController().signal }) }
   return policy as unknown as HostPolicy
-}
-
-/**
- * How soon a lost watch reconnects: 100 ms, doubling to at most 2 s. etcd3's default grows to
- * 30 s, so a replica would serve a stale cache for up to 30 s after etcd came back.
- */
-function watchBackoff(delayMs: number): WatchBackoff {
-  return { duration: delayMs, next: () => watchBackoff(Math.min(delayMs * 2, 2000)) }
 }
 
 /** The end of a prefix range: the prefix with its last byte incremented. */

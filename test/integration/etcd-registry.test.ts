@@ -9,7 +9,7 @@ import { once } from 'node:events'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { Etcd3 } from 'etcd3'
-import { EtcdStore } from '../../src/registry/etcd-store.ts'
+import { EtcdStore, firstMember } from '../../src/registry/etcd-store.ts'
 import { LeaseKeepAlive } from '../../src/registry/etcd-keepalive.ts'
 import { HealthChecker } from '../../src/registry/health-checker.ts'
 import { buildRegistryApp, type RegistryApp } from '../../src/registry/server.ts'
@@ -39,10 +39,18 @@ async function cluster(members: 1 | 3 = 1): Promise<EtcdCluster> {
 }
 
 /** A registry replica over the cluster's `prefix`, loaded and following. */
-async function replica(etcd: EtcdCluster, prefix: string, options: { ttlMs?: number; logger?: ReturnType<typeof silentLogger> } = {}) {
+async function replica(etcd: EtcdCluster, prefix: string, options: { ttlMs?: number; logger?: ReturnType<typeof silentLogger>; replicaName?: string } = {}) {
   const logger = options.logger ?? silentLogger()
   const ttlMs = options.ttlMs ?? 30_000
-  const store = new EtcdStore({ endpoints: etcd.endpoints.split(','), prefix, ttlMs, logger, requestTimeoutMs: 1000, probeIntervalMs: 200 })
+  const store = new EtcdStore({
+    endpoints: etcd.endpoints.split(','),
+    prefix,
+    ttlMs,
+    logger,
+    requestTimeoutMs: 1000,
+    probeIntervalMs: 200,
+    ...(options.replicaName === undefined ? {} : { replicaName: options.replicaName }),
+  })
   const registry = buildRegistryApp({ logger, ttlMs, store })
   apps.push(registry)
   await store.start()
@@ -211,6 +219,51 @@ describe('registry replicas over etcd', () => {
         keepAlive.close()
         for (const client of members) client.close()
       }
+    } finally {
+      process.kill(pid, 'SIGCONT')
+    }
+  })
+
+  it('a replica whose watch is on a member that stops answering moves it to another member and catches up', async () => {
+    const etcd = await cluster(3)
+    const prefix = freshPrefix()
+    const leader = await etcd.leader()
+    const frozen = [0, 1, 2].find((i) => i !== leader)!
+    // A replica's watch starts on the member after its two keep-alives' (see the store's
+    // constructor): b's on the member about to freeze, a's on another.
+    const named = (watching: (member: number) => boolean) => {
+      let n = 0
+      while (!watching((firstMember(`replica-${n}`, 3) + 2) % 3)) n++
+      return `replica-${n}`
+    }
+    const { logger, lines } = capturingLogger()
+    const a = await replica(etcd, prefix, { replicaName: named((member) => member !== frozen) })
+    const b = await replica(etcd, prefix, { replicaName: named((member) => member === frozen), logger })
+    // b's watch is confirmed and delivering before its member freezes.
+    assert.equal((await register(a, { service_name: 'warm-up', url: 'http://10.0.4.9:8081' })).statusCode, 201)
+    await waitFor(async () => (await discover(b, 'warm-up')).json().instances.length === 1, { what: 'replica b following' })
+    const pid = etcd.members[frozen]!.pid!
+    process.kill(pid, 'SIGSTOP')
+    try {
+      const created = await register(a, { service_name: 'product', url: 'http://10.0.4.1:8081' })
+      assert.equal(created.statusCode, 201, created.body)
+      // Silent, not refusing: b learns that its member is gone from the gRPC keep-alive ping it
+      // does not answer (sent every 6 s, due within the 1 s request timeout here), marks itself
+      // stale, and watches from the next member, from the revision it had reached: at most about
+      // 7 s, where before it never caught up.
+      const started = Date.now()
+      await waitFor(async () => (await discover(b, 'product')).json().instances.length === 1, { timeoutMs: 12_000, what: 'replica b to see the registration' })
+      assert.ok(Date.now() - started < 10_000, `caught up after ${Date.now() - started} ms`)
+      await waitFor(() => !b.store.status().stale, { what: 'replica b not stale' })
+      assert.deepEqual(b.store.status(), { ready: true, stale: false })
+      assert.ok(
+        lines.some((line) => line.event === 'store_watch_lost'),
+        'the replica said it lost its watch',
+      )
+      // And it goes on following: a change after the move arrives as usual.
+      const removed = await a.app.inject({ method: 'DELETE', url: `/instances/${created.json().id}` })
+      assert.equal(removed.statusCode, 204, removed.body)
+      await waitFor(async () => (await discover(b, 'product')).json().instances.length === 0, { what: 'replica b to see the deregistration' })
     } finally {
       process.kill(pid, 'SIGCONT')
     }
