@@ -18,7 +18,7 @@ interface Pending {
  * its life, or is frozen: connections open, nothing comes back) would otherwise swallow every
  * renewal. The members are taken in turn, each through a client of its own, rather than through
  * etcd3's pool: the pool picks a member at random for each stream, so a retry could open its
- * stream on the very member that had just stayed silent (a heartbeat failed in CI that way).
+ * stream on the very member that had just stayed silent.
  */
 export class LeaseKeepAlive {
   readonly #members: readonly Etcd3[]
