@@ -18,6 +18,12 @@ export interface DatabaseOptions {
   tracer?: Tracer
   /** Told when a connection to PostgreSQL breaks (the pool replaces it); for logs. */
   onConnectionLost?: (error: Error) => void
+  /**
+   * PostgreSQL: a query unanswered this long fails (a 503), and its connection is dropped. Without
+   * it, a server gone silent (a host lost, a failover that leaves connections half-open) held each
+   * query, and the pool's connections, until TCP gave up, about 15 minutes later.
+   */
+  queryTimeoutMs?: number
 }
 
 export interface Database<T> {
@@ -67,9 +73,35 @@ function querySpans(tracer: Tracer | undefined, system: 'postgresql' | 'sqlite')
   }
 }
 
+/**
+ * pg answers a query that timed out (`query_timeout`) but keeps its connection waiting for that
+ * query's answer, and every later query on it queues behind: the pool would hand the stuck
+ * connection out again and again. So a timed-out query ends its connection (pg's `end()` destroys
+ * the socket of a connection whose query is still out), and the pool drops it when it is released.
+ */
+function endOnReadTimeout(client: pgModule.PoolClient, timeoutMs: number, onEnded: (error: Error) => void): void {
+  const query = client.query.bind(client) as (...args: unknown[]) => unknown
+  ;(client as { query: unknown }).query = (...args: unknown[]) => {
+    const result = query(...args)
+    if (result instanceof Promise) {
+      result.catch((error: unknown) => {
+        if (!(error instanceof Error) || error.message !== 'Query read timeout') return
+        onEnded(new Error(`no answer from PostgreSQL to a query within ${timeoutMs} ms; connection dropped`))
+        void client.end().catch(() => {})
+      })
+    }
+    return result
+  }
+}
+
 export function openDatabase<T>(options: DatabaseOptions): Database<T> {
   if (options.databaseUrl) {
-    const pool = new (loadPg().Pool)({ connectionString: options.databaseUrl, max: 10, connectionTimeoutMillis: 5000 })
+    const pool = new (loadPg().Pool)({
+      connectionString: options.databaseUrl,
+      max: 10,
+      connectionTimeoutMillis: 5000,
+      ...(options.queryTimeoutMs === undefined ? {} : { query_timeout: options.queryTimeoutMs }),
+    })
     // A connection that breaks must never crash the process. pg emits 'error' on the client: the
     // pool listens while the client is idle, nobody while a query holds it (that query fails with
     // the error, and the pool discards the client when it is released). So every client gets a
@@ -78,6 +110,7 @@ export function openDatabase<T>(options: DatabaseOptions): Database<T> {
     pool.on('error', () => {})
     pool.on('connect', (client) => {
       client.on('error', (error: Error) => options.onConnectionLost?.(error))
+      if (options.queryTimeoutMs !== undefined) endOnReadTimeout(client, options.queryTimeoutMs, (error) => options.onConnectionLost?.(error))
     })
     const db = new Kysely<T>({ dialect: new PostgresDialect({ pool }), log: querySpans(options.tracer, 'postgresql') })
     const url = new URL(options.databaseUrl)

@@ -8,7 +8,7 @@ const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOST
 const POSTGRES_STATES = /^(08...|57P0[1-3]|53300)$/
 // SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6) after the busy timeout.
 const SQLITE_BUSY = new Set([5, 6])
-const MESSAGES = /timeout exceeded when trying to connect|Connection terminated|Client has encountered a connection error|database is locked/i
+const MESSAGES = /timeout exceeded when trying to connect|Query read timeout|Connection terminated|Client has encountered a connection error|database is locked/i
 
 export function isDatabaseUnavailable(error: unknown): boolean {
   return causeChain(error, 4).some((current) => {

@@ -13,6 +13,8 @@ import type { ShutdownStep } from './shutdown.ts'
 export interface DatabaseOptions {
   dataDir: string
   databaseUrl: string | undefined
+  /** PostgreSQL: how long a query may go unanswered before its connection is dropped (a 503). */
+  databaseQueryTimeoutSeconds: number
 }
 
 const databaseError = defineErrors({
@@ -67,6 +69,7 @@ export async function serviceDatabase<T>(
     name,
     dataDir: options.dataDir,
     databaseUrl: options.databaseUrl,
+    queryTimeoutMs: options.databaseQueryTimeoutSeconds * 1000,
     tracer: options.tracer,
     onConnectionLost: (error) =>
       options.logger.warn({ event: 'database_connection_lost', err_message: error.message }, 'a database connection broke; the pool will open a new one'),

@@ -28,6 +28,7 @@ describe('configuration', () => {
     assert.equal(product.heartbeatIntervalSeconds, 10)
     assert.equal(product.dataDir, DEFAULTS.dataDir)
     assert.equal(product.databaseUrl, undefined)
+    assert.equal(product.databaseQueryTimeoutSeconds, 10)
     assert.equal(product.serviceUrl, undefined)
     assert.equal(loadServiceConfig({}, 'order').port, 8083)
     assert.deepEqual(loadAllConfig({}), {
@@ -124,6 +125,7 @@ describe('configuration', () => {
         REGISTRY_URL: 'http://r1:8080, http://r2:8080/',
         SERVICE_URL: 'http://10.1.2.3:8081',
         DATABASE_URL: 'postgres://u:p@db:5432/shop',
+        DATABASE_QUERY_TIMEOUT_SECONDS: '2.5',
         LOG_LEVEL: 'DEBUG',
       },
       'product',
@@ -132,6 +134,7 @@ describe('configuration', () => {
     assert.deepEqual(config.registryUrls, ['http://r1:8080', 'http://r2:8080'])
     assert.equal(config.serviceUrl, 'http://10.1.2.3:8081')
     assert.equal(config.databaseUrl, 'postgres://u:p@db:5432/shop')
+    assert.equal(config.databaseQueryTimeoutSeconds, 2.5)
     assert.equal(config.logLevel, 'debug')
     assert.equal(loadRegistryConfig({ REGISTRY_TTL_SECONDS: '1.5' }).ttlSeconds, 1.5)
   })
@@ -147,6 +150,8 @@ describe('configuration', () => {
     ['REGISTRY_URL', { REGISTRY_URL: 'ftp://r:21' }, 'product'],
     ['SERVICE_URL', { SERVICE_URL: 'not a url' }, 'product'],
     ['DATABASE_URL', { DATABASE_URL: 'mysql://db/x' }, 'product'],
+    ['DATABASE_QUERY_TIMEOUT_SECONDS', { DATABASE_QUERY_TIMEOUT_SECONDS: '0' }, 'product'],
+    ['DATABASE_QUERY_TIMEOUT_SECONDS', { DATABASE_QUERY_TIMEOUT_SECONDS: '10s' }, 'product'],
     ['LOG_LEVEL', { LOG_LEVEL: 'loud' }, 'registry'],
     ['LOG_FORMAT', { LOG_FORMAT: 'xml' }, 'registry'],
     ['REGISTRY_MAX_WATCHERS', { REGISTRY_MAX_WATCHERS: '0' }, 'registry'],
