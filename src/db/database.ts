@@ -19,9 +19,10 @@ export interface DatabaseOptions {
   /** Told when a connection to PostgreSQL breaks (the pool replaces it); for logs. */
   onConnectionLost?: (error: Error) => void
   /**
-   * PostgreSQL: a query unanswered this long fails (a 503), and its connection is dropped. Without
-   * it, a server gone silent (a host lost, a failover that leaves connections half-open) held each
-   * query, and the pool's connections, until TCP gave up, about 15 minutes later.
+   * PostgreSQL: a query unanswered this long fails (a 503), and its connection is dropped.
+   * Unbounded, a server gone silent (a host lost, a failover that leaves connections half-open)
+   * would hold each query, and the pool's connections, until TCP gives up (about 15 minutes with
+   * Linux's defaults).
    */
   queryTimeoutMs?: number
 }
