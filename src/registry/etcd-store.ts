@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { Etcd3, EtcdLeaseInvalidError, isRecoverableError, type IKeyValue, type IOptions, type IRequestOp, type IResponseHeader, type Watcher } from 'etcd3'
 import { Type, type Static } from 'typebox'
 import { Compile } from 'typebox/compile'
+import { backoffDelay, type BackoffOptions } from '../lib/backoff.ts'
 import type { Logger } from '../lib/logger.ts'
 import { instanceIdFor, ReportedStatus, type HeartbeatBody, type InstanceRef, type RegisterBody } from '../protocol/registry.ts'
 import { ADMIN_OWNER } from './auth.ts'
@@ -146,11 +147,12 @@ const ELECTION_TTL_SECONDS = 5
 /** gRPC keep-alive ping interval on every etcd connection (etcd's own minimum is 5 s). */
 const KEEPALIVE_MS = 6000
 /**
- * The first wait before a lost watch is opened again, on the next member; it doubles up to 2 s
- * while no member confirms one. (etcd3's own reconnection waits up to 30 s, so a replica would
- * serve a stale cache for up to 30 s after etcd came back.)
+ * The wait before a lost watch is opened again, on the next member: the project's jittered
+ * backoff, at most 100 ms at first, growing to at most 2 s while no member confirms one. (etcd3's
+ * own reconnection waits up to 30 s, so a replica would serve a stale cache for up to 30 s after
+ * etcd came back.)
  */
-const WATCH_RETRY_MS = 100
+const WATCH_RETRY: BackoffOptions = { initialMs: 100, maxMs: 2000 }
 
 /**
  * The registry's state in etcd, shared by any number of registry replicas.
@@ -194,8 +196,8 @@ export class EtcdStore implements RegistryStore {
   readonly #members: Etcd3[]
   /** The member the watch is on; it moves to the next when the watch is lost. */
   #watchMember: number
-  /** How long to wait before the next watch, when the last one was lost: 100 ms, doubling to 2 s. */
-  #watchRetryMs = WATCH_RETRY_MS
+  /** Watches lost in a row, none confirmed since: how long to wait before the next (WATCH_RETRY). */
+  #watchFailures = 0
   #electionTimer: NodeJS.Timeout | undefined
   /** Instances whose leases expired (seen by the leader), for `evictExpired`. */
   #expired: InstanceRecord[] = []
@@ -726,7 +728,7 @@ export class EtcdStore implements RegistryStore {
     watcher.on('connected', () => {
       clearTimeout(unconfirmed)
       if (this.#watcher !== watcher) return
-      this.#watchRetryMs = WATCH_RETRY_MS
+      this.#watchFailures = 0
       if (!this.#watching) this.#options.logger.info({ event: 'store_watching', revision: this.#revision }, 'following etcd again')
       this.#watching = true
       if (this.#quorum) this.#problem = undefined
@@ -764,11 +766,12 @@ export class EtcdStore implements RegistryStore {
     // Cancelled now, so that etcd3 does not reconnect it to the same member meanwhile.
     void watcher.cancel().catch(() => {})
     this.#watchMember = (this.#watchMember + 1) % this.#members.length
-    const delay = this.#watchRetryMs
-    this.#watchRetryMs = Math.min(delay * 2, 2000)
-    setTimeout(() => {
-      if (!this.#closed && this.#watcher === watcher) this.#follow(this.#revision + 1)
-    }, delay).unref()
+    setTimeout(
+      () => {
+        if (!this.#closed && this.#watcher === watcher) this.#follow(this.#revision + 1)
+      },
+      backoffDelay(this.#watchFailures++, WATCH_RETRY),
+    ).unref()
   }
 
   async #reload(): Promise<void> {
